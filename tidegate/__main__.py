@@ -1,0 +1,5 @@
+"""`python -m tidegate` runs the CLI."""
+
+from tidegate.cli import app
+
+app()

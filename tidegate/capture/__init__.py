@@ -1,0 +1,19 @@
+"""Change capture: install and remove the triggers, claim what they captured.
+
+``install`` and ``uninstall`` manage triggers and control tables; ``ticks.claim`` stamps
+committed changes with audit keys.
+"""
+
+from tidegate.capture.install import install, uninstall
+from tidegate.capture.registry import capture_for, captured_tables
+from tidegate.capture.ticks import claim, pending_by_table, read_claim
+
+__all__ = [
+    "capture_for",
+    "captured_tables",
+    "claim",
+    "install",
+    "pending_by_table",
+    "read_claim",
+    "uninstall",
+]

@@ -1,0 +1,121 @@
+"""What every dialect's change capture does, and the parts they share.
+
+A capture installs triggers that append one row to ``tidegate_pending`` per row change,
+inside the writer's transaction. The SQL lives in ``sql/<dialect>/*.sql`` files, one
+statement each; this module fills in their parameters, with every identifier quoted by
+SQLAlchemy, and runs them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate import control
+from tidegate.db import Database
+from tidegate.model import CapturedTable
+
+
+@cache
+def sql_file(dialect: str, name: str) -> str:
+    """The statement in ``sql/<dialect>/<name>.sql``, without its header comment.
+
+    The header documents the statement for readers; it is dropped so that its mentions of
+    the {placeholders} are not filled in and sent along.
+    """
+    path = resources.files("tidegate.capture").joinpath("sql", dialect, f"{name}.sql")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def run_ddl(conn: Connection, statement: str) -> None:
+    """Run one DDL statement exactly as written.
+
+    It goes to the driver without parameters, so that a "%" or ":" inside a quoted
+    identifier is never taken for a placeholder.
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+class TriggerCapture:
+    """Trigger-based capture for one database; subclasses give the dialect's details.
+
+    Attributes:
+        dialect: the folder under sql/ holding this dialect's statements.
+        key_function: SQL function building a JSON array from the key columns.
+        now_us: SQL expression for the current time in microseconds since 1970 UTC.
+        suffixes: trigger name suffix per statement file, for dialects with one trigger
+            per event.
+    """
+
+    dialect = ""
+    key_function = ""
+    now_us = ""
+    trigger_files: dict[str, str] = {}
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def trigger_names(self, table: CapturedTable) -> list[str]:
+        """Names of the triggers installed for a table."""
+        return [f"tidegate_cap_{table.table_id}_{suffix}" for suffix in self.trigger_files.values()]
+
+    def key_expression(self, row: str, table: CapturedTable) -> str:
+        """JSON array of the key columns of NEW or OLD, in key order."""
+        columns = ", ".join(f"{row}.{self.db.quote(column)}" for column in table.key_columns)
+        return f"{self.key_function}({columns})"
+
+    def parameters(self, table: CapturedTable) -> dict[str, str]:
+        """Values for the {placeholders} of the statement files."""
+        return {
+            "table": self.db.qualified(table.name),
+            "pending": self.db.qualified(control.pending.name),
+            "change": self.db.qualified(control.change.name),
+            "table_id": str(int(table.table_id)),
+            "new_key": self.key_expression("NEW", table),
+            "old_key": self.key_expression("OLD", table),
+            "now_us": self.now_us,
+        }
+
+    def render(self, name: str, **parameters: str) -> str:
+        """A statement file with its parameters filled in."""
+        return sql_file(self.dialect, name).format(**parameters)
+
+    def install(self, conn: Connection, table: CapturedTable) -> None:
+        """Install or replace the capture triggers of one table."""
+        parameters = self.parameters(table)
+        for name, suffix in self.trigger_files.items():
+            trigger = self.db.quote(f"tidegate_cap_{table.table_id}_{suffix}")
+            run_ddl(conn, self.render(name, trigger=trigger, **parameters))
+
+    def remove(self, conn: Connection, table: CapturedTable) -> None:
+        """Remove the capture triggers of one table; absent ones are fine."""
+        for trigger in self.trigger_names(table):
+            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(trigger)))
+
+    def leftover_triggers(self, conn: Connection) -> list[tuple[str, str]]:
+        """(trigger, table) of every tidegate trigger found in the database catalog."""
+        rows = conn.execute(sa.text(sql_file(self.dialect, "find_triggers")),
+                            {"schema": self.db.schema})
+        return [(row.trigger_name, row.table_name) for row in rows]
+
+    def remove_leftovers(self, conn: Connection) -> None:
+        """Remove tidegate triggers the control tables do not know about (uninstall)."""
+        for trigger, _table in self.leftover_triggers(conn):
+            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(trigger)))
+
+    def delete_claimed(self, conn: Connection, audit_key: int) -> None:
+        """Delete from tidegate_pending the changes just copied under ``audit_key``."""
+        claimed = sa.select(control.change.c.change_id).where(
+            control.change.c.audit_key == audit_key
+        )
+        conn.execute(control.pending.delete().where(control.pending.c.change_id.in_(claimed)))

@@ -1,0 +1,26 @@
+"""Change capture on MySQL and MariaDB: three triggers per table, one per kind of change."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate.capture.base import TriggerCapture, sql_file
+
+
+class MySQLCapture(TriggerCapture):
+    """Triggers `tidegate_cap_<id>_i/u/d`, replaced atomically with CREATE OR REPLACE."""
+
+    dialect = "mysql"
+    key_function = "JSON_ARRAY"
+    # The difference of two UTC wall-clock times, so the session's time zone (and its
+    # daylight-saving gaps) cannot shift it.
+    now_us = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
+    trigger_files = {"trigger_insert": "i", "trigger_update": "u", "trigger_delete": "d"}
+
+    def delete_claimed(self, conn: Connection, audit_key: int) -> None:
+        """Delete the claimed changes by primary-key lookups only (see claim_delete.sql)."""
+        statement = sql_file(self.dialect, "claim_delete").format(
+            pending=self.db.quote("tidegate_pending"), change=self.db.quote("tidegate_change")
+        )
+        conn.execute(sa.text(statement), {"audit_key": audit_key})

@@ -1,0 +1,64 @@
+"""Change capture on PostgreSQL: one plpgsql function and one trigger per table."""
+
+from __future__ import annotations
+
+import secrets
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate.capture.base import TriggerCapture, run_ddl, sql_file
+from tidegate.model import CapturedTable
+
+
+class PostgresCapture(TriggerCapture):
+    """Function and trigger `tidegate_cap_<id>`, replaced inside one transaction."""
+
+    dialect = "postgresql"
+    key_function = "json_build_array"
+    # now() is the writer's transaction start: one time for all changes of a transaction.
+    now_us = "(extract(epoch FROM now()) * 1000000)::bigint"
+
+    def trigger_names(self, table: CapturedTable) -> list[str]:
+        return [f"tidegate_cap_{table.table_id}"]
+
+    def install(self, conn: Connection, table: CapturedTable) -> None:
+        name = f"tidegate_cap_{table.table_id}"
+        parameters = self.parameters(table)
+        function = self.db.qualified(name)
+        run_ddl(conn, self._function_body(function, parameters))
+        # Drop and create in the caller's transaction: writers never see the table without
+        # its trigger (PostgreSQL DDL is transactional).
+        trigger = self.db.quote(name)
+        run_ddl(conn, self.render("drop_trigger", trigger=trigger, table=parameters["table"]))
+        run_ddl(conn, self.render("create_trigger", trigger=trigger, table=parameters["table"],
+                                  function=function))
+
+    def _function_body(self, function: str, parameters: dict[str, str]) -> str:
+        """CREATE FUNCTION text, dollar-quoted with a tag its body does not contain."""
+        dollar = "$$"
+        while True:
+            body = self.render("capture_function", function=function, dollar=dollar,
+                               **parameters)
+            # The body holds quoted identifiers, which may themselves contain the tag.
+            if body.count(dollar) == 2:
+                return body
+            dollar = f"$tidegate_{secrets.token_hex(4)}$"
+
+    def remove(self, conn: Connection, table: CapturedTable) -> None:
+        name = f"tidegate_cap_{table.table_id}"
+        qualified = self.db.qualified(table.name)
+        # A dropped table took its trigger with it, and DROP TRIGGER would fail on it.
+        if conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": qualified}).scalar():
+            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(name),
+                                      table=qualified))
+        run_ddl(conn, self.render("drop_function", function=self.db.qualified(name)))
+
+    def remove_leftovers(self, conn: Connection) -> None:
+        for trigger, table in self.leftover_triggers(conn):
+            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(trigger),
+                                      table=self.db.qualified(table)))
+        functions = conn.execute(sa.text(sql_file(self.dialect, "find_functions")),
+                                 {"schema": self.db.schema})
+        for (function,) in functions.all():
+            run_ddl(conn, self.render("drop_function", function=self.db.qualified(function)))

@@ -1,0 +1,2 @@
+-- Removes one tidegate capture trigger (SQLite). Parameters: {trigger}.
+DROP TRIGGER IF EXISTS {trigger}

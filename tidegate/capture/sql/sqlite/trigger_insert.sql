@@ -1,0 +1,14 @@
+-- tidegate capture trigger for inserts into one table (SQLite).
+--
+-- Parameters, filled in by tidegate; every identifier is quoted by SQLAlchemy:
+--   {trigger}   trigger name, tidegate_cap_<table_id>_i
+--   {table}     the captured table        {pending}  tidegate_pending
+--   {table_id}  the table's id in tidegate_capture
+--   {new_key}   json_array(NEW."k1", ...) {now_us}   microseconds since 1970 UTC
+--
+-- Tables directly manipulated: insert into tidegate_pending, one row per change.
+CREATE TRIGGER {trigger} AFTER INSERT ON {table} FOR EACH ROW
+BEGIN
+    INSERT INTO {pending} (table_id, op, pk, captured_us)
+    VALUES ({table_id}, 'I', {new_key}, {now_us});
+END

@@ -1,0 +1,16 @@
+"""Change capture on SQLite: three triggers per table, one per kind of change."""
+
+from __future__ import annotations
+
+from tidegate.capture.base import TriggerCapture
+
+
+class SQLiteCapture(TriggerCapture):
+    """Triggers `tidegate_cap_<id>_i/u/d`; SQLite serialises writers, so nothing more."""
+
+    dialect = "sqlite"
+    key_function = "json_array"
+    # julianday('now') is fixed for the whole statement, so every row of one statement
+    # gets the same time; it has millisecond precision.
+    now_us = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+    trigger_files = {"trigger_insert": "i", "trigger_update": "u", "trigger_delete": "d"}

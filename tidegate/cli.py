@@ -1,0 +1,232 @@
+"""The `tidegate` command: parse options, make one library call, render the result.
+
+No SQL, file formats or business rules live here. Every command loads the configuration
+the same way (``--config``, ``TIDEGATE_CONFIG``, ``./tidegate.toml``, then ``--set``
+overrides) and reports any TidegateError as ``Error: …`` / ``Hint: …`` on stderr with exit
+status 1. Any other exception is reported in one line too; ``--debug`` shows its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tidegate import api
+from tidegate.config import Config, load_config
+from tidegate.demo import run_demo
+from tidegate.errors import TidegateError
+from tidegate.model import JobName, RunRecord
+
+app = typer.Typer(
+    name="tidegate",
+    help="Export a relational database's changes to files, provably complete, and load them "
+    "into a warehouse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Options:
+    """Global options, shared by every command."""
+
+    config_path: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    debug: bool = False
+
+    def config(self) -> Config:
+        return load_config(self.config_path, self.overrides)
+
+
+_options = Options()
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config file (default: $TIDEGATE_CONFIG, then "
+                     "./tidegate.toml).", show_default=False),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set source.url=sqlite:///x.db "
+                     "(repeatable).", show_default=False),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Global options."""
+    _options.config_path = config
+    _options.overrides = list(set_ or [])
+    _options.debug = debug
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn every error of a command into one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except TidegateError as error:
+            if _options.debug:
+                raise
+            err.print(f"Error: {error.message}", markup=False)
+            if error.hint:
+                err.print(f"Hint: {error.hint}", markup=False)
+            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            err.print("Error: interrupted", markup=False)
+            raise typer.Exit(130) from None
+        except Exception as error:
+            if _options.debug:
+                raise
+            text = " ".join(str(error).split()) or type(error).__name__
+            err.print(f"Error: unexpected {type(error).__name__}: {text}", markup=False)
+            err.print("Hint: rerun with --debug for the traceback, and please report it",
+                      markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: JSON on stdout, nothing else."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command()
+@reports_errors
+def init(
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a running init.")] = 0,
+) -> None:
+    """Create tidegate's control tables and change capture in the source (safe to rerun)."""
+    report = api.init(_options.config(), wait_seconds=wait)
+    for name in report.installed:
+        out.print(f"capture installed on {name}", markup=False, highlight=False)
+    for name in report.refreshed:
+        out.print(f"capture refreshed on {name}", markup=False, highlight=False)
+    for name in report.removed:
+        out.print(f"capture removed from {name} (no longer included)", markup=False,
+                  highlight=False)
+    total = len(report.installed) + len(report.refreshed)
+    out.print(f"init done: {total} table(s) captured", highlight=False)
+
+
+@app.command()
+@reports_errors
+def uninstall(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+    = False,
+) -> None:
+    """Remove every trigger, function and table tidegate created in the source."""
+    config = _options.config()
+    if not yes:
+        typer.confirm(
+            "Remove tidegate's triggers and control tables (with unexported changes and run "
+            "history) from the source?",
+            abort=True,
+        )
+    removed = api.uninstall(config)
+    out.print(f"uninstalled: capture removed from {len(removed)} table(s), control tables "
+              "dropped", highlight=False)
+
+
+@app.command()
+@reports_errors
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Captured tables and their committed changes not yet claimed."""
+    pending = api.pending_changes(_options.config())
+    if as_json:
+        print_json([{"table": name, "pending": count} for name, count in pending.items()])
+        return
+    table = Table("table", "pending changes")
+    for name, count in pending.items():
+        table.add_row(name, str(count))
+    out.print(table)
+
+
+def _run_json(record: RunRecord) -> dict[str, Any]:
+    return {
+        "job": record.job,
+        "run": record.run_number,
+        "status": record.status,
+        "started_at": record.started_at.isoformat(),
+        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
+        "duration_seconds": record.duration_seconds,
+        "rows": record.rows,
+        "files": record.files,
+        "bytes": record.bytes,
+        "error": record.error,
+    }
+
+
+@app.command()
+@reports_errors
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    job: Annotated[str | None, typer.Option(help="Only runs of this job.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+) -> None:
+    """History of runs: job, run number, status, times, rows, files."""
+    records = api.list_runs(_options.config(), job=_job_name(job), limit=limit)
+    if as_json:
+        print_json([_run_json(record) for record in records])
+        return
+    table = Table("job", "run", "status", "started (UTC)", "seconds", "rows", "files", "bytes",
+                  "error")
+    for r in records:
+        seconds = f"{r.duration_seconds:.2f}" if r.duration_seconds is not None else ""
+        table.add_row(r.job, str(r.run_number), r.status,
+                      r.started_at.strftime("%Y-%m-%d %H:%M:%S"), seconds, str(r.rows),
+                      str(r.files), str(r.bytes), r.error)
+    out.print(table)
+
+
+def _job_name(job: str | None) -> JobName | None:
+    jobs: tuple[JobName, ...] = ("init", "claim", "tables", "initial", "ongoing", "load")
+    if job is None:
+        return None
+    for name in jobs:
+        if name == job:
+            return name
+    raise TidegateError(f"--job: unknown job {job!r}", f"use one of: {', '.join(jobs)}")
+
+
+@app.command()
+@reports_errors
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo.")]
+    = Path("tidegate-demo"),
+) -> None:
+    """Create a sample SQLite source, capture changes to it, and prove none is lost."""
+    report = run_demo(directory, say=lambda text: out.print(text, highlight=False))
+    table = Table("table", "changes made", "changes claimed", "match")
+    for name, (made, claimed) in report.per_table.items():
+        table.add_row(name, str(made), str(claimed), "yes" if made == claimed else "NO")
+    out.print(table)
+    if not report.ok:
+        raise TidegateError("demo: the claimed changes differ from the changes made",
+                            "this is a bug; please report it with the demo folder")
+    out.print(f"every committed change was claimed exactly once (audit keys "
+              f"{', '.join(map(str, report.audit_keys))}); the rolled-back one was not",
+              highlight=False)

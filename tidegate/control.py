@@ -1,0 +1,130 @@
+"""tidegate's own tables in the source database, as SQLAlchemy Core tables.
+
+Every table is named ``tidegate_*``; table selection never exports them. Times are stored
+as integer microseconds since 1970 UTC, so that every dialect compares and stores them
+exactly and no session time zone can shift them.
+
+    tidegate_meta      key/value facts about the installation (schema version)
+    tidegate_counter   named counters; "audit_key" hands out audit keys, one per claim
+    tidegate_capture   the tables with capture installed, with their key columns
+    tidegate_pending   changes written by the capture triggers, not yet claimed
+    tidegate_change    claimed changes, each stamped with the audit key of its claim
+    tidegate_tick      one row per claim: audit key, time, number of changes
+    tidegate_run       run history of every job
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate.db import Database
+
+SCHEMA_VERSION = "1"
+
+metadata = sa.MetaData()
+
+# SQLite gives autoincrement only to an INTEGER PRIMARY KEY; AUTOINCREMENT also stops it
+# from reusing the id of a deleted row, which claimed change ids rely on.
+_AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+meta = sa.Table(
+    "tidegate_meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+counter = sa.Table(
+    "tidegate_counter",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+capture = sa.Table(
+    "tidegate_capture",
+    metadata,
+    sa.Column("table_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("table_name", sa.String(255), nullable=False, unique=True),
+    sa.Column("key_columns", sa.Text, nullable=False),  # JSON array of column names
+    sa.Column("installed_us", sa.BigInteger, nullable=False),
+)
+
+pending = sa.Table(
+    "tidegate_pending",
+    metadata,
+    sa.Column("change_id", _AutoId, primary_key=True, autoincrement=True),
+    sa.Column("table_id", sa.Integer, nullable=False),
+    sa.Column("op", sa.String(1), nullable=False),
+    sa.Column("pk", sa.Text, nullable=False),  # JSON array of key values
+    sa.Column("captured_us", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+change = sa.Table(
+    "tidegate_change",
+    metadata,
+    sa.Column("change_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("audit_key", sa.BigInteger, nullable=False, index=True),
+    sa.Column("table_id", sa.Integer, nullable=False),
+    sa.Column("op", sa.String(1), nullable=False),
+    sa.Column("pk", sa.Text, nullable=False),
+    sa.Column("captured_us", sa.BigInteger, nullable=False),
+)
+
+tick = sa.Table(
+    "tidegate_tick",
+    metadata,
+    sa.Column("audit_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("claimed_us", sa.BigInteger, nullable=False),
+    sa.Column("changes", sa.BigInteger, nullable=False),
+)
+
+run = sa.Table(
+    "tidegate_run",
+    metadata,
+    sa.Column("job", sa.String(16), primary_key=True),
+    sa.Column("run_number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_us", sa.BigInteger, nullable=False),
+    sa.Column("ended_us", sa.BigInteger),
+    sa.Column("row_count", sa.BigInteger, nullable=False, default=0),
+    sa.Column("file_count", sa.BigInteger, nullable=False, default=0),
+    sa.Column("byte_count", sa.BigInteger, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+)
+
+TABLE_NAMES = tuple(table.name for table in metadata.sorted_tables)
+
+
+def bind(db: Database, conn: Connection) -> Connection:
+    """Point the schema-less tables above at the database's schema (PostgreSQL)."""
+    if db.schema:
+        return conn.execution_options(schema_translate_map={None: db.schema})
+    return conn
+
+
+def create(db: Database, conn: Connection) -> bool:
+    """Create the control tables that are missing; seed the counter and schema version.
+
+    Returns:
+        True when the tables were created now, False when they were already there.
+    """
+    conn = bind(db, conn)
+    existed = sa.inspect(conn).has_table(meta.name, schema=db.schema)
+    metadata.create_all(conn, checkfirst=True)
+    if not existed:
+        conn.execute(meta.insert().values(name="schema_version", value=SCHEMA_VERSION))
+        conn.execute(counter.insert().values(name="audit_key", value=0))
+    return not existed
+
+
+def drop(db: Database, conn: Connection) -> None:
+    """Drop every control table that exists."""
+    metadata.drop_all(bind(db, conn), checkfirst=True)
+
+
+def installed(db: Database, conn: Connection) -> bool:
+    """Whether `init` has created the control tables."""
+    return sa.inspect(conn).has_table(meta.name, schema=db.schema)

@@ -1,0 +1,58 @@
+"""One exception tree for everything tidegate refuses or cannot do.
+
+Every error a user can cause or fix derives from :class:`TidegateError`. Its message names
+the thing at fault (file, key, table, job) and its ``hint`` says what to do next. The library
+never prints or exits; ``tidegate.cli`` alone turns these into ``Error: …`` / ``Hint: …`` on
+stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+
+class TidegateError(Exception):
+    """Root of every error tidegate raises on purpose.
+
+    Attributes:
+        message: one line saying what is wrong and where.
+        hint: one line saying how to fix it, or "" when there is nothing to add.
+        transient: True when the same call may succeed if simply run again later
+            (a busy lock, a server that went away); False when something must change first.
+    """
+
+    transient = False
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(TidegateError):
+    """The configuration file, a key in it, or a command-line override is invalid."""
+
+
+class SourceError(TidegateError):
+    """The source database cannot be reached or does not have what tidegate needs."""
+
+
+class SourceUnavailable(SourceError):
+    """The source database server refused or dropped the connection."""
+
+    transient = True
+
+
+class CaptureError(SourceError):
+    """Change capture cannot be installed on a table (no primary key, unsupported type, …)."""
+
+
+class NotInitialized(SourceError):
+    """tidegate's control tables are missing: `tidegate init` has not been run."""
+
+
+class JobBusy(TidegateError):
+    """Another process holds the lock of the same job."""
+
+    transient = True

@@ -1,0 +1,36 @@
+"""A job run: take the job's lock, record the run, and record how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tidegate import runs
+from tidegate.db import Database
+from tidegate.lock import job_lock
+from tidegate.model import JobName
+from tidegate.runs import RunCounters
+
+
+@contextmanager
+def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0
+                 ) -> Iterator[RunCounters]:
+    """Run a block as one run of ``job``: locked, recorded, and finished either way.
+
+    The block fills in the yielded counters. An exception marks the run `failed` with its
+    message and propagates; a process that dies leaves it `running` for the next run of the
+    job to mark `abandoned`.
+
+    Raises:
+        JobBusy: another process runs the same job.
+        NotInitialized: `tidegate init` has not been run.
+    """
+    with job_lock(db, job, wait_seconds=wait_seconds):
+        record = runs.start(db, job)
+        counters = RunCounters()
+        try:
+            yield counters
+        except BaseException as error:
+            runs.finish(db, record, "failed", counters, str(error) or type(error).__name__)
+            raise
+        runs.finish(db, record, "succeeded", counters)
