@@ -26,8 +26,9 @@ def open_source(config: Config) -> Database:
         ConfigError: bad URL or missing driver.
         SourceUnavailable: the server refused the connection.
     """
-    return connect(config.source.url, origin=config.origin, section="source",
-                   schema=config.source.schema_)
+    return connect(
+        config.source.url, origin=config.origin, section="source", schema=config.source.schema_
+    )
 
 
 def init(config: Config, *, wait_seconds: float = 0) -> InitReport:
@@ -63,8 +64,9 @@ def uninstall(config: Config, *, wait_seconds: float = 0) -> list[str]:
         return capture.uninstall(db)
 
 
-def claim_changes(config: Config, *, before: datetime | None = None,
-                  wait_seconds: float = 0) -> Claim | None:
+def claim_changes(
+    config: Config, *, before: datetime | None = None, wait_seconds: float = 0
+) -> Claim | None:
     """Stamp every committed, unclaimed change with the next audit key.
 
     A change whose transaction is still open is left for a later claim, never skipped and
@@ -98,7 +100,8 @@ def pending_changes(config: Config) -> dict[str, int]:
     return capture.pending_by_table(db)
 
 
-def list_runs(config: Config, *, job: JobName | None = None, limit: int | None = None
-              ) -> list[RunRecord]:
+def list_runs(
+    config: Config, *, job: JobName | None = None, limit: int | None = None
+) -> list[RunRecord]:
     """Run history, newest first (`tidegate runs`)."""
     return runs.history(open_source(config), job=job, limit=limit)

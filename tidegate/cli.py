@@ -60,13 +60,20 @@ _options = Options()
 def main(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Config file (default: $TIDEGATE_CONFIG, then "
-                     "./tidegate.toml).", show_default=False),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default: $TIDEGATE_CONFIG, then ./tidegate.toml).",
+            show_default=False,
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a config key, e.g. --set source.url=sqlite:///x.db "
-                     "(repeatable).", show_default=False),
+        typer.Option(
+            "--set",
+            help="Override a config key, e.g. --set source.url=sqlite:///x.db (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
@@ -100,8 +107,9 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
                 raise
             text = " ".join(str(error).split()) or type(error).__name__
             err.print(f"Error: unexpected {type(error).__name__}: {text}", markup=False)
-            err.print("Hint: rerun with --debug for the traceback, and please report it",
-                      markup=False)
+            err.print(
+                "Hint: rerun with --debug for the traceback, and please report it", markup=False
+            )
             raise typer.Exit(1) from None
 
     return wrapper
@@ -124,8 +132,9 @@ def init(
     for name in report.refreshed:
         out.print(f"capture refreshed on {name}", markup=False, highlight=False)
     for name in report.removed:
-        out.print(f"capture removed from {name} (no longer included)", markup=False,
-                  highlight=False)
+        out.print(
+            f"capture removed from {name} (no longer included)", markup=False, highlight=False
+        )
     total = len(report.installed) + len(report.refreshed)
     out.print(f"init done: {total} table(s) captured", highlight=False)
 
@@ -133,8 +142,7 @@ def init(
 @app.command()
 @reports_errors
 def uninstall(
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-    = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove every trigger, function and table tidegate created in the source."""
     config = _options.config()
@@ -145,8 +153,10 @@ def uninstall(
             abort=True,
         )
     removed = api.uninstall(config)
-    out.print(f"uninstalled: capture removed from {len(removed)} table(s), control tables "
-              "dropped", highlight=False)
+    out.print(
+        f"uninstalled: capture removed from {len(removed)} table(s), control tables dropped",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -192,13 +202,22 @@ def runs(
     if as_json:
         print_json([_run_json(record) for record in records])
         return
-    table = Table("job", "run", "status", "started (UTC)", "seconds", "rows", "files", "bytes",
-                  "error")
+    table = Table(
+        "job", "run", "status", "started (UTC)", "seconds", "rows", "files", "bytes", "error"
+    )
     for r in records:
         seconds = f"{r.duration_seconds:.2f}" if r.duration_seconds is not None else ""
-        table.add_row(r.job, str(r.run_number), r.status,
-                      r.started_at.strftime("%Y-%m-%d %H:%M:%S"), seconds, str(r.rows),
-                      str(r.files), str(r.bytes), r.error)
+        table.add_row(
+            r.job,
+            str(r.run_number),
+            r.status,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            seconds,
+            str(r.rows),
+            str(r.files),
+            str(r.bytes),
+            r.error,
+        )
     out.print(table)
 
 
@@ -215,8 +234,9 @@ def _job_name(job: str | None) -> JobName | None:
 @app.command()
 @reports_errors
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo.")]
-    = Path("tidegate-demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo.")] = Path(
+        "tidegate-demo"
+    ),
 ) -> None:
     """Create a sample SQLite source, capture changes to it, and prove none is lost."""
     report = run_demo(directory, say=lambda text: out.print(text, highlight=False))
@@ -225,8 +245,12 @@ def demo(
         table.add_row(name, str(made), str(claimed), "yes" if made == claimed else "NO")
     out.print(table)
     if not report.ok:
-        raise TidegateError("demo: the claimed changes differ from the changes made",
-                            "this is a bug; please report it with the demo folder")
-    out.print(f"every committed change was claimed exactly once (audit keys "
-              f"{', '.join(map(str, report.audit_keys))}); the rolled-back one was not",
-              highlight=False)
+        raise TidegateError(
+            "demo: the claimed changes differ from the changes made",
+            "this is a bug; please report it with the demo folder",
+        )
+    out.print(
+        f"every committed change was claimed exactly once (audit keys "
+        f"{', '.join(map(str, report.audit_keys))}); the rolled-back one was not",
+        highlight=False,
+    )

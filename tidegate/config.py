@@ -388,7 +388,9 @@ class TablesConfig(BaseModel):
     @classmethod
     def _table_names_not_empty(cls, value: Mapping[str, str]) -> Mapping[str, str]:
         if any(not table.strip() for table in value):
-            raise _Invalid("a table name must not be empty", 'write such as orders = "created_at"')
+            raise _Invalid(
+                "a table name must not be empty", 'name each table, such as orders = "created_at"'
+            )
         return value
 
     def selects(self, name: str) -> bool:
@@ -440,7 +442,8 @@ class EntitiesConfig(BaseModel):
 
     model_config = _FROZEN
 
-    threads: StrictInt = Field(default=4, ge=1)
+    # The cap keeps a typo from starting millions of threads; no run writes over ~500 files.
+    threads: StrictInt = Field(default=4, ge=1, le=1024)
     records_per_file: StrictInt = Field(default=0, ge=0)
     file_prefix: Annotated[StrictStr, AfterValidator(_check_file_prefix)] = ""
     thread_limit: StrictInt = Field(default=0, ge=0)
@@ -678,16 +681,31 @@ def _toml_problem(exc: tomllib.TOMLDecodeError) -> str:
 # --------------------------------------------------------------------------- overrides
 
 
+# The password of user:password@host, also in a URL malformed elsewhere.
+_URL_PASSWORD_RE = re.compile(r":[^:/@]+@")
+
+
+def _mask(key: str, value: str) -> str:
+    """A value as it may appear in a message: tokens hidden, URL passwords replaced."""
+    if key == "token" and value:
+        return "***"
+    if key == "url":
+        return _URL_PASSWORD_RE.sub(":***@", value)
+    return value
+
+
 def _apply_override(data: dict[str, Any], text: str, origins: dict[tuple[str, ...], str]) -> None:
-    label = f"--set {text}"
     dotted, equals, raw = text.partition("=")
     parts = [part.strip() for part in dotted.split(".")]
+    shown = _mask(parts[-1], raw.strip())
+    # Messages name the override as typed, except for the secret it may carry.
+    label = f"--set {dotted}={shown}" if shown != raw.strip() else f"--set {text}"
     if not equals or len(parts) < 2 or not all(parts):
         hint = "write --set section.key=value, such as --set entities.threads=8"
         if equals and len(parts) == 1:
             homes = [name for name, model in _SECTIONS.items() if parts[0] in _keys(model)]
             if homes:
-                hint = f"did you mean --set {homes[0]}.{parts[0]}={raw.strip()}?"
+                hint = f"did you mean --set {homes[0]}.{parts[0]}={shown}?"
         raise ConfigError(f"{label}: expected section.key=value", hint)
     _check_override_path(parts, label)
 

@@ -22,12 +22,22 @@ Dialect = Literal["sqlite", "postgresql", "mysql"]
 
 # A URL without a driver ("postgresql://") would make SQLAlchemy look for psycopg2, which
 # tidegate does not install. We pick the drivers tidegate ships with instead.
-DEFAULT_DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql",
-                   "mariadb": "pymysql"}
+DEFAULT_DRIVERS = {
+    "postgresql": "psycopg",
+    "postgres": "psycopg",
+    "mysql": "pymysql",
+    "mariadb": "pymysql",
+}
 
-DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "mysqldb": "mysqlclient",
-                   "asyncpg": "asyncpg", "pg8000": "pg8000", "mysqlconnector":
-                   "mysql-connector-python", "aiomysql": "aiomysql", "duckdb": "duckdb-engine"}
+DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "mysqldb": "mysqlclient",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+    "mysqlconnector": "mysql-connector-python",
+    "aiomysql": "aiomysql",
+    "duckdb": "duckdb-engine",
+}
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
 
@@ -110,8 +120,7 @@ def parse_url(url: str, label: str) -> URL:
     except exc.ArgumentError:
         raise ConfigError(
             f"{label}: not a database URL: {url!r}",
-            "use a SQLAlchemy URL such as sqlite:///source.db or "
-            "postgresql://user@host/dbname",
+            "use a SQLAlchemy URL such as sqlite:///source.db or postgresql://user@host/dbname",
         ) from None
     backend, _, driver = parsed.drivername.partition("+")
     if not driver and backend in DEFAULT_DRIVERS:
@@ -140,8 +149,9 @@ def connect(
     engine = _create_engine(parsed, label)
     dialect = _dialect_name(engine, label)
     _install_dialect_hooks(engine, dialect)
-    db = Database(engine, dialect, schema or None if dialect == "postgresql" else None,
-                  origin, section)
+    db = Database(
+        engine, dialect, schema or None if dialect == "postgresql" else None, origin, section
+    )
     if schema and dialect != "postgresql":
         raise ConfigError(
             f"{db.key_label('schema')}: schemas are only used on PostgreSQL",
@@ -224,8 +234,7 @@ def _checked(db: Database) -> Database:
         raise unavailable(db, error) from None
     if not found:
         raise ConfigError(
-            f"{db.key_label('schema')}: schema {db.schema!r} does not exist in "
-            f"{db.display_url}",
+            f"{db.key_label('schema')}: schema {db.schema!r} does not exist in {db.display_url}",
             "create it, or set [source] schema to an existing schema",
         )
     return db

@@ -76,8 +76,12 @@ class SampleApp:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.made: list[ChangeKey] = []
 
-    def transaction(self, statements: list[tuple[str, tuple[object, ...], list[ChangeKey]]],
-                    *, commit: bool = True) -> None:
+    def transaction(
+        self,
+        statements: list[tuple[str, tuple[object, ...], list[ChangeKey]]],
+        *,
+        commit: bool = True,
+    ) -> None:
         """Run statements in one transaction; log their changes only if it commits."""
         self.conn.execute("BEGIN")
         for sql, parameters, _changes in statements:
@@ -97,15 +101,22 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> DemoReport:
     directory.mkdir(parents=True)
     source = directory / "source.db"
     config_path = directory / "tidegate.toml"
-    config_path.write_text(CONFIG.format(source=source.resolve(),
-                                         exports=(directory / "exports").resolve(),
-                                         target=(directory / "target.db").resolve()))
+    config_path.write_text(
+        CONFIG.format(
+            source=source.resolve(),
+            exports=(directory / "exports").resolve(),
+            target=(directory / "target.db").resolve(),
+        )
+    )
     app = SampleApp(source)
     app.conn.executescript(SCHEMA)
-    app.conn.executemany("INSERT INTO customer VALUES (?, ?, ?, ?, ?)", [
-        (1, "Ada Lovelace", "ada@example.com", "1815.12", "2026-11-01 09:00:00"),
-        (2, 'Grace "Amazing" Hopper', None, "0.00", "2026-11-02 10:30:00"),
-    ])
+    app.conn.executemany(
+        "INSERT INTO customer VALUES (?, ?, ?, ?, ?)",
+        [
+            (1, "Ada Lovelace", "ada@example.com", "1815.12", "2026-11-01 09:00:00"),
+            (2, 'Grace "Amazing" Hopper', None, "0.00", "2026-11-02 10:30:00"),
+        ],
+    )
     say(f"created a sample source with 3 tables in {source}")
 
     config = load_config(config_path)
@@ -116,8 +127,7 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> DemoReport:
     say(f"the application committed {len(app.made)} changes (and rolled back one transaction)")
     claims = [api.claim_changes(config)]
     made_round_two(app)
-    say("the application committed more changes, including one that moves an order to a new "
-        "key")
+    say("the application committed more changes, including one that moves an order to a new key")
     claims.append(api.claim_changes(config))
 
     claimed: list[ChangeKey] = []
@@ -143,35 +153,65 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> DemoReport:
 
 def made_round_one(app: SampleApp) -> None:
     """Inserts, an update, a delete, and a transaction that rolls back."""
-    app.transaction([
-        ("INSERT INTO customer VALUES (3, 'Émile, the \"quoted\"', 'e@example.com', "
-         "'12345678901234567.89', '2026-11-03 11:00:00')", (), [("customer", "I", (3,))]),
-        ('INSERT INTO "order" VALUES (1, 100, \'open\', \'line one\nline two\')', (),
-         [("order", "I", (1, 100))]),
-        ('INSERT INTO "order line" VALUES (1, 100, 1, \'SKU-1\', 2)', (),
-         [("order line", "I", (1, 100, 1))]),
-    ])
-    app.transaction([
-        ("UPDATE customer SET email = ? WHERE id = ?", ("grace@example.com", 2),
-         [("customer", "U", (2,))]),
-    ])
+    app.transaction(
+        [
+            (
+                "INSERT INTO customer VALUES (3, 'Émile, the \"quoted\"', 'e@example.com', "
+                "'12345678901234567.89', '2026-11-03 11:00:00')",
+                (),
+                [("customer", "I", (3,))],
+            ),
+            (
+                "INSERT INTO \"order\" VALUES (1, 100, 'open', 'line one\nline two')",
+                (),
+                [("order", "I", (1, 100))],
+            ),
+            (
+                "INSERT INTO \"order line\" VALUES (1, 100, 1, 'SKU-1', 2)",
+                (),
+                [("order line", "I", (1, 100, 1))],
+            ),
+        ]
+    )
+    app.transaction(
+        [
+            (
+                "UPDATE customer SET email = ? WHERE id = ?",
+                ("grace@example.com", 2),
+                [("customer", "U", (2,))],
+            ),
+        ]
+    )
     app.transaction([("DELETE FROM customer WHERE id = ?", (3,), [])], commit=False)
-    app.transaction([
-        ('INSERT INTO "order" VALUES (2, 7, \'open\', NULL)', (), [("order", "I", (2, 7))]),
-        ('DELETE FROM "order" WHERE customer_id = 2 AND order_no = 7', (),
-         [("order", "D", (2, 7))]),
-    ])
+    app.transaction(
+        [
+            ("INSERT INTO \"order\" VALUES (2, 7, 'open', NULL)", (), [("order", "I", (2, 7))]),
+            (
+                'DELETE FROM "order" WHERE customer_id = 2 AND order_no = 7',
+                (),
+                [("order", "D", (2, 7))],
+            ),
+        ]
+    )
 
 
 def made_round_two(app: SampleApp) -> None:
     """Updates, a key change (captured as delete + update) and deletes."""
-    app.transaction([
-        ('UPDATE "order" SET order_no = 101 WHERE customer_id = 1 AND order_no = 100', (),
-         [("order", "D", (1, 100)), ("order", "U", (1, 101))]),
-        ('UPDATE "order line" SET quantity = quantity + 1', (),
-         [("order line", "U", (1, 100, 1))]),
-        ("DELETE FROM customer WHERE id = 3", (), [("customer", "D", (3,))]),
-    ])
+    app.transaction(
+        [
+            (
+                'UPDATE "order" SET order_no = 101 WHERE customer_id = 1 AND order_no = 100',
+                (),
+                [("order", "D", (1, 100)), ("order", "U", (1, 101))],
+            ),
+            (
+                'UPDATE "order line" SET quantity = quantity + 1',
+                (),
+                [("order line", "U", (1, 100, 1))],
+            ),
+            ("DELETE FROM customer WHERE id = 3", (), [("customer", "D", (3,))]),
+        ]
+    )
 
 
 def _check_nothing_pending(config: Config, say: Callable[[str], None]) -> None:

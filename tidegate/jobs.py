@@ -13,8 +13,7 @@ from tidegate.runs import RunCounters
 
 
 @contextmanager
-def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0
-                 ) -> Iterator[RunCounters]:
+def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator[RunCounters]:
     """Run a block as one run of ``job``: locked, recorded, and finished either way.
 
     The block fills in the yielded counters. An exception marks the run `failed` with its

@@ -99,8 +99,9 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
 
 
-def _server_lock(db: Database, conn: Connection, name: str, job: JobName,
-                 wait_seconds: float) -> None:
+def _server_lock(
+    db: Database, conn: Connection, name: str, job: JobName, wait_seconds: float
+) -> None:
     if db.dialect == "postgresql":
         statement = sa.text("SELECT pg_try_advisory_lock(:key)")
         parameters: dict[str, object] = {"key": _advisory_key(name)}

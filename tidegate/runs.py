@@ -76,23 +76,40 @@ def start(db: Database, job: JobName, *, started_us: int | None = None) -> RunRe
     return record
 
 
-def finish(db: Database, record: RunRecord, status: RunStatus, counters: RunCounters,
-           error: str = "") -> RunRecord:
+def finish(
+    db: Database, record: RunRecord, status: RunStatus, counters: RunCounters, error: str = ""
+) -> RunRecord:
     """Record the end of a run and return its final record."""
     ended = now_us()
     with db.begin(write=True) as raw:
         control.bind(db, raw).execute(
             _run.update()
             .where(_run.c.job == record.job, _run.c.run_number == record.run_number)
-            .values(status=status, ended_us=ended, row_count=counters.rows,
-                    file_count=counters.files, byte_count=counters.bytes, error=error)
+            .values(
+                status=status,
+                ended_us=ended,
+                row_count=counters.rows,
+                file_count=counters.files,
+                byte_count=counters.bytes,
+                error=error,
+            )
         )
-    return RunRecord(record.job, record.run_number, status, record.started_at, from_us(ended),
-                     counters.rows, counters.files, counters.bytes, error)
+    return RunRecord(
+        record.job,
+        record.run_number,
+        status,
+        record.started_at,
+        from_us(ended),
+        counters.rows,
+        counters.files,
+        counters.bytes,
+        error,
+    )
 
 
-def history(db: Database, *, job: JobName | None = None, limit: int | None = None
-            ) -> list[RunRecord]:
+def history(
+    db: Database, *, job: JobName | None = None, limit: int | None = None
+) -> list[RunRecord]:
     """Runs, newest first."""
     query = sa.select(_run).order_by(_run.c.started_us.desc(), _run.c.run_number.desc())
     if job is not None:

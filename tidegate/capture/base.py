@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -36,14 +37,10 @@ def sql_file(dialect: str, name: str) -> str:
 def run_ddl(conn: Connection, statement: str) -> None:
     """Run one DDL statement exactly as written.
 
-    It goes to the driver without parameters, so that a "%" or ":" inside a quoted
-    identifier is never taken for a placeholder.
+    Without parameters SQLAlchemy hands the text to the driver untouched, so a "%" or ":"
+    inside a quoted identifier is never taken for a placeholder.
     """
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(statement)
-    finally:
-        cursor.close()
+    conn.exec_driver_sql(statement)
 
 
 class TriggerCapture:
@@ -53,14 +50,17 @@ class TriggerCapture:
         dialect: the folder under sql/ holding this dialect's statements.
         key_function: SQL function building a JSON array from the key columns.
         now_us: SQL expression for the current time in microseconds since 1970 UTC.
-        suffixes: trigger name suffix per statement file, for dialects with one trigger
+        trigger_files: statement file -> trigger name suffix, for dialects with one trigger
             per event.
+        drop_before_create: the dialect has no CREATE OR REPLACE TRIGGER; install drops
+            first, in the same transaction.
     """
 
     dialect = ""
     key_function = ""
     now_us = ""
-    trigger_files: dict[str, str] = {}
+    trigger_files: ClassVar[dict[str, str]] = {}
+    drop_before_create = False
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -95,6 +95,8 @@ class TriggerCapture:
         parameters = self.parameters(table)
         for name, suffix in self.trigger_files.items():
             trigger = self.db.quote(f"tidegate_cap_{table.table_id}_{suffix}")
+            if self.drop_before_create:
+                run_ddl(conn, self.render("drop_trigger", trigger=trigger))
             run_ddl(conn, self.render(name, trigger=trigger, **parameters))
 
     def remove(self, conn: Connection, table: CapturedTable) -> None:
@@ -104,8 +106,9 @@ class TriggerCapture:
 
     def leftover_triggers(self, conn: Connection) -> list[tuple[str, str]]:
         """(trigger, table) of every tidegate trigger found in the database catalog."""
-        rows = conn.execute(sa.text(sql_file(self.dialect, "find_triggers")),
-                            {"schema": self.db.schema})
+        rows = conn.execute(
+            sa.text(sql_file(self.dialect, "find_triggers")), {"schema": self.db.schema}
+        )
         return [(row.trigger_name, row.table_name) for row in rows]
 
     def remove_leftovers(self, conn: Connection) -> None:
@@ -113,9 +116,16 @@ class TriggerCapture:
         for trigger, _table in self.leftover_triggers(conn):
             run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(trigger)))
 
-    def delete_claimed(self, conn: Connection, audit_key: int) -> None:
-        """Delete from tidegate_pending the changes just copied under ``audit_key``."""
+    def delete_claimed(self, conn: Connection, audit_key: int) -> int:
+        """Delete from tidegate_pending the changes just copied under ``audit_key``.
+
+        Returns:
+            How many were deleted: the size of the claim. (DBAPI drivers report row counts
+            of DELETE reliably, unlike those of INSERT … SELECT.)
+        """
         claimed = sa.select(control.change.c.change_id).where(
             control.change.c.audit_key == audit_key
         )
-        conn.execute(control.pending.delete().where(control.pending.c.change_id.in_(claimed)))
+        return conn.execute(
+            control.pending.delete().where(control.pending.c.change_id.in_(claimed))
+        ).rowcount

@@ -27,8 +27,7 @@ def plan_tables(db: Database, selects: Callable[[str], bool]) -> dict[str, tuple
     names = [name for name in list_tables(db) if selects(name)]
     if not names:
         raise CaptureError(
-            f"{db.key_label('url')}: [tables] include/exclude select no table in "
-            f"{db.display_url}",
+            f"{db.key_label('url')}: [tables] include/exclude select no table in {db.display_url}",
             "check [tables] include and exclude, and [source] schema",
         )
     keys = {name: primary_key(db, name) for name in names}
@@ -66,7 +65,8 @@ def install(db: Database, selects: Callable[[str], bool]) -> InitReport:
             created = control.create(db, conn)
             existing = captured_tables(db, conn)
             next_id = max((table.table_id for table in existing.values()), default=0) + 1
-            installed, refreshed = [], []
+            installed: list[str] = []
+            refreshed: list[str] = []
             for name, key in keys.items():
                 known = existing.get(name)
                 table = CapturedTable(known.table_id if known else next_id, name, key)

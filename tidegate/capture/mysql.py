@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -16,11 +18,15 @@ class MySQLCapture(TriggerCapture):
     # The difference of two UTC wall-clock times, so the session's time zone (and its
     # daylight-saving gaps) cannot shift it.
     now_us = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
-    trigger_files = {"trigger_insert": "i", "trigger_update": "u", "trigger_delete": "d"}
+    trigger_files: ClassVar[dict[str, str]] = {
+        "trigger_insert": "i",
+        "trigger_update": "u",
+        "trigger_delete": "d",
+    }
 
-    def delete_claimed(self, conn: Connection, audit_key: int) -> None:
+    def delete_claimed(self, conn: Connection, audit_key: int) -> int:
         """Delete the claimed changes by primary-key lookups only (see claim_delete.sql)."""
         statement = sql_file(self.dialect, "claim_delete").format(
             pending=self.db.quote("tidegate_pending"), change=self.db.quote("tidegate_change")
         )
-        conn.execute(sa.text(statement), {"audit_key": audit_key})
+        return conn.execute(sa.text(statement), {"audit_key": audit_key}).rowcount

@@ -31,15 +31,18 @@ class PostgresCapture(TriggerCapture):
         # its trigger (PostgreSQL DDL is transactional).
         trigger = self.db.quote(name)
         run_ddl(conn, self.render("drop_trigger", trigger=trigger, table=parameters["table"]))
-        run_ddl(conn, self.render("create_trigger", trigger=trigger, table=parameters["table"],
-                                  function=function))
+        run_ddl(
+            conn,
+            self.render(
+                "create_trigger", trigger=trigger, table=parameters["table"], function=function
+            ),
+        )
 
     def _function_body(self, function: str, parameters: dict[str, str]) -> str:
         """CREATE FUNCTION text, dollar-quoted with a tag its body does not contain."""
         dollar = "$$"
         while True:
-            body = self.render("capture_function", function=function, dollar=dollar,
-                               **parameters)
+            body = self.render("capture_function", function=function, dollar=dollar, **parameters)
             # The body holds quoted identifiers, which may themselves contain the tag.
             if body.count(dollar) == 2:
                 return body
@@ -50,15 +53,19 @@ class PostgresCapture(TriggerCapture):
         qualified = self.db.qualified(table.name)
         # A dropped table took its trigger with it, and DROP TRIGGER would fail on it.
         if conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": qualified}).scalar():
-            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(name),
-                                      table=qualified))
+            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(name), table=qualified))
         run_ddl(conn, self.render("drop_function", function=self.db.qualified(name)))
 
     def remove_leftovers(self, conn: Connection) -> None:
         for trigger, table in self.leftover_triggers(conn):
-            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(trigger),
-                                      table=self.db.qualified(table)))
-        functions = conn.execute(sa.text(sql_file(self.dialect, "find_functions")),
-                                 {"schema": self.db.schema})
+            run_ddl(
+                conn,
+                self.render(
+                    "drop_trigger", trigger=self.db.quote(trigger), table=self.db.qualified(table)
+                ),
+            )
+        functions = conn.execute(
+            sa.text(sql_file(self.dialect, "find_functions")), {"schema": self.db.schema}
+        )
         for (function,) in functions.all():
             run_ddl(conn, self.render("drop_function", function=self.db.qualified(function)))

@@ -31,8 +31,9 @@ def captured_tables(db: Database, conn: Connection) -> dict[str, CapturedTable]:
     """Table name -> captured table, from tidegate_capture."""
     rows = control.bind(db, conn).execute(sa.select(control.capture))
     return {
-        row.table_name: CapturedTable(row.table_id, row.table_name,
-                                      tuple(json.loads(row.key_columns)))
+        row.table_name: CapturedTable(
+            row.table_id, row.table_name, tuple(json.loads(row.key_columns))
+        )
         for row in rows
     }
 
@@ -40,8 +41,11 @@ def captured_tables(db: Database, conn: Connection) -> dict[str, CapturedTable]:
 def register(db: Database, conn: Connection, table: CapturedTable, *, new: bool) -> None:
     """Record (or update) a captured table in tidegate_capture."""
     capture = control.capture
-    values = {"table_name": table.name, "key_columns": json.dumps(list(table.key_columns)),
-              "installed_us": now_us()}
+    values = {
+        "table_name": table.name,
+        "key_columns": json.dumps(list(table.key_columns)),
+        "installed_us": now_us(),
+    }
     conn = control.bind(db, conn)
     if new:
         conn.execute(capture.insert().values(table_id=table.table_id, **values))

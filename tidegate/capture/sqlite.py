@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from tidegate.capture.base import TriggerCapture
 
 
@@ -13,4 +15,10 @@ class SQLiteCapture(TriggerCapture):
     # julianday('now') is fixed for the whole statement, so every row of one statement
     # gets the same time; it has millisecond precision.
     now_us = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
-    trigger_files = {"trigger_insert": "i", "trigger_update": "u", "trigger_delete": "d"}
+    trigger_files: ClassVar[dict[str, str]] = {
+        "trigger_insert": "i",
+        "trigger_update": "u",
+        "trigger_delete": "d",
+    }
+    # Dropped and created in one transaction: SQLite DDL is transactional.
+    drop_before_create = True

@@ -49,9 +49,7 @@ def claim(db: Database, *, until_us: int | None = None) -> Claim | None:
         conn = control.bind(db, raw)
         transaction = conn.begin()
         conn.execute(
-            counter.update()
-            .where(counter.c.name == "audit_key")
-            .values(value=counter.c.value + 1)
+            counter.update().where(counter.c.name == "audit_key").values(value=counter.c.value + 1)
         )
         audit_key = conn.execute(
             sa.select(counter.c.value).where(counter.c.name == "audit_key")
@@ -66,19 +64,18 @@ def claim(db: Database, *, until_us: int | None = None) -> Claim | None:
         )
         if until_us is not None:
             visible = visible.where(pending.c.captured_us < until_us)
-        copied = conn.execute(
+        conn.execute(
             change.insert().from_select(
                 ["change_id", "audit_key", "table_id", "op", "pk", "captured_us"], visible
             )
-        ).rowcount
+        )
+        copied = capture_for(db).delete_claimed(conn, audit_key)
         if not copied:
             transaction.rollback()
             return None
-        capture_for(db).delete_claimed(conn, audit_key)
         claimed_us = now_us()
         conn.execute(
-            control.tick.insert().values(audit_key=audit_key, claimed_us=claimed_us,
-                                         changes=copied)
+            control.tick.insert().values(audit_key=audit_key, claimed_us=claimed_us, changes=copied)
         )
         transaction.commit()
     return Claim(audit_key=audit_key, changes=copied, claimed_at=from_us(claimed_us))

@@ -1,0 +1,173 @@
+"""Real databases for the tests: a SQLite file, and fresh PostgreSQL and MariaDB databases.
+
+One PostgreSQL database and one MariaDB database are created per test session and dropped
+after it; each test gets its own schema (PostgreSQL) or database (MariaDB) inside, so
+tests never see each other's tables. Under CI (CI=true) a server that cannot be reached
+fails the run; elsewhere its tests are skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tidegate.config import Config, load_config
+
+PG_ADMIN_URL = os.environ.get(
+    "TIDEGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+MYSQL_ADMIN_URL = os.environ.get("TIDEGATE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/")
+REQUIRE_SERVERS = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SESSION_TAG = f"tidegate_test_{os.getpid()}_{secrets.token_hex(3)}"
+_counter = itertools.count(1)
+
+
+def _server_missing(name: str, error: Exception) -> None:
+    message = f"{name} is not reachable: {' '.join(str(error).split())[:200]}"
+    if REQUIRE_SERVERS:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this test session."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{SESSION_TAG}"')
+    except sa.exc.OperationalError as error:
+        _server_missing("PostgreSQL", error)
+    url = sa.make_url(PG_ADMIN_URL).set(database=SESSION_TAG)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{SESSION_TAG}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[sa.Engine]:
+    """An admin engine on the MariaDB server; drops every test database at the end."""
+    admin = sa.create_engine(MYSQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as error:
+        _server_missing("MariaDB", error)
+    yield admin
+    with admin.connect() as conn:
+        names = (
+            conn.exec_driver_sql(
+                "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
+                (SESSION_TAG + "%",),
+            )
+            .scalars()
+            .all()
+        )
+        for name in names:
+            conn.exec_driver_sql(f"DROP DATABASE `{name}`")
+    admin.dispose()
+
+
+@dataclass
+class Source:
+    """A source database for one test, with helpers to shape and write to it."""
+
+    dialect: str
+    url: str
+    schema: str = ""
+    tmp_path: Path = field(default_factory=Path)
+    engines: list[sa.Engine] = field(default_factory=list)
+
+    def config(self, *overrides: str, **sections: Any) -> Config:
+        """A Config pointing at this source; extra `section.key=value` overrides allowed."""
+        base = [
+            f"source.url={self.url}",
+            f"output.location={self.tmp_path / 'exports'}",
+            f"target.url=sqlite:///{self.tmp_path / 'target.db'}",
+        ]
+        if self.schema:
+            base.append(f"source.schema={self.schema}")
+        path = self.tmp_path / "tidegate.toml"
+        if not path.exists():
+            path.write_text("# written by the test; values come from --set overrides\n")
+        return load_config(path, [*base, *overrides], environ={})
+
+    def engine(self, **options: Any) -> sa.Engine:
+        """A new engine on the source (the application's own connections)."""
+        engine = sa.create_engine(self.url, **options)
+        if self.schema:
+            engine = engine.execution_options(schema_translate_map={None: self.schema})
+        self.engines.append(engine)
+        return engine
+
+    def create(self, *tables: sa.Table) -> None:
+        """Create tables (defined on their own MetaData, without schema) in the source."""
+        engine = self.engine()
+        with engine.begin() as conn:
+            for table in tables:
+                table.create(conn)
+
+    def dispose(self) -> None:
+        for engine in self.engines:
+            engine.dispose()
+
+
+def _sqlite_source(tmp_path: Path) -> Source:
+    return Source("sqlite", f"sqlite:///{tmp_path / 'source.db'}", tmp_path=tmp_path)
+
+
+def _pg_source(tmp_path: Path, pg_database: str) -> Source:
+    schema = f"s{next(_counter)}_{secrets.token_hex(2)}"
+    engine = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine.dispose()
+    return Source("postgresql", pg_database, schema=schema, tmp_path=tmp_path)
+
+
+def _mysql_source(tmp_path: Path, mysql_server: sa.Engine) -> Source:
+    name = f"{SESSION_TAG}_{next(_counter)}"
+    with mysql_server.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    url = sa.make_url(MYSQL_ADMIN_URL).set(database=name, query={"charset": "utf8mb4"})
+    return Source("mysql", url.render_as_string(hide_password=False), tmp_path=tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Source]:
+    """A fresh, empty source database of each dialect."""
+    yield from _make_source(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Source]:
+    """A fresh, empty source database on each database server (concurrency tests)."""
+    yield from _make_source(request, request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_source(tmp_path: Path) -> Iterator[Source]:
+    """A fresh SQLite source."""
+    source = _sqlite_source(tmp_path)
+    yield source
+    source.dispose()
+
+
+def _make_source(request: pytest.FixtureRequest, dialect: str, tmp_path: Path) -> Iterator[Source]:
+    if dialect == "sqlite":
+        source = _sqlite_source(tmp_path)
+    elif dialect == "postgresql":
+        source = _pg_source(tmp_path, request.getfixturevalue("pg_database"))
+    else:
+        source = _mysql_source(tmp_path, request.getfixturevalue("mysql_server"))
+    yield source
+    source.dispose()
