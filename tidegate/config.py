@@ -515,7 +515,7 @@ class Config(BaseModel):
     """The whole configuration: one attribute per TOML section, plus where it came from.
 
     Attributes:
-        origin: absolute path of the file read, or ``"defaults"`` when no file was read.
+        origin: the path of the file read, as given, or ``"defaults"`` when no file was read.
     """
 
     model_config = _FROZEN
@@ -602,7 +602,7 @@ def load_config(
     file = Path(label)
 
     data = _read_toml(file, label, required, missing_hint)
-    origin = "defaults" if data is None else str(file.absolute())
+    origin = "defaults" if data is None else str(file)
     if data is None:
         data = {}
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -38,6 +39,8 @@ DRIVER_PACKAGES = {
     "aiomysql": "aiomysql",
     "duckdb": "duckdb-engine",
 }
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
 
@@ -123,13 +126,24 @@ def parse_url(url: str, label: str) -> URL:
             "use a SQLAlchemy URL such as sqlite:///source.db or postgresql://user@host/dbname",
         ) from None
     backend, _, driver = parsed.drivername.partition("+")
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(
+            f"{label}: {backend!r} databases are not supported",
+            "tidegate reads sqlite://, postgresql:// and mysql:// (or mariadb://) URLs",
+        )
     if not driver and backend in DEFAULT_DRIVERS:
         parsed = parsed.set(drivername=f"{backend}+{DEFAULT_DRIVERS[backend]}")
     return parsed
 
 
 def connect(
-    url: str, *, origin: str, section: str = "source", schema: str = "", check: bool = True
+    url: str,
+    *,
+    origin: str,
+    section: str = "source",
+    schema: str = "",
+    check: bool = True,
+    must_exist: bool = True,
 ) -> Database:
     """Open a database from its URL, checking driver and connectivity before anything else.
 
@@ -139,6 +153,8 @@ def connect(
         section: the config section holding the URL.
         schema: PostgreSQL schema; "" means the connection's current schema.
         check: connect once now, so that a refusing server stops the command at once.
+        must_exist: a SQLite file must exist already (a source); connecting would
+            otherwise create an empty one.
 
     Raises:
         ConfigError: bad URL, unknown dialect, or a driver that is not installed.
@@ -146,6 +162,8 @@ def connect(
     """
     label = f"{origin}: [{section}] url"
     parsed = parse_url(url, label)
+    if must_exist and parsed.get_backend_name() == "sqlite":
+        _require_sqlite_file(parsed, label)
     engine = _create_engine(parsed, label)
     dialect = _dialect_name(engine, label)
     _install_dialect_hooks(engine, dialect)
@@ -160,6 +178,17 @@ def connect(
     if check or dialect == "postgresql":
         db = _checked(db)
     return db
+
+
+def _require_sqlite_file(parsed: URL, label: str) -> None:
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not Path(database).is_file():
+        raise ConfigError(
+            f"{label}: SQLite database file {database!r} does not exist",
+            "check the path in the URL: sqlite:///relative/path.db or sqlite:////absolute/path.db",
+        )
 
 
 def _create_engine(parsed: URL, label: str) -> Engine:
