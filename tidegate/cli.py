@@ -65,6 +65,7 @@ def main(
             "-c",
             help="Config file (default: $TIDEGATE_CONFIG, then ./tidegate.toml).",
             show_default=False,
+            metavar="PATH",
         ),
     ] = None,
     set_: Annotated[
@@ -73,6 +74,7 @@ def main(
             "--set",
             help="Override a config key, e.g. --set source.url=sqlite:///x.db (repeatable).",
             show_default=False,
+            metavar="SECTION.KEY=VALUE",
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
@@ -123,7 +125,9 @@ def print_json(data: Any) -> None:
 @app.command()
 @reports_errors
 def init(
-    wait: Annotated[float, typer.Option(help="Seconds to wait for a running init.")] = 0,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a running init.", metavar="SECONDS")
+    ] = 0,
 ) -> None:
     """Create tidegate's control tables and change capture in the source (safe to rerun)."""
     report = api.init(_options.config(), wait_seconds=wait)
@@ -194,8 +198,10 @@ def _run_json(record: RunRecord) -> dict[str, Any]:
 @reports_errors
 def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    job: Annotated[str | None, typer.Option(help="Only runs of this job.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    job: Annotated[str | None, typer.Option(help="Only runs of this job.", metavar="JOB")] = None,
+    limit: Annotated[
+        int, typer.Option(help="At most this many runs, newest first.", metavar="N")
+    ] = 50,
 ) -> None:
     """History of runs: job, run number, status, times, rows, files."""
     records = api.list_runs(_options.config(), job=_job_name(job), limit=limit)
@@ -234,9 +240,9 @@ def _job_name(job: str | None) -> JobName | None:
 @app.command()
 @reports_errors
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo.")] = Path(
-        "tidegate-demo"
-    ),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to create the demo.", metavar="DIR")
+    ] = Path("tidegate-demo"),
 ) -> None:
     """Create a sample SQLite source, capture changes to it, and prove none is lost."""
     report = run_demo(directory, say=lambda text: out.print(text, highlight=False))

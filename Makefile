@@ -1,0 +1,33 @@
+# The two commands of the README. Each sets up everything it needs from a fresh clone:
+#   make demo   creates .venv, installs tidegate, runs `tidegate demo`
+#   make test   creates .venv, installs tidegate with its dev tools, runs lint and the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint pytest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tidegate demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check tidegate tests bench scripts
+	$(BIN)/ruff format --check tidegate tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/cli_docs.py --check
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) tidegate-demo .pytest_cache .mypy_cache .ruff_cache
