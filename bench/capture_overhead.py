@@ -197,12 +197,13 @@ def _run_processes(
         process.start()
     try:
         outcomes = [results.get(timeout=START_TIMEOUT + seconds + 60) for _ in processes]
+    except BaseException:  # incl. Ctrl-C and SIGTERM: stop the writers now
+        for process in processes:
+            process.terminate()
+        raise
     finally:
         for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-                process.join()
+            process.join()
     errors = [outcome for outcome in outcomes if isinstance(outcome, str)]
     if errors:
         raise RuntimeError("; ".join(errors))
@@ -399,4 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; scratch database dropped", file=sys.stderr)
+        sys.exit(130)

@@ -282,6 +282,7 @@ def test_claimer_killed_mid_claim_loses_nothing(source: Source) -> None:
     rng = random.Random(11)
     made = 0
     kills = 0
+    kills_inside_claim = 0
     for round_number in range(8):
         bulk_insert(source, table, made + 1, 5_000)
         made += 5_000
@@ -294,6 +295,7 @@ def test_claimer_killed_mid_claim_loses_nothing(source: Source) -> None:
             )
             assert claimer.stdout is not None
             assert claimer.stdout.readline().strip() == "PAUSED"
+            kills_inside_claim += 1
         else:  # killed at a random moment, or let finish
             claimer = subprocess.Popen([sys.executable, "-c", CLAIMER, str(config_path)])
             time.sleep(rng.random() * 1.5)
@@ -325,7 +327,8 @@ def test_claimer_killed_mid_claim_loses_nothing(source: Source) -> None:
     assert sum(t.changes for t in ticks) == made
     assert final is None or final.audit_key == ticks[-1].audit_key
     assert tidegate.pending_changes(config) == {"item": 0}
-    # Each killed claim's run is found and marked by the next one.
+    # Each killed claim's run is found and marked by the next one. (A process killed at a
+    # random moment may die before it recorded its run at all.)
     statuses = Counter(run.status for run in tidegate.list_runs(config, job="claim"))
-    assert statuses["abandoned"] == kills
+    assert kills_inside_claim <= statuses["abandoned"] <= kills
     assert statuses["running"] == 0
