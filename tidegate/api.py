@@ -8,6 +8,7 @@ hint; nothing here prints or exits.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from tidegate import capture, runs
@@ -22,6 +23,8 @@ from tidegate.runs import RunCounters
 def open_source(config: Config) -> Database:
     """Connect to the configured source, checking driver, server and schema first.
 
+    The caller owns the engine and disposes of it when done; `source` does that for a block.
+
     Raises:
         ConfigError: bad URL or missing driver.
         SourceUnavailable: the server refused the connection.
@@ -29,6 +32,16 @@ def open_source(config: Config) -> Database:
     return connect(
         config.source.url, origin=config.origin, section="source", schema=config.source.schema_
     )
+
+
+@contextmanager
+def source(config: Config) -> Iterator[Database]:
+    """The configured source for the duration of a block; its connections closed after."""
+    db = open_source(config)
+    try:
+        yield db
+    finally:
+        db.engine.dispose()
 
 
 def init(config: Config, *, wait_seconds: float = 0) -> InitReport:
@@ -41,8 +54,7 @@ def init(config: Config, *, wait_seconds: float = 0) -> InitReport:
         CaptureError: a selected table has no primary key, or no table is selected.
         JobBusy: another `init` is running.
     """
-    db = open_source(config)
-    with job_lock(db, "init", wait_seconds=wait_seconds):
+    with source(config) as db, job_lock(db, "init", wait_seconds=wait_seconds):
         started = now_us()
         report = capture.install(db, config.tables.selects)
         # The run table exists only once install has created it, so the run is written
@@ -59,8 +71,7 @@ def uninstall(config: Config, *, wait_seconds: float = 0) -> list[str]:
     Returns:
         The tables whose capture was removed.
     """
-    db = open_source(config)
-    with job_lock(db, "init", wait_seconds=wait_seconds):
+    with source(config) as db, job_lock(db, "init", wait_seconds=wait_seconds):
         return capture.uninstall(db)
 
 
@@ -80,8 +91,7 @@ def claim_changes(
     Returns:
         The claim, or None when nothing was pending.
     """
-    db = open_source(config)
-    with recorded_run(db, "claim", wait_seconds=wait_seconds) as counters:
+    with source(config) as db, recorded_run(db, "claim", wait_seconds=wait_seconds) as counters:
         claimed = capture.claim(db, until_us=to_us(before) if before else None)
         counters.rows = claimed.changes if claimed else 0
     return claimed
@@ -89,19 +99,21 @@ def claim_changes(
 
 def read_claim(config: Config, audit_key: int) -> Iterator[Change]:
     """Stream the changes claimed under an audit key, in capture order."""
-    return capture.read_claim(open_source(config), audit_key)
+    with source(config) as db:
+        yield from capture.read_claim(db, audit_key)
 
 
 def pending_changes(config: Config) -> dict[str, int]:
     """Committed, unclaimed changes per captured table."""
-    db = open_source(config)
-    with db.engine.connect() as conn:
-        runs.require_installed(db, conn)
-    return capture.pending_by_table(db)
+    with source(config) as db:
+        with db.engine.connect() as conn:
+            runs.require_installed(db, conn)
+        return capture.pending_by_table(db)
 
 
 def list_runs(
     config: Config, *, job: JobName | None = None, limit: int | None = None
 ) -> list[RunRecord]:
     """Run history, newest first (`tidegate runs`)."""
-    return runs.history(open_source(config), job=job, limit=limit)
+    with source(config) as db:
+        return runs.history(db, job=job, limit=limit)
