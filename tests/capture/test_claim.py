@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import tidegate
 from tests.conftest import Source
-from tidegate import capture
+from tidegate import capture, control
 from tidegate.api import open_source
 from tidegate.model import Change
 
@@ -306,21 +306,11 @@ def test_claimer_killed_mid_claim_loses_nothing(source: Source) -> None:
     assert kills >= 4, "too few claims were killed while running"
     final = tidegate.claim_changes(config)
     db = open_source(config)
-    with db.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT pk, audit_key FROM tidegate_change ORDER BY change_id")
-            if not db.schema
-            else sa.text(
-                f'SELECT pk, audit_key FROM "{db.schema}".tidegate_change ORDER BY change_id'
-            )
-        ).all()
-        ticks = conn.execute(
-            sa.text("SELECT audit_key, changes FROM tidegate_tick ORDER BY audit_key")
-            if not db.schema
-            else sa.text(
-                f'SELECT audit_key, changes FROM "{db.schema}".tidegate_tick ORDER BY audit_key'
-            )
-        ).all()
+    with db.engine.connect() as raw:
+        conn = control.bind(db, raw)
+        rows = conn.execute(sa.select(control.change.c.pk)).all()
+        ticks = conn.execute(sa.select(control.tick).order_by(control.tick.c.audit_key)).all()
+    db.engine.dispose()
     keys = [row.pk.replace(" ", "") for row in rows]
     assert len(keys) == made and len(set(keys)) == made
     assert set(keys) == {f"[{i}]" for i in range(1, made + 1)}
