@@ -56,7 +56,7 @@ def init(config: Config, *, wait_seconds: float = 0) -> InitReport:
     """
     with source(config) as db, job_lock(db, "init", wait_seconds=wait_seconds):
         started = now_us()
-        report = capture.install(db, config.tables.selects)
+        report = capture.install(db, config.tables, config.source.timezone)
         # The run table exists only once install has created it, so the run is written
         # when it is over.
         record = runs.start(db, "init", started_us=started)

@@ -59,6 +59,8 @@ pending = sa.Table(
     sa.Column("op", sa.String(1), nullable=False),
     sa.Column("pk", sa.Text, nullable=False),  # JSON array of key values
     sa.Column("captured_us", sa.BigInteger, nullable=False),
+    # The change's data time: the row's [tables] time_columns value, else captured_us.
+    sa.Column("data_us", sa.BigInteger, nullable=False),
     sqlite_autoincrement=True,
 )
 
@@ -71,6 +73,7 @@ change = sa.Table(
     sa.Column("op", sa.String(1), nullable=False),
     sa.Column("pk", sa.Text, nullable=False),
     sa.Column("captured_us", sa.BigInteger, nullable=False),
+    sa.Column("data_us", sa.BigInteger, nullable=False),
 )
 
 tick = sa.Table(

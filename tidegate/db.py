@@ -18,6 +18,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine
 
 from tidegate.errors import ConfigError, SourceError, SourceUnavailable
+from tidegate.model import TimeKind
 
 Dialect = Literal["sqlite", "postgresql", "mysql"]
 
@@ -77,6 +78,15 @@ class Database:
         if self.schema:
             return f"{self.quote(self.schema)}.{self.quote(name)}"
         return self.quote(name)
+
+    def literal(self, value: str) -> str:
+        """A string as a quoted SQL literal for this database (for DDL, where there are
+        no bind parameters)."""
+        return str(
+            sa.literal(value, sa.String()).compile(
+                dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}
+            )
+        )
 
     @property
     def display_url(self) -> str:
@@ -303,6 +313,21 @@ def primary_key(db: Database, table: str) -> tuple[str, ...]:
     """Primary-key column names of a table in key order; () when it has none."""
     constraint = sa.inspect(db.engine).get_pk_constraint(table, schema=db.schema)
     return tuple(constraint.get("constrained_columns") or ())
+
+
+def time_kind(db: Database, column_type: Any) -> TimeKind | None:
+    """How a column stores time, or None when it is no date or time column."""
+    if db.dialect == "sqlite":
+        return "sqlite"  # SQLite columns have no types; the capture reads the value
+    if isinstance(column_type, sa.DateTime):
+        if column_type.timezone or (
+            type(column_type).__name__ == "TIMESTAMP" and (db.dialect == "mysql")
+        ):
+            return "timestamptz"  # MySQL TIMESTAMP is stored in UTC
+        return "timestamp"
+    if isinstance(column_type, sa.Date):
+        return "date"
+    return None
 
 
 def column_types(db: Database, table: str) -> dict[str, Any]:

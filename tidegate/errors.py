@@ -52,6 +52,14 @@ class NotInitialized(SourceError):
     """tidegate's control tables are missing: `tidegate init` has not been run."""
 
 
+class FormatError(TidegateError):
+    """A file or name does not follow tidegate's export formats."""
+
+
+class OutputError(TidegateError):
+    """The output location cannot be written (missing, read-only, full)."""
+
+
 class JobBusy(TidegateError):
     """Another process holds the lock of the same job."""
 

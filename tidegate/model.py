@@ -52,6 +52,7 @@ class Change:
         op: I, U or D.
         key: primary-key values in key-column order, as JSON gave them back.
         captured_at: when the writer's trigger fired (UTC).
+        data_at: the change's data time: the row's time column, else ``captured_at``.
     """
 
     change_id: int
@@ -60,6 +61,7 @@ class Change:
     op: ChangeOp
     key: tuple[object, ...]
     captured_at: datetime
+    data_at: datetime
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,20 @@ class Claim:
     claimed_at: datetime
 
 
+TimeKind = Literal["timestamptz", "timestamp", "date", "sqlite"]
+"""How a time column stores time: with a zone, naive (in [source] timezone), a date, or
+SQLite's untyped ISO-8601 text / unix seconds."""
+
+
+@dataclass(frozen=True)
+class TimeColumn:
+    """The column holding a table's data time (`[tables] time_columns`)."""
+
+    name: str
+    kind: TimeKind
+    timezone: str
+
+
 @dataclass(frozen=True)
 class CapturedTable:
     """A source table with change capture installed."""
@@ -78,6 +94,7 @@ class CapturedTable:
     table_id: int
     name: str
     key_columns: tuple[str, ...]
+    time: TimeColumn | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from tidegate import control
 from tidegate.db import Database
-from tidegate.model import CapturedTable
+from tidegate.model import CapturedTable, TimeColumn
 
 
 @cache
@@ -84,7 +84,24 @@ class TriggerCapture:
             "new_key": self.key_expression("NEW", table),
             "old_key": self.key_expression("OLD", table),
             "now_us": self.now_us,
+            "new_data": self.data_expression("NEW", table),
+            "old_data": self.data_expression("OLD", table),
         }
+
+    def data_expression(self, row: str, table: CapturedTable) -> str:
+        """The change's data time in microseconds: the time column of NEW or OLD when the
+        table has one and it is not NULL, else the capture time."""
+        if table.time is None:
+            return self.now_us
+        column = f"{row}.{self.db.quote(table.time.name)}"
+        return f"COALESCE({self.time_expression(column, table.time)}, {self.now_us})"
+
+    def time_expression(self, column: str, time: TimeColumn) -> str:
+        """SQL for a time column's value in microseconds since 1970 UTC."""
+        raise NotImplementedError
+
+    def check_time_column(self, conn: Connection, table: str, time: TimeColumn) -> None:
+        """Raise CaptureError when this database cannot compute the column's data time."""
 
     def render(self, name: str, **parameters: str) -> str:
         """A statement file with its parameters filled in."""

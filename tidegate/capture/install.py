@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy import exc
 
 from tidegate import control
 from tidegate.capture.base import run_ddl
 from tidegate.capture.registry import capture_for, captured_tables, register, unregister
-from tidegate.db import Database, database_error, list_tables, primary_key
+from tidegate.config import TablesConfig
+from tidegate.db import (
+    Database,
+    column_types,
+    database_error,
+    list_tables,
+    primary_key,
+    time_kind,
+)
 from tidegate.errors import CaptureError
-from tidegate.model import CapturedTable, InitReport
+from tidegate.model import CapturedTable, InitReport, TimeColumn
 
 # How long init waits for a writer's open transaction to release a table before it gives
 # up (PostgreSQL); replacing a trigger needs a short exclusive lock on the table.
 LOCK_TIMEOUT = "30s"
 
 
-def plan_tables(db: Database, selects: Callable[[str], bool]) -> dict[str, tuple[str, ...]]:
-    """The selected source tables and their key columns, checked before anything changes.
+def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[CapturedTable]:
+    """The selected source tables with key and time columns, checked before anything changes.
+
+    Table ids are 0 here; `install` assigns them.
 
     Raises:
-        CaptureError: no table is selected, or a selected table has no primary key.
+        CaptureError: no table is selected, a selected table has no primary key, or a time
+            column is missing or not a time.
     """
-    names = [name for name in list_tables(db) if selects(name)]
+    names = [name for name in list_tables(db) if tables.selects(name)]
     if not names:
         raise CaptureError(
             f"{db.key_label('url')}: [tables] include/exclude select no table in {db.display_url}",
@@ -39,10 +50,44 @@ def plan_tables(db: Database, selects: Callable[[str], bool]) -> dict[str, tuple
             "matched to rows",
             f"add a primary key, or leave it out with [tables] exclude = {keyless!r}",
         )
-    return keys
+    return [
+        CapturedTable(0, name, key, _time_column(db, tables, timezone, name))
+        for name, key in keys.items()
+    ]
 
 
-def install(db: Database, selects: Callable[[str], bool]) -> InitReport:
+def _time_column(
+    db: Database, tables: TablesConfig, timezone: str, table: str
+) -> TimeColumn | None:
+    column = tables.time_columns.get(table)
+    if column is None:
+        return None
+    where = f"{db.origin}: [tables] time_columns.{table}"
+    types = column_types(db, table)
+    if column not in types:
+        raise CaptureError(
+            f"{where}: table {table!r} has no column {column!r}", f"columns: {', '.join(types)}"
+        )
+    kind = time_kind(db, types[column])
+    if kind is None:
+        raise CaptureError(
+            f"{where}: column {column!r} is not a date or timestamp",
+            "name a DATE, TIMESTAMP or DATETIME column",
+        )
+    return TimeColumn(column, kind, timezone)
+
+
+def _unknown_time_tables(db: Database, tables: TablesConfig, planned: list[CapturedTable]) -> None:
+    captured = {table.name for table in planned}
+    for table in tables.time_columns:
+        if table not in captured:
+            raise CaptureError(
+                f"{db.origin}: [tables] time_columns.{table}: table {table!r} is not exported",
+                "remove it from time_columns, or include the table",
+            )
+
+
+def install(db: Database, tables: TablesConfig, timezone: str = "UTC") -> InitReport:
     """Create the control tables and install capture on every selected table.
 
     Safe to run again: triggers are replaced, newly selected tables get capture, and
@@ -50,13 +95,15 @@ def install(db: Database, selects: Callable[[str], bool]) -> InitReport:
 
     Args:
         db: the source database.
-        selects: the table-selection rule (``[tables] include/exclude``).
+        tables: the table selection and time columns (``[tables]``).
+        timezone: the zone of naive time columns (``[source] timezone``).
 
     Raises:
         CaptureError: a selected table cannot be captured.
         SourceError: the database refused a statement.
     """
-    keys = plan_tables(db, selects)
+    planned = plan_tables(db, tables, timezone)
+    _unknown_time_tables(db, tables, planned)
     capture = capture_for(db)
     try:
         with db.begin(write=True) as conn:
@@ -67,15 +114,18 @@ def install(db: Database, selects: Callable[[str], bool]) -> InitReport:
             next_id = max((table.table_id for table in existing.values()), default=0) + 1
             installed: list[str] = []
             refreshed: list[str] = []
-            for name, key in keys.items():
-                known = existing.get(name)
-                table = CapturedTable(known.table_id if known else next_id, name, key)
+            for plan in planned:
+                known = existing.get(plan.name)
+                table = replace(plan, table_id=known.table_id if known else next_id)
                 if known is None:
                     next_id += 1
+                if table.time is not None:
+                    capture.check_time_column(conn, table.name, table.time)
                 capture.install(conn, table)
                 register(db, conn, table, new=known is None)
-                (refreshed if known else installed).append(name)
-            removed = [name for name in existing if name not in keys]
+                (refreshed if known else installed).append(table.name)
+            selected = {table.name for table in planned}
+            removed = [name for name in existing if name not in selected]
             for name in removed:
                 capture.remove(conn, existing[name])
                 unregister(db, conn, existing[name])

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.capture.base import TriggerCapture, sql_file
+from tidegate.errors import CaptureError
+from tidegate.model import TimeColumn
 
 
 class MySQLCapture(TriggerCapture):
@@ -23,6 +25,28 @@ class MySQLCapture(TriggerCapture):
         "trigger_update": "u",
         "trigger_delete": "d",
     }
+
+    def time_expression(self, column: str, time: TimeColumn) -> str:
+        if time.kind == "timestamptz":  # TIMESTAMP is stored in UTC: no zone to apply
+            return f"CAST(UNIX_TIMESTAMP({column}) * 1000000 AS SIGNED)"
+        if time.timezone != "UTC":
+            column = f"CONVERT_TZ({column}, {self.db.literal(time.timezone)}, '+00:00')"
+        return f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column})"
+
+    def check_time_column(self, conn: Connection, table: str, time: TimeColumn) -> None:
+        if time.kind == "timestamptz" or time.timezone == "UTC":
+            return
+        converted = conn.execute(
+            sa.text("SELECT CONVERT_TZ('2000-01-01 00:00:00', :zone, '+00:00')"),
+            {"zone": time.timezone},
+        ).scalar()
+        if converted is None:
+            raise CaptureError(
+                f"[source] timezone: MySQL/MariaDB does not know the zone {time.timezone!r}, "
+                f"needed for [tables] time_columns.{table}",
+                "load the server's time zone tables (mariadb-tzinfo-to-sql /usr/share/zoneinfo "
+                "| mariadb mysql), or use a TIMESTAMP column",
+            )
 
     def delete_claimed(self, conn: Connection, audit_key: int) -> int:
         """Delete the claimed changes by primary-key lookups only (see claim_delete.sql)."""

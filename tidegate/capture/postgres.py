@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.capture.base import TriggerCapture, run_ddl, sql_file
-from tidegate.model import CapturedTable
+from tidegate.model import CapturedTable, TimeColumn
 
 
 class PostgresCapture(TriggerCapture):
@@ -18,6 +18,15 @@ class PostgresCapture(TriggerCapture):
     key_function = "json_build_array"
     # now() is the writer's transaction start: one time for all changes of a transaction.
     now_us = "(extract(epoch FROM now()) * 1000000)::bigint"
+
+    def time_expression(self, column: str, time: TimeColumn) -> str:
+        zone = self.db.literal(time.timezone)
+        moment = {
+            "timestamptz": column,
+            "timestamp": f"({column} AT TIME ZONE {zone})",
+            "date": f"({column}::timestamp AT TIME ZONE {zone})",
+        }[time.kind]
+        return f"(extract(epoch FROM {moment}) * 1000000)::bigint"
 
     def trigger_names(self, table: CapturedTable) -> list[str]:
         return [f"tidegate_cap_{table.table_id}"]

@@ -32,17 +32,20 @@ from tidegate.model import Change, ChangeOp, Claim, from_us, now_us
 _STREAM_BATCH = 10_000
 
 
-def claim(db: Database, *, until_us: int | None = None) -> Claim | None:
+def claim(db: Database, *, until_us: int | None = None, force: bool = False) -> Claim | None:
     """Stamp every committed, unclaimed change with the next audit key.
 
     Args:
         db: the source database, with `init` done.
-        until_us: claim only changes captured before this time (microseconds since 1970
-            UTC), to bound how much data time one claim covers. The bound only batches:
-            changes after it stay pending for the next claim.
+        until_us: claim only changes whose data time is before this (microseconds since
+            1970 UTC), to bound how much data time one claim covers. The bound only
+            batches: changes after it stay pending for the next claim.
+        force: use up an audit key and record the claim even when nothing is pending
+            (an export that must have an audit key of its own, such as a snapshot).
 
     Returns:
-        The claim, or None when there was nothing to claim (no audit key is used up).
+        The claim, or None when there was nothing to claim and ``force`` is off (no audit
+        key is used up).
     """
     pending, change, counter = control.pending, control.change, control.counter
     with db.read_committed() as raw:
@@ -61,16 +64,18 @@ def claim(db: Database, *, until_us: int | None = None) -> Claim | None:
             pending.c.op,
             pending.c.pk,
             pending.c.captured_us,
+            pending.c.data_us,
         )
         if until_us is not None:
-            visible = visible.where(pending.c.captured_us < until_us)
+            visible = visible.where(pending.c.data_us < until_us)
         conn.execute(
             change.insert().from_select(
-                ["change_id", "audit_key", "table_id", "op", "pk", "captured_us"], visible
+                ["change_id", "audit_key", "table_id", "op", "pk", "captured_us", "data_us"],
+                visible,
             )
         )
         copied = capture_for(db).delete_claimed(conn, audit_key)
-        if not copied:
+        if not copied and not force:
             transaction.rollback()
             return None
         claimed_us = now_us()
@@ -105,7 +110,18 @@ def read_claim(db: Database, audit_key: int) -> Iterator[Change]:
                 # Decimal keeps every digit of an exact numeric key.
                 key=tuple(json.loads(row.pk, parse_float=Decimal)),
                 captured_at=from_us(row.captured_us),
+                data_at=from_us(row.data_us),
             )
+
+
+def oldest_pending_us(db: Database) -> int | None:
+    """The earliest data time among committed, unclaimed changes; None when none is."""
+    with db.engine.connect() as raw:
+        return (
+            control.bind(db, raw)
+            .execute(sa.select(sa.func.min(control.pending.c.data_us)))
+            .scalar()
+        )
 
 
 def pending_by_table(db: Database) -> dict[str, int]:

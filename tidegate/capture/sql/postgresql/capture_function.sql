@@ -7,6 +7,8 @@
 --   {new_key}       json_build_array(NEW."k1", ...): the row's key after the change
 --   {old_key}       json_build_array(OLD."k1", ...): the row's key before the change
 --   {now_us}        the transaction's start time in microseconds since 1970 UTC
+--   {new_data}      the change's data time: the [tables] time_columns value of NEW
+--                   in microseconds since 1970 UTC, else {now_us}; {old_data}: of OLD
 --   {dollar}        a dollar-quote tag that appears nowhere in the body
 --
 -- Returns: trigger (NULL; it runs AFTER the row change).
@@ -19,17 +21,17 @@ CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql AS {dollar}
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        INSERT INTO {pending} (table_id, op, pk, captured_us)
-        VALUES ({table_id}, 'D', {old_key}::text, {now_us});
+        INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
+        VALUES ({table_id}, 'D', {old_key}::text, {now_us}, {old_data});
         RETURN NULL;
     END IF;
     IF TG_OP = 'UPDATE' AND {old_key}::text <> {new_key}::text THEN
-        INSERT INTO {pending} (table_id, op, pk, captured_us)
-        VALUES ({table_id}, 'D', {old_key}::text, {now_us});
+        INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
+        VALUES ({table_id}, 'D', {old_key}::text, {now_us}, {old_data});
     END IF;
-    INSERT INTO {pending} (table_id, op, pk, captured_us)
+    INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
     VALUES ({table_id}, CASE TG_OP WHEN 'INSERT' THEN 'I' ELSE 'U' END, {new_key}::text,
-            {now_us});
+            {now_us}, {new_data});
     RETURN NULL;
 END
 {dollar}

@@ -5,10 +5,12 @@
 --   {table}     the captured table        {pending}  tidegate_pending
 --   {table_id}  the table's id in tidegate_capture
 --   {new_key}   json_array(NEW."k1", ...) {now_us}   microseconds since 1970 UTC
+--   {new_data}  the change's data time: the [tables] time_columns value of NEW in
+--               microseconds since 1970 UTC, else {now_us}
 --
 -- Tables directly manipulated: insert into tidegate_pending, one row per change.
 CREATE TRIGGER {trigger} AFTER INSERT ON {table} FOR EACH ROW
 BEGIN
-    INSERT INTO {pending} (table_id, op, pk, captured_us)
-    VALUES ({table_id}, 'I', {new_key}, {now_us});
+    INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
+    VALUES ({table_id}, 'I', {new_key}, {now_us}, {new_data});
 END

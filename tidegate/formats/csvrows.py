@@ -1,0 +1,122 @@
+"""How values become CSV text in a table export, one rule per kind of value.
+
+RFC 4180 fields (comma separated, double-quote quoting when a field holds a comma, a quote,
+CR or LF), records ended by LF, a header line of column names first. NULL and the empty
+string are both an empty field.
+
+| value | text |
+|---|---|
+| integer | decimal digits |
+| exact numeric | every digit, never an exponent (`12345678901234567.89`) |
+| float | shortest text that reads back to the same float (`0.1`); `NaN`, `Infinity` |
+| boolean | `true` / `false` |
+| date | `YYYY-MM-DD` |
+| time | `HH:MM:SS.ffffff` |
+| timestamp without time zone | `YYYY-MM-DD HH:MM:SS.ffffff`, as stored |
+| timestamp with time zone | the same in UTC, then `+00:00` |
+| bytes | lowercase hex |
+| JSON document | its JSON text |
+
+The PostgreSQL exporter produces the same text in SQL (see tables/readers/postgres.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import orjson
+
+LINE_END = "\n"
+ROWS_PER_CHUNK = 2_000
+
+
+def value_text(value: object) -> str | None:
+    """The CSV text of one value; None for NULL."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            return (
+                value.astimezone(UTC)
+                .replace(tzinfo=None)
+                .isoformat(sep=" ", timespec="microseconds")
+                + "+00:00"
+            )
+        return value.isoformat(sep=" ", timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, time):
+        return value.replace(tzinfo=None).isoformat(timespec="microseconds")
+    if isinstance(value, timedelta):  # MySQL returns TIME columns as durations
+        return _duration_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _float_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def _duration_text(value: timedelta) -> str:
+    sign = "-" if value < timedelta(0) else ""
+    micros = abs(value) // timedelta(microseconds=1)
+    seconds, micro = divmod(micros, 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    return f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.{micro:06d}"
+
+
+def header(columns: Sequence[str]) -> str:
+    """The header line, ended."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator=LINE_END).writerow(columns)
+    return buffer.getvalue()
+
+
+def csv_chunks(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], counter: list[int] | None = None
+) -> Iterator[str]:
+    """CSV text in chunks of a few thousand rows: header first, then every row.
+
+    Args:
+        columns: column names, for the header.
+        rows: the rows, values in column order.
+        counter: if given, its first item is increased by the number of rows written.
+    """
+    yield header(columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=LINE_END)
+    pending = 0
+    for row in rows:
+        writer.writerow([value_text(value) for value in row])
+        pending += 1
+        if pending == ROWS_PER_CHUNK:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if counter is not None:
+                counter[0] += pending
+            pending = 0
+    if pending:
+        yield buffer.getvalue()
+        if counter is not None:
+            counter[0] += pending

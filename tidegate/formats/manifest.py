@@ -1,0 +1,177 @@
+"""The `.extracted.xml` manifest of a table export: write and read.
+
+The six elements of the established format come first, with their names unchanged, so
+existing consumers keep working; tidegate's own elements follow, each named `tidegate-*`.
+All times are whole UTC seconds since 1970.
+
+    <info>
+    <created-ts>1521091600</created-ts>
+    <gim-schema-version>3f2a…</gim-schema-version>
+    <gim-version>0.1.0</gim-version>
+    <hwm-from audit-key="13" created-ts="1520919983"/>
+    <hwm-to audit-key="200074" created-ts="1520995485"/>
+    <max-data-ts>1521006157</max-data-ts>
+    <tidegate-export kind="incremental" stream="1" sequence="7" min-data-ts="…"/>
+    <tidegate-restart mode="reexport" since-ts="…"/>        (only after a restart option)
+    <tidegate-table name="customer" file="customer.csv" rows="10" deleted="2"/>   (per table)
+    </info>
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from xml.sax.saxutils import quoteattr
+
+from tidegate.errors import FormatError
+
+ExportKind = Literal["snapshot", "incremental"]
+RestartMode = Literal["beginning", "from", "reexport"]
+
+
+@dataclass(frozen=True)
+class HighWaterMark:
+    """An audit key and the time its claim was made."""
+
+    audit_key: int
+    created: datetime
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """One table's files in an export."""
+
+    name: str
+    file: str
+    rows: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the `.extracted.xml` of one export says."""
+
+    created: datetime
+    schema_version: str
+    tidegate_version: str
+    hwm_from: HighWaterMark
+    hwm_to: HighWaterMark
+    max_data_time: datetime
+    kind: ExportKind
+    stream: int
+    sequence: int
+    min_data_time: datetime
+    restart: RestartMode | None = None
+    since: datetime | None = None
+    tables: tuple[TableEntry, ...] = field(default=())
+
+
+def _ts(moment: datetime) -> str:
+    return str(int(moment.astimezone(UTC).timestamp()))
+
+
+def _attr(name: str, value: str) -> str:
+    return f"{name}={quoteattr(value)}"
+
+
+def render(manifest: Manifest) -> bytes:
+    """The manifest as UTF-8 XML, one element per line."""
+    m = manifest
+    lines = [
+        "<info>",
+        f"<created-ts>{_ts(m.created)}</created-ts>",
+        f"<gim-schema-version>{m.schema_version}</gim-schema-version>",
+        f"<gim-version>{m.tidegate_version}</gim-version>",
+        f'<hwm-from audit-key="{m.hwm_from.audit_key}" created-ts="{_ts(m.hwm_from.created)}"/>',
+        f'<hwm-to audit-key="{m.hwm_to.audit_key}" created-ts="{_ts(m.hwm_to.created)}"/>',
+        f"<max-data-ts>{_ts(m.max_data_time)}</max-data-ts>",
+        f'<tidegate-export kind="{m.kind}" stream="{m.stream}" sequence="{m.sequence}" '
+        f'min-data-ts="{_ts(m.min_data_time)}"/>',
+    ]
+    if m.restart is not None:
+        since = f' since-ts="{_ts(m.since)}"' if m.since is not None else ""
+        lines.append(f'<tidegate-restart mode="{m.restart}"{since}/>')
+    for table in m.tables:
+        attributes = " ".join(
+            [
+                _attr("name", table.name),
+                _attr("file", table.file),
+                _attr("rows", str(table.rows)),
+                _attr("deleted", str(table.deleted)),
+            ]
+        )
+        lines.append(f"<tidegate-table {attributes}/>")
+    lines.append("</info>")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def parse(data: bytes, where: str) -> Manifest:
+    """Read a manifest; `where` names the file in errors.
+
+    Raises:
+        FormatError: not a manifest, or a required element is missing or malformed.
+    """
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as error:
+        raise FormatError(f"{where}: not valid XML: {error}") from None
+    if root.tag != "info":
+        raise FormatError(f"{where}: the root element is <{root.tag}>, not <info>")
+
+    def element(tag: str) -> ET.Element:
+        found = root.find(tag)
+        if found is None:
+            raise FormatError(f"{where}: <{tag}> is missing")
+        return found
+
+    def number(text: str | None, what: str) -> int:
+        try:
+            return int(text or "")
+        except ValueError:
+            raise FormatError(f"{where}: {what} is not a whole number: {text!r}") from None
+
+    def moment(text: str | None, what: str) -> datetime:
+        return datetime.fromtimestamp(number(text, what), UTC)
+
+    def mark(tag: str) -> HighWaterMark:
+        node = element(tag)
+        return HighWaterMark(
+            number(node.get("audit-key"), f"<{tag}> audit-key"),
+            moment(node.get("created-ts"), f"<{tag}> created-ts"),
+        )
+
+    export = element("tidegate-export")
+    kind = export.get("kind")
+    if kind not in ("snapshot", "incremental"):
+        raise FormatError(f"{where}: unknown export kind {kind!r}")
+    restart_node = root.find("tidegate-restart")
+    restart = restart_node.get("mode") if restart_node is not None else None
+    if restart not in (None, "beginning", "from", "reexport"):
+        raise FormatError(f"{where}: unknown restart mode {restart!r}")
+    since_text = restart_node.get("since-ts") if restart_node is not None else None
+    tables = tuple(
+        TableEntry(
+            node.get("name") or "",
+            node.get("file") or "",
+            number(node.get("rows"), "rows"),
+            number(node.get("deleted"), "deleted"),
+        )
+        for node in root.findall("tidegate-table")
+    )
+    return Manifest(
+        created=moment(element("created-ts").text, "<created-ts>"),
+        schema_version=element("gim-schema-version").text or "",
+        tidegate_version=element("gim-version").text or "",
+        hwm_from=mark("hwm-from"),
+        hwm_to=mark("hwm-to"),
+        max_data_time=moment(element("max-data-ts").text, "<max-data-ts>"),
+        kind=kind,  # type: ignore[arg-type]
+        stream=number(export.get("stream"), "stream"),
+        sequence=number(export.get("sequence"), "sequence"),
+        min_data_time=moment(export.get("min-data-ts"), "min-data-ts"),
+        restart=restart,  # type: ignore[arg-type]
+        since=moment(since_text, "since-ts") if since_text is not None else None,
+        tables=tables,
+    )

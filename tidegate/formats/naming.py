@@ -1,0 +1,110 @@
+"""Names of table-export folders and files: one `format()` and one `parse()` each.
+
+    export_<K>_<YYYY_MM_DD_HH_MI_SS>/
+        export_<K>_<YYYY_MM_DD_HH_MI_SS>.zip
+        export_<K>_<YYYY_MM_DD_HH_MI_SS>.zip.sha1
+        export_<K>_<YYYY_MM_DD_HH_MI_SS>.extracted.xml
+
+K is the export's high-water-mark audit key; the time is the greatest data time of this
+export and every export before it, in UTC, to the second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tidegate.errors import FormatError
+
+_PATTERN = re.compile(r"export_(\d+)_(\d{4})_(\d\d)_(\d\d)_(\d\d)_(\d\d)_(\d\d)")
+
+
+@dataclass(frozen=True, order=True)
+class ExportName:
+    """The name shared by an export's folder and its files.
+
+    Ordered by audit key first, which is the order exports must be applied in.
+    """
+
+    audit_key: int
+    max_data_time: datetime
+
+    def __post_init__(self) -> None:
+        if self.audit_key < 0:
+            raise ValueError("audit key must not be negative")
+        if self.max_data_time.tzinfo is None:
+            raise ValueError("max_data_time must be timezone-aware")
+
+    def format(self) -> str:
+        """`export_<K>_<YYYY_MM_DD_HH_MI_SS>`."""
+        stamp = self.max_data_time.astimezone(UTC).strftime("%Y_%m_%d_%H_%M_%S")
+        return f"export_{self.audit_key}_{stamp}"
+
+    @property
+    def zip_name(self) -> str:
+        return f"{self.format()}.zip"
+
+    @property
+    def zip_sha1_name(self) -> str:
+        return f"{self.format()}.zip.sha1"
+
+    @property
+    def manifest_name(self) -> str:
+        return f"{self.format()}.extracted.xml"
+
+    @staticmethod
+    def parse(name: str) -> ExportName:
+        """Parse a folder name (or a file name's stem).
+
+        Raises:
+            FormatError: the name is not an export name.
+        """
+        match = _PATTERN.fullmatch(name)
+        if not match:
+            raise FormatError(
+                f"{name!r} is not an export name",
+                "export folders are named export_<K>_<YYYY_MM_DD_HH_MI_SS>",
+            )
+        key, year, month, day, hour, minute, second = map(int, match.groups())
+        try:
+            moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        except ValueError:
+            raise FormatError(f"{name!r} has an impossible date") from None
+        return ExportName(key, moment)
+
+
+# Characters a table name may hold that a file name must not: path separators, characters
+# Windows forbids, "%" (the escape itself) and control characters.
+_UNSAFE = set('/\\:*?"<>|%') | {chr(code) for code in range(32)} | {chr(127)}
+
+
+def file_safe(table: str) -> str:
+    """A table name as a file name: unsafe characters %-escaped, as in URLs.
+
+    Ordinary names (letters, digits, "_", spaces, unicode) are kept as they are. A leading
+    "." is escaped too, so no member is hidden or names "." or "..".
+    """
+    escaped = "".join(f"%{ord(c):02X}" if c in _UNSAFE else c for c in table)
+    if escaped.startswith("."):
+        escaped = "%2E" + escaped[1:]
+    return escaped
+
+
+def member_name(table: str) -> str:
+    """The CSV member of a table inside the zip."""
+    return f"{file_safe(table)}.csv"
+
+
+def deleted_member_name(table: str) -> str:
+    """The CSV member listing the deleted keys of a table."""
+    return f"{file_safe(table)}.deleted.csv"
+
+
+def sha1_name(file_name: str) -> str:
+    """The checksum file beside a file."""
+    return f"{file_name}.sha1"
+
+
+SCHEMA_MEMBER = "tidegate.schema.json"
+"""The zip member describing every exported table (columns, types, keys)."""

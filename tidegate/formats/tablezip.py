@@ -1,0 +1,91 @@
+"""The zip of a table export, written as a stream: CSV members, each followed by its sha1.
+
+Members are deflated at level 1: deflate is the largest single cost of an export, and
+level 1 is 3x faster than the default for about 20% more bytes. The zip is written through
+a non-seekable wrapper, so the zip library never seeks back to patch headers (it writes
+data descriptors instead) and the sha1 of the whole zip is computed as it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+COMPRESS_LEVEL = 1
+
+
+def sha1_line(digest: str, file_name: str) -> bytes:
+    """A checksum file's content, in `sha1sum` format (`sha1sum -c` checks it in place)."""
+    return f"{digest}  {file_name}\n".encode()
+
+
+class _HashingStream:
+    """Write-only, non-seekable stream that hashes and counts what passes through."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self.target = target
+        self.sha1 = hashlib.sha1()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.target.write(data)
+        self.sha1.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, *_args: object) -> int:
+        raise OSError("not seekable")
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@dataclass(frozen=True)
+class ZipResult:
+    """The finished zip: its sha1 and size in bytes."""
+
+    sha1: str
+    size: int
+
+
+class TableZipWriter:
+    """Writes members one after another; each CSV member gets a `.sha1` member after it."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._stream = _HashingStream(target)
+        self._zip = zipfile.ZipFile(
+            self._stream,  # type: ignore[call-overload]
+            mode="w",
+            compression=zipfile.ZIP_DEFLATED,
+            compresslevel=COMPRESS_LEVEL,
+        )
+
+    def add(self, name: str, chunks: Iterable[bytes]) -> str:
+        """Add a member from a stream of byte chunks, then its `.sha1` member.
+
+        Returns:
+            The member's sha1 in hex.
+        """
+        digest = hashlib.sha1()
+        with self._zip.open(name, mode="w", force_zip64=True) as member:
+            for chunk in chunks:
+                digest.update(chunk)
+                member.write(chunk)
+        hexdigest = digest.hexdigest()
+        self._zip.writestr(f"{name}.sha1", sha1_line(hexdigest, name))
+        return hexdigest
+
+    def close(self) -> ZipResult:
+        """Write the central directory; the result describes the whole zip."""
+        self._zip.close()
+        self._stream.flush()
+        return ZipResult(self._stream.sha1.hexdigest(), self._stream.size)
