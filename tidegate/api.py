@@ -10,14 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tidegate import capture, runs
 from tidegate.config import Config
 from tidegate.db import Database, connect
+from tidegate.errors import ConfigError
 from tidegate.jobs import recorded_run
 from tidegate.lock import job_lock
 from tidegate.model import Change, Claim, InitReport, JobName, RunRecord, now_us, to_us
 from tidegate.runs import RunCounters
+from tidegate.storage import Location
+from tidegate.tables.export import ExportResult, ExportSettings, Progress, run_once
+from tidegate.tables.plan import Restart
+from tidegate.tables.progress import backlog_before
 
 
 def open_source(config: Config) -> Database:
@@ -95,6 +101,92 @@ def claim_changes(
         claimed = capture.claim(db, until_us=to_us(before) if before else None)
         counters.rows = claimed.changes if claimed else 0
     return claimed
+
+
+def export_tables(
+    config: Config,
+    *,
+    restart_from_beginning: bool = False,
+    restart_from: datetime | None = None,
+    reexport_since: datetime | None = None,
+    until_caught_up: bool = False,
+    wait_seconds: float = 0,
+    progress: Progress | None = None,
+) -> list[ExportResult]:
+    """Run table export (`tidegate export tables`): at most one folder, or, with
+    ``until_caught_up``, runs until nothing that was pending at the start is left.
+
+    Args:
+        config: the configuration.
+        restart_from_beginning: start a new stream with a snapshot of every table.
+        restart_from: start a new stream with every row whose data time is at or after this.
+        reexport_since: export again every row changed since this, forward from the last
+            export. A naive datetime is read in ``[source] timezone``.
+        until_caught_up: repeat runs while changes pending at the start remain.
+        wait_seconds: how long to wait for another table export to finish.
+        progress: called with (table, rows) as rows are written.
+
+    Returns:
+        The folders written, oldest first; empty when nothing was pending.
+
+    Raises:
+        ConfigError: more than one restart option.
+        JobBusy: another table export is running.
+        ExportError, OutputError: the export could not be written.
+    """
+    restart = _restart(config, restart_from_beginning, restart_from, reexport_since)
+    settings = ExportSettings(
+        max_span=config.tables.max_span,
+        encoding=config.output.encoding,
+        timezone=config.source.timezone,
+        time_columns=tuple(config.tables.time_columns.items()),
+    )
+    location = Location(config.output.location, label=f"{config.origin}: [output] location")
+    results: list[ExportResult] = []
+    started = now_us()
+    with source(config) as db:
+        while True:
+            with recorded_run(db, "tables", wait_seconds=wait_seconds) as counters:
+                result = run_once(db, location, settings, restart, progress)
+                if result is not None:
+                    counters.rows, counters.files, counters.bytes = result.rows, 3, result.bytes
+            if result is None:
+                break
+            results.append(result)
+            restart = None
+            if not until_caught_up or not backlog_before(db, started):
+                break
+    return results
+
+
+def _restart(
+    config: Config, beginning: bool, since: datetime | None, reexport: datetime | None
+) -> Restart | None:
+    chosen = [
+        name
+        for name, value in (
+            ("--restart-from-beginning", beginning),
+            ("--restart-from", since),
+            ("--reexport-since", reexport),
+        )
+        if value
+    ]
+    if len(chosen) > 1:
+        raise ConfigError(
+            f"{' and '.join(chosen)} cannot be used together", "choose one restart option"
+        )
+    zone = ZoneInfo(config.source.timezone)
+
+    def moment(value: datetime) -> int:
+        return to_us(value if value.tzinfo else value.replace(tzinfo=zone))
+
+    if beginning:
+        return Restart("beginning")
+    if since is not None:
+        return Restart("from", moment(since))
+    if reexport is not None:
+        return Restart("reexport", moment(reexport))
+    return None
 
 
 def read_claim(config: Config, audit_key: int) -> Iterator[Change]:

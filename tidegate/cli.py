@@ -12,11 +12,13 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from tidegate import api
@@ -177,6 +179,87 @@ def status(
     for name, count in pending.items():
         table.add_row(name, str(count))
     out.print(table)
+
+
+export_app = typer.Typer(help="Run an export.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+def _parse_date(option: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise TidegateError(
+            f"{option}: {text!r} is not a date",
+            "use ISO 8601, such as 2026-11-01 or 2026-11-01T06:00:00+00:00 (without a zone, "
+            "[source] timezone applies)",
+        ) from None
+
+
+@export_app.command("tables")
+@reports_errors
+def export_tables(
+    until_caught_up: Annotated[
+        bool, typer.Option("--until-caught-up", help="Repeat runs until nothing is pending.")
+    ] = False,
+    restart_from_beginning: Annotated[
+        bool,
+        typer.Option("--restart-from-beginning", help="Start a new stream with a snapshot."),
+    ] = False,
+    restart_from: Annotated[
+        str | None,
+        typer.Option(
+            "--restart-from",
+            metavar="DATE",
+            help="Start a new stream of every row with data time at or after DATE.",
+        ),
+    ] = None,
+    reexport_since: Annotated[
+        str | None,
+        typer.Option(
+            "--reexport-since", metavar="DATE", help="Export again every row changed since DATE."
+        ),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a running table export.", metavar="SECONDS")
+    ] = 0,
+) -> None:
+    """One table-export run (at most one folder), or runs until caught up."""
+    config = _options.config()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("exporting", rows=0)
+
+        def progress(table: str, rows: int) -> None:
+            bar.update(task, description=f"exporting {table}", advance=rows)
+            bar.update(task, rows=int(bar.tasks[0].completed))
+
+        results = api.export_tables(
+            config,
+            restart_from_beginning=restart_from_beginning,
+            restart_from=_parse_date("--restart-from", restart_from),
+            reexport_since=_parse_date("--reexport-since", reexport_since),
+            until_caught_up=until_caught_up,
+            wait_seconds=wait,
+            progress=progress,
+        )
+    if not results:
+        out.print("nothing to export: no changes are pending", highlight=False)
+    for result in results:
+        what = "redone" if result.redone else (result.restart or result.kind)
+        out.print(
+            f"{result.name}: {what}, {len(result.tables)} table(s), {result.rows} row(s), "
+            f"{result.bytes} bytes",
+            highlight=False,
+        )
 
 
 def _run_json(record: RunRecord) -> dict[str, Any]:

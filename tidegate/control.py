@@ -10,6 +10,7 @@ exactly and no session time zone can shift them.
     tidegate_pending   changes written by the capture triggers, not yet claimed
     tidegate_change    claimed changes, each stamped with the audit key of its claim
     tidegate_tick      one row per claim: audit key, time, number of changes
+    tidegate_export    one row per table-export folder: its chain position and state
     tidegate_run       run history of every job
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from tidegate.db import Database
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 metadata = sa.MetaData()
 
@@ -49,6 +50,9 @@ capture = sa.Table(
     sa.Column("table_name", sa.String(255), nullable=False, unique=True),
     sa.Column("key_columns", sa.Text, nullable=False),  # JSON array of column names
     sa.Column("installed_us", sa.BigInteger, nullable=False),
+    # The table export that last exported the whole table; NULL until one has, so the next
+    # export includes it whole (a table added to [tables] include later).
+    sa.Column("snapshot_export", sa.Integer),
 )
 
 pending = sa.Table(
@@ -82,6 +86,33 @@ tick = sa.Table(
     sa.Column("audit_key", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("claimed_us", sa.BigInteger, nullable=False),
     sa.Column("changes", sa.BigInteger, nullable=False),
+)
+
+export = sa.Table(
+    "tidegate_export",
+    metadata,
+    sa.Column("export_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(80), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),  # planned | published
+    sa.Column("stream", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # snapshot | incremental
+    sa.Column("restart", sa.String(16)),  # beginning | from | reexport
+    sa.Column("since_us", sa.BigInteger),
+    sa.Column("hwm_from", sa.BigInteger, nullable=False),
+    sa.Column("hwm_from_us", sa.BigInteger, nullable=False),
+    sa.Column("hwm_to", sa.BigInteger, nullable=False),
+    sa.Column("hwm_to_us", sa.BigInteger, nullable=False),
+    sa.Column("min_data_us", sa.BigInteger, nullable=False),
+    sa.Column("max_data_us", sa.BigInteger, nullable=False),
+    sa.Column("name_data_us", sa.BigInteger, nullable=False),
+    sa.Column("window_lo_us", sa.BigInteger),  # re-export: data-time window of this folder
+    sa.Column("window_hi_us", sa.BigInteger),
+    sa.Column("reexport_until_us", sa.BigInteger),
+    sa.Column("snapshot_tables", sa.Text, nullable=False),  # JSON array of table names
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("published_us", sa.BigInteger),
+    sa.Column("row_count", sa.BigInteger, nullable=False, default=0),
+    sa.Column("byte_count", sa.BigInteger, nullable=False, default=0),
 )
 
 run = sa.Table(
@@ -131,3 +162,14 @@ def drop(db: Database, conn: Connection) -> None:
 def installed(db: Database, conn: Connection) -> bool:
     """Whether `init` has created the control tables."""
     return sa.inspect(conn).has_table(meta.name, schema=db.schema)
+
+
+def installed_version(db: Database, conn: Connection) -> str | None:
+    """The schema version of the installed control tables; None when not installed."""
+    if not installed(db, conn):
+        return None
+    return (
+        bind(db, conn)
+        .execute(sa.select(meta.c.value).where(meta.c.name == "schema_version"))
+        .scalar()
+    )

@@ -56,6 +56,10 @@ class FormatError(TidegateError):
     """A file or name does not follow tidegate's export formats."""
 
 
+class ExportError(TidegateError):
+    """An export cannot be written as asked (a value the output encoding cannot hold, …)."""
+
+
 class OutputError(TidegateError):
     """The output location cannot be written (missing, read-only, full)."""
 

@@ -30,11 +30,19 @@ class RunCounters:
 
 
 def require_installed(db: Database, conn: Connection) -> None:
-    """Raise NotInitialized unless `tidegate init` has created the control tables."""
-    if not control.installed(db, conn):
+    """Raise NotInitialized unless `tidegate init` has created current control tables."""
+    version = control.installed_version(db, conn)
+    if version is None:
         raise NotInitialized(
             f"tidegate is not set up in {db.display_url}",
             "run `tidegate init` first",
+        )
+    if version != control.SCHEMA_VERSION:
+        raise NotInitialized(
+            f"tidegate's control tables in {db.display_url} are version {version}; this "
+            f"tidegate needs version {control.SCHEMA_VERSION}",
+            "export what is pending with the tidegate that installed them, then run "
+            "`tidegate uninstall` and `tidegate init`",
         )
 
 

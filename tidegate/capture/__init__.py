@@ -6,13 +6,14 @@ committed changes with audit keys.
 
 from tidegate.capture.install import install, uninstall
 from tidegate.capture.registry import capture_for, captured_tables
-from tidegate.capture.ticks import claim, pending_by_table, read_claim
+from tidegate.capture.ticks import claim, oldest_pending_us, pending_by_table, read_claim
 
 __all__ = [
     "capture_for",
     "captured_tables",
     "claim",
     "install",
+    "oldest_pending_us",
     "pending_by_table",
     "read_claim",
     "uninstall",

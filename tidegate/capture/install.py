@@ -20,6 +20,7 @@ from tidegate.db import (
 )
 from tidegate.errors import CaptureError
 from tidegate.model import CapturedTable, InitReport, TimeColumn
+from tidegate.runs import require_installed
 
 # How long init waits for a writer's open transaction to release a table before it gives
 # up (PostgreSQL); replacing a trigger needs a short exclusive lock on the table.
@@ -102,6 +103,9 @@ def install(db: Database, tables: TablesConfig, timezone: str = "UTC") -> InitRe
         CaptureError: a selected table cannot be captured.
         SourceError: the database refused a statement.
     """
+    with db.engine.connect() as conn:
+        if control.installed(db, conn):
+            require_installed(db, conn)  # refuses control tables of another version
     planned = plan_tables(db, tables, timezone)
     _unknown_time_tables(db, tables, planned)
     capture = capture_for(db)

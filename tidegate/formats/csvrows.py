@@ -110,13 +110,14 @@ def csv_chunks(
         writer.writerow([value_text(value) for value in row])
         pending += 1
         if pending == ROWS_PER_CHUNK:
+            # Counted before the yield: a consumer may stop after the last chunk.
+            if counter is not None:
+                counter[0] += pending
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            if counter is not None:
-                counter[0] += pending
             pending = 0
     if pending:
-        yield buffer.getvalue()
         if counter is not None:
             counter[0] += pending
+        yield buffer.getvalue()

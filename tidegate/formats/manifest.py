@@ -13,7 +13,8 @@ All times are whole UTC seconds since 1970.
     <max-data-ts>1521006157</max-data-ts>
     <tidegate-export kind="incremental" stream="1" sequence="7" min-data-ts="…"/>
     <tidegate-restart mode="reexport" since-ts="…"/>        (only after a restart option)
-    <tidegate-table name="customer" file="customer.csv" rows="10" deleted="2"/>   (per table)
+    <tidegate-table name="customer" file="customer.csv" rows="10" deleted="2"/>   (per table;
+        whole="true" when the file holds every row of the table, as in a snapshot)
     </info>
 """
 
@@ -47,6 +48,7 @@ class TableEntry:
     file: str
     rows: int
     deleted: int
+    whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def render(manifest: Manifest) -> bytes:
                 _attr("deleted", str(table.deleted)),
             ]
         )
+        if table.whole:
+            attributes += ' whole="true"'
         lines.append(f"<tidegate-table {attributes}/>")
     lines.append("</info>")
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -157,6 +161,7 @@ def parse(data: bytes, where: str) -> Manifest:
             node.get("file") or "",
             number(node.get("rows"), "rows"),
             number(node.get("deleted"), "deleted"),
+            node.get("whole") == "true",
         )
         for node in root.findall("tidegate-table")
     )

@@ -1,0 +1,157 @@
+"""Output locations: a directory or any fsspec URL (memory://, s3://, …).
+
+An export folder is published so that no reader ever sees part of one:
+
+- On a local file system the folder is written under a hidden staging name, each file
+  fsynced, then renamed into place in one atomic step (and the parent directory fsynced).
+- On object stores, which have no atomic rename, the files are written in place and the
+  `.extracted.xml` manifest is written last: a folder without its manifest is incomplete,
+  and readers must skip it. The exporter never overwrites a complete folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from tidegate.errors import OutputError
+
+STAGING = ".tidegate-staging"
+
+
+class Location:
+    """The root of an output location."""
+
+    def __init__(self, url: str, *, label: str = "[output] location") -> None:
+        self.url = url
+        self.label = label
+        try:
+            fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as error:
+            raise OutputError(
+                f"{label}: cannot use {url!r}: {error}",
+                "use a directory, or an fsspec URL whose filesystem package is installed",
+            ) from None
+        self.fs: Any = fs
+        self.root: str = root.rstrip("/") or "/"
+        self.local = isinstance(fs, LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        """A path below the root."""
+        return "/".join([self.root, *parts])
+
+    def _error(self, doing: str, error: OSError) -> OutputError:
+        reason = error.strerror or str(error) or type(error).__name__
+        return OutputError(
+            f"{self.label}: cannot {doing} in {self.url}: {reason}",
+            "check that the location exists, is writable and has space",
+        )
+
+    def folders(self) -> list[str]:
+        """Names of the folders directly below the root (none if the root is missing)."""
+        try:
+            entries = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise self._error("list folders", error) from None
+        return sorted(
+            entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            for entry in entries
+            if entry.get("type") == "directory"
+        )
+
+    def exists(self, *parts: str) -> bool:
+        """Whether a file or folder exists below the root."""
+        return bool(self.fs.exists(self.path(*parts)))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        """A whole (small) file."""
+        data: bytes = self.fs.cat_file(self.path(*parts))
+        return data
+
+    def remove(self, *parts: str) -> None:
+        """Remove a file or folder tree, if it exists."""
+        path = self.path(*parts)
+        with contextlib.suppress(FileNotFoundError):
+            if self.local:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.exists(path):
+                    os.remove(path)
+            elif self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+
+    @contextmanager
+    def publishing(self, folder: str) -> Iterator[FolderWriter]:
+        """Write the files of a new folder, then publish it whole.
+
+        Files are written in the order the caller writes them; the caller writes the
+        manifest last. Leftovers of an earlier, interrupted attempt at the same folder are
+        removed first; a complete folder is never touched (the caller checks).
+
+        Raises:
+            OutputError: the location cannot be written.
+        """
+        try:
+            if self.local:
+                staging = self.path(STAGING, folder)
+                self.remove(STAGING, folder)
+                self.remove(folder)  # an incomplete folder can only come from a crash
+                os.makedirs(staging)
+                writer = FolderWriter(self, staging)
+                yield writer
+                _fsync_files(staging)
+                os.rename(staging, self.path(folder))
+                _fsync_dir(self.root)
+            else:
+                self.remove(folder)
+                target = self.path(folder)
+                self.fs.makedirs(target, exist_ok=True)
+                yield FolderWriter(self, target)
+        except OSError as error:
+            raise self._error(f"write folder {folder}", error) from None
+
+
+class FolderWriter:
+    """Opens files for writing inside one folder being published."""
+
+    def __init__(self, location: Location, directory: str) -> None:
+        self.location = location
+        self.directory = directory
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[BinaryIO]:
+        """A binary file to write, closed (and flushed) when the block ends."""
+        with self.location.fs.open(f"{self.directory}/{name}", "wb") as handle:
+            yield handle
+
+    def write(self, name: str, data: bytes) -> None:
+        """A whole (small) file."""
+        with self.open(name) as handle:
+            handle.write(data)
+
+
+def _fsync_files(directory: str) -> None:
+    for name in os.listdir(directory):
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

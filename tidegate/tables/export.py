@@ -1,0 +1,381 @@
+"""One table-export run: plan, claim, write the folder, publish it, record it.
+
+The caller holds the `tables` job lock. A run is crash-safe by construction: the export is
+recorded as `planned` (with its name) before anything is written, the folder is published
+whole, and only then is the export marked `published`. A run that dies anywhere leaves a
+`planned` export that the next run finishes (the folder was already published) or redoes
+under the same name (it was not); the claimed changes stay in tidegate_change, so nothing
+is lost.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Connection
+
+from tidegate.capture import captured_tables, oldest_pending_us
+from tidegate.capture.ticks import claim
+from tidegate.db import Database
+from tidegate.errors import ExportError
+from tidegate.formats import manifest as manifest_format
+from tidegate.formats.manifest import HighWaterMark, Manifest, TableEntry
+from tidegate.formats.naming import SCHEMA_MEMBER, ExportName, deleted_member_name
+from tidegate.formats.tablezip import TableZipWriter, sha1_line
+from tidegate.model import from_us, now_us, to_us
+from tidegate.storage import Location
+from tidegate.tables import stream
+from tidegate.tables.plan import ExportRecord, NewExport, Redo, Restart, StreamState, next_step
+from tidegate.tables.readers import RowReader, reader_for
+from tidegate.tables.schema import TableSpec, reflect, schema_document
+from tidegate.tables.selection import Selection, data_time_range, tables_with_changes
+
+Progress = Callable[[str, int], None]
+"""Called with a table name and the number of rows just written."""
+
+TIDEGATE_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """The configuration an export run uses."""
+
+    max_span: timedelta
+    encoding: str
+    timezone: str
+    time_columns: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One published export folder."""
+
+    name: str
+    audit_key: int
+    kind: str
+    restart: str | None
+    tables: tuple[TableEntry, ...]
+    rows: int
+    bytes: int
+    redone: bool
+    claim_until_us: int | None
+
+
+def run_once(
+    db: Database,
+    location: Location,
+    settings: ExportSettings,
+    restart: Restart | None = None,
+    progress: Progress | None = None,
+) -> ExportResult | None:
+    """Write at most one export folder; None when there is nothing to export."""
+    state = _stream_state(db, settings)
+    step = next_step(state, restart)
+    if step is None:
+        return None
+    if isinstance(step, Redo):
+        record = step.record
+        if location.exists(record.name, ExportName.parse(record.name).manifest_name):
+            # The dead run had published the folder: only its record was left to write.
+            stream.mark_published(db, record, 0, 0)
+            return ExportResult(
+                record.name, record.hwm_to, record.kind, record.restart, (), 0, 0, True, None
+            )
+        claim_until = None
+    else:
+        record = _plan(db, step, state)
+        claim_until = step.claim_until_us
+    entries, size = _write(db, location, record, settings, progress or (lambda _t, _n: None))
+    rows = sum(entry.rows + entry.deleted for entry in entries)
+    stream.mark_published(db, record, rows, size)
+    return ExportResult(
+        record.name,
+        record.hwm_to,
+        record.kind,
+        record.restart,
+        tuple(entries),
+        rows,
+        size,
+        isinstance(step, Redo),
+        claim_until,
+    )
+
+
+def _stream_state(db: Database, settings: ExportSettings) -> StreamState:
+    with db.engine.connect() as conn:
+        tables = tuple(sorted(captured_tables(db, conn)))
+        return StreamState(
+            now_us=now_us(),
+            max_span_us=settings.max_span // timedelta(microseconds=1),
+            last=stream.last_published(db, conn),
+            planned=stream.planned(db, conn),
+            oldest_pending_us=oldest_pending_us(db),
+            max_claimed_key=stream.max_claimed_key(db, conn),
+            tables=tables,
+            unsnapshotted=stream.unsnapshotted(db, conn),
+        )
+
+
+def _plan(db: Database, step: NewExport, state: StreamState) -> ExportRecord:
+    """Claim (if the step says so), work out the chain position and name, record it."""
+    if step.claim:
+        claimed = claim(db, until_us=step.claim_until_us, force=True)
+        assert claimed is not None  # force=True always claims
+        audit_key, claimed_us = claimed.audit_key, to_us(claimed.claimed_at)
+    else:
+        audit_key = state.max_claimed_key
+        with db.engine.connect() as conn:
+            claimed_us = stream.claim_time_us(db, conn, audit_key) or state.now_us
+    last = state.last
+    with db.engine.connect() as conn:
+        hwm_from_us = last.hwm_to_us if last else stream.installed_us(db, conn)
+        export_no = stream.next_export_no(db, conn)
+        record = ExportRecord(
+            export_no=export_no,
+            name="",
+            status="planned",
+            stream=step.stream,
+            kind=step.kind,
+            restart=step.restart,
+            since_us=step.since_us,
+            hwm_from=last.hwm_to if last else 0,
+            hwm_from_us=hwm_from_us,
+            hwm_to=audit_key,
+            hwm_to_us=claimed_us,
+            min_data_us=0,
+            max_data_us=0,
+            name_data_us=0,
+            window_lo_us=step.window_lo_us,
+            window_hi_us=step.window_hi_us,
+            reexport_until_us=step.reexport_until_us,
+            snapshot_tables=step.snapshot_tables,
+            created_us=state.now_us,
+        )
+        low, high = _data_times(db, conn, record, state.now_us)
+    name_data_us = max(last.name_data_us if last else 0, high)
+    name = ExportName(audit_key, from_us(name_data_us)).format()
+    record = replace(
+        record, name=name, min_data_us=low, max_data_us=high, name_data_us=name_data_us
+    )
+    stream.insert_planned(db, record)
+    return record
+
+
+def _data_times(db: Database, conn: Connection, record: ExportRecord, now: int) -> tuple[int, int]:
+    """The data-time range an export covers: its changes' data times, and the time of the
+    snapshot for tables exported whole."""
+    if record.kind == "snapshot":
+        return (record.since_us if record.since_us is not None else now), now
+    low, high = data_time_range(db, conn, _selection(record, ()))
+    times = [t for t in (low, high) if t is not None]
+    if record.snapshot_tables or not times:
+        times.append(now)
+    return min(times), max(times)
+
+
+def _selection(
+    record: ExportRecord, time_columns: tuple[tuple[str, str], ...], timezone: str = "UTC"
+) -> Selection:
+    since = None
+    if record.restart == "from" and record.since_us is not None:
+        since = from_us(record.since_us).astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+    return Selection(
+        audit_from=record.hwm_from,
+        audit_to=record.hwm_to,
+        window_lo_us=record.window_lo_us,
+        window_hi_us=record.window_hi_us,
+        whole=frozenset(record.snapshot_tables),
+        since=since,
+        time_columns=time_columns,
+    )
+
+
+def _write(
+    db: Database,
+    location: Location,
+    record: ExportRecord,
+    settings: ExportSettings,
+    progress: Progress,
+) -> tuple[list[TableEntry], int]:
+    """Write and publish the export's folder; returns its table entries and zip size."""
+    with db.engine.connect() as conn:
+        captured = list(captured_tables(db, conn).values())
+        selection = _selection(record, settings.time_columns, settings.timezone)
+        changed = set() if record.kind == "snapshot" else tables_with_changes(db, conn, selection)
+    specs = reflect(db, captured)
+    version, schema_json = schema_document(specs)
+    exported = [s for s in specs if s.name in selection.whole or s.table_id in changed]
+    name = ExportName.parse(record.name)
+    reader = reader_for(db)
+    entries: list[TableEntry] = []
+    with location.publishing(record.name) as folder:
+        with folder.open(name.zip_name) as target:
+            archive = TableZipWriter(target)
+            archive.add(SCHEMA_MEMBER, [schema_json])
+            for spec in exported:
+                entries.append(_write_table(archive, reader, spec, selection, settings, progress))
+            written = archive.close()
+        folder.write(name.zip_sha1_name, sha1_line(written.sha1, name.zip_name))
+        manifest = _manifest(record, version, entries)
+        # Written last: on object stores its presence is what marks the folder complete.
+        folder.write(name.manifest_name, manifest_format.render(manifest))
+    return entries, written.size
+
+
+def _write_table(
+    archive: TableZipWriter,
+    reader: RowReader,
+    spec: TableSpec,
+    selection: Selection,
+    settings: ExportSettings,
+    progress: Progress,
+) -> TableEntry:
+    rows = [0]
+    deleted = [0]
+
+    def count_rows(n: int) -> None:
+        rows[0] += n
+        progress(spec.name, n)
+
+    def count_deleted(n: int) -> None:
+        deleted[0] += n
+
+    chunks = reader.rows(spec, selection, count_rows)
+    archive.add(spec.file, prefetched(transcoded(chunks, settings.encoding, spec)))
+    if spec.name not in selection.whole:
+        gone = non_empty(reader.deleted(spec, selection, count_deleted))
+        if gone is not None:
+            archive.add(deleted_member_name(spec.name), transcoded(gone, settings.encoding, spec))
+    return TableEntry(spec.name, spec.file, rows[0], deleted[0], spec.name in selection.whole)
+
+
+def _manifest(record: ExportRecord, version: str, entries: list[TableEntry]) -> Manifest:
+    since = record.since_us if record.restart else None
+    return Manifest(
+        created=from_us(record.created_us),
+        schema_version=version,
+        tidegate_version=TIDEGATE_VERSION,
+        hwm_from=HighWaterMark(record.hwm_from, from_us(record.hwm_from_us)),
+        hwm_to=HighWaterMark(record.hwm_to, from_us(record.hwm_to_us)),
+        max_data_time=from_us(record.name_data_us),
+        kind=record.kind,
+        stream=record.stream,
+        sequence=record.export_no,
+        min_data_time=from_us(record.min_data_us),
+        restart=record.restart,
+        since=from_us(since) if since is not None else None,
+        tables=tuple(entries),
+    )
+
+
+def non_empty(chunks: Iterator[bytes]) -> Iterator[bytes] | None:
+    """The same chunks, or None when there are none."""
+    first = next(chunks, None)
+    if first is None:
+        return None
+
+    def again() -> Iterator[bytes]:
+        yield first
+        yield from chunks
+
+    return again()
+
+
+def transcoded(chunks: Iterator[bytes], encoding: str, spec: TableSpec) -> Iterator[bytes]:
+    """UTF-8 CSV chunks in the output encoding.
+
+    Raises:
+        ExportError: a value cannot be written in that encoding; names table, column, key.
+    """
+    if codecs.lookup(encoding).name == "utf-8":
+        yield from chunks
+        return
+    for chunk in chunks:
+        text = chunk.decode("utf-8")
+        try:
+            yield text.encode(encoding)
+        except UnicodeEncodeError:
+            raise _unencodable(text, encoding, spec) from None
+
+
+def _unencodable(text: str, encoding: str, spec: TableSpec) -> ExportError:
+    """Find the first value of a chunk that the encoding cannot hold."""
+    columns = [c.name for c in spec.columns]
+    for record in csv.reader(io.StringIO(text)):
+        if record == columns:
+            continue
+        for column, value in zip(columns, record, strict=False):
+            try:
+                value.encode(encoding)
+            except UnicodeEncodeError:
+                key = {
+                    k: record[columns.index(k)]
+                    for k in spec.primary_key
+                    if k in columns and columns.index(k) < len(record)
+                }
+                return ExportError(
+                    f"table {spec.name!r}, column {column!r}, key {key}: the value cannot be "
+                    f"written in the output encoding {encoding!r}",
+                    'set [output] encoding = "utf-8", or correct the value in the source',
+                )
+    for column in columns:
+        try:
+            column.encode(encoding)
+        except UnicodeEncodeError:
+            return ExportError(
+                f"table {spec.name!r}: the column name {column!r} cannot be written in the "
+                f"output encoding {encoding!r}",
+                'set [output] encoding = "utf-8"',
+            )
+    return ExportError(f"table {spec.name!r}: a value cannot be written in {encoding!r}")
+
+
+_DONE = object()
+
+
+def prefetched(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
+    """Run a chunk producer in a thread of its own, `depth` chunks ahead.
+
+    Reading (the database driver) and compressing (zlib) both release the GIL, so the two
+    overlap on two cores. An error in the producer is raised here; if the consumer stops
+    early, the producer is told to stop too.
+    """
+    buffer: queue.Queue[object] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        buffer.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            buffer.put(error)
+
+    thread = threading.Thread(target=produce, name="tidegate-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -1,0 +1,134 @@
+"""The export stream's state in the source: tidegate_export rows, read and written."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate import control
+from tidegate.db import Database
+from tidegate.model import now_us
+from tidegate.tables.plan import ExportRecord
+
+_export = control.export
+
+
+def _record(row: Any) -> ExportRecord:
+    m = row._mapping
+    return ExportRecord(
+        **{
+            name: m[name] for name in ExportRecord.__dataclass_fields__ if name != "snapshot_tables"
+        },
+        snapshot_tables=tuple(json.loads(m["snapshot_tables"])),
+    )
+
+
+def last_published(db: Database, conn: Connection) -> ExportRecord | None:
+    """The newest published export."""
+    row = (
+        control.bind(db, conn)
+        .execute(
+            sa.select(_export)
+            .where(_export.c.status == "published")
+            .order_by(_export.c.export_no.desc())
+            .limit(1)
+        )
+        .first()
+    )
+    return _record(row) if row else None
+
+
+def planned(db: Database, conn: Connection) -> ExportRecord | None:
+    """An export a dead run planned and did not publish."""
+    row = (
+        control.bind(db, conn)
+        .execute(
+            sa.select(_export)
+            .where(_export.c.status == "planned")
+            .order_by(_export.c.export_no)
+            .limit(1)
+        )
+        .first()
+    )
+    return _record(row) if row else None
+
+
+def published(db: Database) -> list[ExportRecord]:
+    """Every published export, oldest first."""
+    with db.engine.connect() as raw:
+        rows = control.bind(db, raw).execute(
+            sa.select(_export).where(_export.c.status == "published").order_by(_export.c.export_no)
+        )
+        return [_record(row) for row in rows]
+
+
+def max_claimed_key(db: Database, conn: Connection) -> int:
+    """The newest audit key handed out by a claim (0 before any)."""
+    value = control.bind(db, conn).execute(sa.select(sa.func.max(control.tick.c.audit_key)))
+    return int(value.scalar() or 0)
+
+
+def claim_time_us(db: Database, conn: Connection, audit_key: int) -> int | None:
+    """When the claim of an audit key was made."""
+    tick = control.tick
+    return (
+        control.bind(db, conn)
+        .execute(sa.select(tick.c.claimed_us).where(tick.c.audit_key == audit_key))
+        .scalar()
+    )
+
+
+def unsnapshotted(db: Database, conn: Connection) -> tuple[str, ...]:
+    """Captured tables no export has exported whole yet (added to the selection later)."""
+    capture = control.capture
+    names = (
+        control.bind(db, conn)
+        .execute(
+            sa.select(capture.c.table_name)
+            .where(capture.c.snapshot_export.is_(None))
+            .order_by(capture.c.table_name)
+        )
+        .scalars()
+    )
+    return tuple(names)
+
+
+def insert_planned(db: Database, record: ExportRecord) -> None:
+    """Record an export about to be written (so a dead run's successor redoes it)."""
+    values = {name: getattr(record, name) for name in ExportRecord.__dataclass_fields__}
+    values["snapshot_tables"] = json.dumps(list(record.snapshot_tables))
+    with db.begin(write=True) as raw:
+        control.bind(db, raw).execute(_export.insert().values(**values))
+
+
+def mark_published(db: Database, record: ExportRecord, rows: int, size: int) -> None:
+    """The export's folder is complete: publish it in the stream, in one transaction."""
+    capture = control.capture
+    with db.begin(write=True) as raw:
+        conn = control.bind(db, raw)
+        conn.execute(
+            _export.update()
+            .where(_export.c.export_no == record.export_no)
+            .values(status="published", published_us=now_us(), row_count=rows, byte_count=size)
+        )
+        if record.snapshot_tables:
+            conn.execute(
+                capture.update()
+                .where(capture.c.table_name.in_(record.snapshot_tables))
+                .values(snapshot_export=record.export_no)
+            )
+
+
+def next_export_no(db: Database, conn: Connection) -> int:
+    """The sequence number of the next export."""
+    value = control.bind(db, conn).execute(sa.select(sa.func.max(_export.c.export_no)))
+    return int(value.scalar() or 0) + 1
+
+
+def installed_us(db: Database, conn: Connection) -> int:
+    """When capture was first installed: the time the chain starts from."""
+    value = control.bind(db, conn).execute(sa.select(sa.func.min(control.capture.c.installed_us)))
+    return int(value.scalar() or now_us())
