@@ -6,6 +6,7 @@ layer over the same functions.
 
 from tidegate.api import (
     claim_changes,
+    export_tables,
     init,
     list_runs,
     pending_changes,
@@ -23,6 +24,7 @@ from tidegate.errors import (
     TidegateError,
 )
 from tidegate.model import Change, Claim, InitReport, RunRecord
+from tidegate.tables.export import ExportResult
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ __all__ = [
     "Claim",
     "Config",
     "ConfigError",
+    "ExportResult",
     "InitReport",
     "JobBusy",
     "NotInitialized",
@@ -41,6 +44,7 @@ __all__ = [
     "TidegateError",
     "__version__",
     "claim_changes",
+    "export_tables",
     "init",
     "list_runs",
     "load_config",

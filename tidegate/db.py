@@ -304,6 +304,25 @@ def database_error(db: Database, error: exc.DBAPIError, doing: str) -> SourceErr
     return SourceError(f"{db.display_url}: {doing}: {reason}")
 
 
+def inline_sql(db: Database, statement: sa.Executable) -> str:
+    """A statement as SQL text with its (integer and date) parameters inlined, to send to
+    the driver as is: for COPY, and to read rows exactly as the driver returns them.
+
+    Drivers with `%` placeholders get `%` doubled in identifiers at compile time; without
+    parameters they do not read placeholders, so the doubling is undone.
+    """
+    translate = {"schema_translate_map": {None: db.schema}, "render_schema_translate": True}
+    compiled = statement.compile(  # type: ignore[attr-defined]
+        dialect=db.engine.dialect,
+        compile_kwargs={"literal_binds": True},
+        **(translate if db.schema else {}),
+    )
+    sql = str(compiled)
+    if db.engine.dialect.paramstyle in ("format", "pyformat"):
+        sql = sql.replace("%%", "%")
+    return sql
+
+
 def list_tables(db: Database) -> list[str]:
     """Names of the base tables in the database (or schema), sorted."""
     return sorted(sa.inspect(db.engine).get_table_names(schema=db.schema))

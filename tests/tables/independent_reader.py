@@ -52,8 +52,14 @@ def read_folder(folder: Path) -> tuple[ET.Element, zipfile.ZipFile]:
     data = (folder / f"{name}.zip").read_bytes()
     check_sha1_file((folder / f"{name}.zip.sha1").read_bytes(), data, f"{name}.zip")
     info = ET.fromstring((folder / f"{name}.extracted.xml").read_bytes())
-    for tag in ("created-ts", "gim-schema-version", "gim-version", "hwm-from", "hwm-to",
-                "max-data-ts"):
+    for tag in (
+        "created-ts",
+        "gim-schema-version",
+        "gim-version",
+        "hwm-from",
+        "hwm-to",
+        "max-data-ts",
+    ):
         assert info.find(tag) is not None, f"{name}: <{tag}> missing"
     return info, zipfile.ZipFile(io.BytesIO(data))
 
@@ -66,8 +72,10 @@ def csv_member(archive: zipfile.ZipFile, member: str) -> list[list[str]]:
 
 def rebuild(root: Path) -> Rebuilt:
     """Apply every folder below root in audit-key order."""
-    folders = sorted((p for p in root.iterdir() if NAME.fullmatch(p.name)),
-                     key=lambda p: int(NAME.fullmatch(p.name).group(1)))  # type: ignore[union-attr]
+    folders = sorted(
+        (p for p in root.iterdir() if NAME.fullmatch(p.name)),
+        key=lambda p: int(NAME.fullmatch(p.name).group(1)),
+    )  # type: ignore[union-attr]
     result = Rebuilt()
     previous_to = None
     previous_stamp = ""
@@ -86,8 +94,11 @@ def rebuild(root: Path) -> Rebuilt:
         kind = info.find("tidegate-export").get("kind")  # type: ignore[union-attr]
         result.kinds.append(str(kind))
         schema = json.loads(archive.read("tidegate.schema.json"))
-        check_sha1_file(archive.read("tidegate.schema.json.sha1"),
-                        archive.read("tidegate.schema.json"), "tidegate.schema.json")
+        check_sha1_file(
+            archive.read("tidegate.schema.json.sha1"),
+            archive.read("tidegate.schema.json"),
+            "tidegate.schema.json",
+        )
         by_file = {table["file"]: table for table in schema["tables"]}
         result.schema = {table["name"]: table for table in schema["tables"]}
         listed = {node.get("name") for node in info.findall("tidegate-table")}
@@ -117,5 +128,7 @@ def rebuild(root: Path) -> Rebuilt:
 
 def member_is_whole(info: ET.Element, table: str) -> bool:
     """An incremental export carries some tables whole (tables added to the selection)."""
-    return any(node.get("name") == table and node.get("whole") == "true"
-               for node in info.findall("tidegate-table"))
+    return any(
+        node.get("name") == table and node.get("whole") == "true"
+        for node in info.findall("tidegate-table")
+    )

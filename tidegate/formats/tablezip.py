@@ -84,6 +84,10 @@ class TableZipWriter:
         self._zip.writestr(f"{name}.sha1", sha1_line(hexdigest, name))
         return hexdigest
 
+    def abort(self) -> None:
+        """Give up on a zip that failed half-way: nothing more is written to the target."""
+        self._zip.fp = None  # makes ZipFile.close (also at garbage collection) a no-op
+
     def close(self) -> ZipResult:
         """Write the central directory; the result describes the whole zip."""
         self._zip.close()

@@ -219,9 +219,15 @@ def _write(
     with location.publishing(record.name) as folder:
         with folder.open(name.zip_name) as target:
             archive = TableZipWriter(target)
-            archive.add(SCHEMA_MEMBER, [schema_json])
-            for spec in exported:
-                entries.append(_write_table(archive, reader, spec, selection, settings, progress))
+            try:
+                archive.add(SCHEMA_MEMBER, [schema_json])
+                for spec in exported:
+                    entries.append(
+                        _write_table(archive, reader, spec, selection, settings, progress)
+                    )
+            except BaseException:
+                archive.abort()
+                raise
             written = archive.close()
         folder.write(name.zip_sha1_name, sha1_line(written.sha1, name.zip_name))
         manifest = _manifest(record, version, entries)
@@ -295,15 +301,26 @@ def transcoded(chunks: Iterator[bytes], encoding: str, spec: TableSpec) -> Itera
     Raises:
         ExportError: a value cannot be written in that encoding; names table, column, key.
     """
-    if codecs.lookup(encoding).name == "utf-8":
-        yield from chunks
-        return
-    for chunk in chunks:
-        text = chunk.decode("utf-8")
-        try:
-            yield text.encode(encoding)
-        except UnicodeEncodeError:
-            raise _unencodable(text, encoding, spec) from None
+    try:
+        if codecs.lookup(encoding).name == "utf-8":
+            yield from chunks
+            return
+        for chunk in chunks:
+            text = chunk.decode("utf-8")
+            try:
+                yield text.encode(encoding)
+            except UnicodeEncodeError:
+                raise _unencodable(text, encoding, spec) from None
+    finally:
+        _close(chunks)
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    """Close a chunk generator now, so it releases its database connection at once (an
+    open SQLite read transaction would block the run's own writes)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _unencodable(text: str, encoding: str, spec: TableSpec) -> ExportError:
@@ -351,20 +368,27 @@ def prefetched(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
     buffer: queue.Queue[object] = queue.Queue(depth)
     stop = threading.Event()
 
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
+        # The producer closes its own iterator: database connections must be closed by
+        # the thread that used them.
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        buffer.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(chunk):
                     return
-            buffer.put(_DONE)
+            put(_DONE)
         except BaseException as error:  # handed to the consumer, raised there
-            buffer.put(error)
+            put(error)
+        finally:
+            _close(chunks)
 
     thread = threading.Thread(target=produce, name="tidegate-reader", daemon=True)
     thread.start()

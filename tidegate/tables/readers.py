@@ -20,8 +20,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from tidegate import control
-from tidegate.db import Database
+from tidegate.db import Database, inline_sql
 from tidegate.formats.csvrows import csv_chunks, header
 from tidegate.tables.schema import TableSpec
 from tidegate.tables.selection import Selection, deleted_keys, row_filter
@@ -67,12 +66,17 @@ class _BaseReader:
     def _python_rows(
         self, query: sa.Select[Any], columns: list[str], count: RowCounter
     ) -> Iterator[bytes]:
-        """Rows fetched in batches and formatted by csvrows (the portable path)."""
+        """Rows fetched in batches and formatted by csvrows (the portable path).
+
+        The SQL goes to the driver as text, so values arrive exactly as the driver reads
+        them, with no SQLAlchemy type conversion (which would, say, round a DOUBLE).
+        """
+        sql = inline_sql(self.db, query)
         with self.db.engine.connect() as raw:
-            conn = control.bind(self.db, raw).execution_options(stream_results=True, yield_per=2000)
+            conn = raw.execution_options(stream_results=True, yield_per=2000)
             counter = [0]
             reported = 0
-            for text in csv_chunks(columns, conn.execute(query), counter):
+            for text in csv_chunks(columns, conn.exec_driver_sql(sql), counter):
                 count(counter[0] - reported)
                 reported = counter[0]
                 yield text.encode("utf-8")
@@ -153,9 +157,7 @@ class PostgresReader(_BaseReader):
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
         columns = [self._field(spec.table.c[c.name]) for c in spec.columns]
         query = self._rows_query(spec, selection, columns)
-        sql = str(
-            query.compile(dialect=self.db.engine.dialect, compile_kwargs={"literal_binds": True})
-        )
+        sql = inline_sql(self.db, query)
         copy_sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)"
         raw = self.db.engine.raw_connection()
         try:
@@ -163,8 +165,6 @@ class PostgresReader(_BaseReader):
             with connection.cursor() as cursor:  # type: ignore[union-attr]
                 cursor.execute("SET DateStyle = 'ISO, YMD'")
                 cursor.execute("SET client_encoding = 'UTF8'")
-                if self.db.schema:
-                    cursor.execute("SELECT set_config('search_path', %s, false)", (self.db.schema,))
                 yield from _batched_copy(cursor, copy_sql, count)
             connection.rollback()  # type: ignore[union-attr]
         finally:
