@@ -66,6 +66,7 @@ class DemoReport:
     directory: Path
     per_table: dict[str, tuple[int, int]] = field(default_factory=dict)
     audit_keys: list[int] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
     ok: bool = False
 
 
@@ -122,6 +123,8 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> DemoReport:
     config = load_config(config_path)
     report = api.init(config)
     say(f"init: capture installed on {', '.join(report.installed)}")
+    folders = [result.name for result in api.export_tables(config)]
+    say(f"table export: first folder {folders[0]} is a snapshot of every table")
 
     made_round_one(app)
     say(f"the application committed {len(app.made)} changes (and rolled back one transaction)")
@@ -148,6 +151,14 @@ def run_demo(directory: Path, say: Callable[[str], None]) -> DemoReport:
     # transaction absent.
     result.ok = Counter(app.made) == Counter(claimed)
     _check_nothing_pending(config, say)
+    made_round_three(app)
+    exported = api.export_tables(config, until_caught_up=True)
+    folders += [export.name for export in exported]
+    say(
+        f"table export: {len(exported)} more folder(s) with the rows changed since; all in "
+        f"{directory / 'exports'}"
+    )
+    result.folders = folders
     return result
 
 
@@ -210,6 +221,21 @@ def made_round_two(app: SampleApp) -> None:
                 [("order line", "U", (1, 100, 1))],
             ),
             ("DELETE FROM customer WHERE id = 3", (), [("customer", "D", (3,))]),
+        ]
+    )
+
+
+def made_round_three(app: SampleApp) -> None:
+    """Changes after the claims: these reach the next table export."""
+    app.transaction(
+        [
+            (
+                "INSERT INTO customer VALUES (4, 'Dora, \"the\" explorer', NULL, '7.50', "
+                "'2026-11-24 08:00:00')",
+                (),
+                [("customer", "I", (4,))],
+            ),
+            ("DELETE FROM customer WHERE id = 1", (), [("customer", "D", (1,))]),
         ]
     )
 

@@ -12,6 +12,7 @@ import hashlib
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 COMPRESS_LEVEL = 1
@@ -60,8 +61,13 @@ class ZipResult:
 class TableZipWriter:
     """Writes members one after another; each CSV member gets a `.sha1` member after it."""
 
-    def __init__(self, target: BinaryIO) -> None:
+    def __init__(self, target: BinaryIO, modified: datetime) -> None:
+        """Args:
+        target: where the zip goes (written once, front to back).
+        modified: the time given to every member (the export's creation time, UTC).
+        """
         self._stream = _HashingStream(target)
+        self._date_time = modified.astimezone(UTC).timetuple()[:6]
         self._zip = zipfile.ZipFile(
             self._stream,  # type: ignore[call-overload]
             mode="w",
@@ -76,13 +82,19 @@ class TableZipWriter:
             The member's sha1 in hex.
         """
         digest = hashlib.sha1()
-        with self._zip.open(name, mode="w", force_zip64=True) as member:
+        with self._zip.open(self._info(name), mode="w", force_zip64=True) as member:
             for chunk in chunks:
                 digest.update(chunk)
                 member.write(chunk)
         hexdigest = digest.hexdigest()
-        self._zip.writestr(f"{name}.sha1", sha1_line(hexdigest, name))
+        self._zip.writestr(self._info(f"{name}.sha1"), sha1_line(hexdigest, name))
         return hexdigest
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=self._date_time)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16  # a regular file, readable by all, when extracted
+        return info
 
     def abort(self) -> None:
         """Give up on a zip that failed half-way: nothing more is written to the target."""

@@ -218,7 +218,7 @@ def _write(
     entries: list[TableEntry] = []
     with location.publishing(record.name) as folder:
         with folder.open(name.zip_name) as target:
-            archive = TableZipWriter(target)
+            archive = TableZipWriter(target, from_us(record.created_us))
             try:
                 archive.add(SCHEMA_MEMBER, [schema_json])
                 for spec in exported:
