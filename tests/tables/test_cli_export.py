@@ -9,9 +9,12 @@ from tests.test_cli import assert_one_error, run
 
 
 def test_export_tables_end_to_end(sqlite_source: Source) -> None:
-    table = sa.Table("item", sa.MetaData(),
-                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                     sa.Column("name", sa.String(20)))
+    table = sa.Table(
+        "item",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("name", sa.String(20)),
+    )
     sqlite_source.create(table)
     folder = sqlite_source.tmp_path
     config = f'[source]\nurl = "{sqlite_source.url}"\n'
@@ -35,16 +38,21 @@ def test_export_tables_end_to_end(sqlite_source: Source) -> None:
 
 
 def test_export_option_errors_are_one_line(sqlite_source: Source) -> None:
-    sqlite_source.create(sa.Table("item", sa.MetaData(), sa.Column("id", sa.Integer,
-                                                                    primary_key=True)))
+    sqlite_source.create(
+        sa.Table("item", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    )
     folder = sqlite_source.tmp_path
     config = f'[source]\nurl = "{sqlite_source.url}"\n'
     run(folder, "init", config=config)
     code, _out, err = run(folder, "export", "tables", "--restart-from", "yesterday")
     assert code == 1
     assert_one_error(err, r"Error: --restart-from: 'yesterday' is not a date")
-    code, _out, err = run(folder, "export", "tables", "--restart-from-beginning",
-                          "--reexport-since", "2026-01-01")
+    code, _out, err = run(
+        folder, "export", "tables", "--restart-from-beginning", "--reexport-since", "2026-01-01"
+    )
     assert code == 1
-    assert_one_error(err, r"Error: --restart-from-beginning and --reexport-since cannot be "
-                          r"used together")
+    assert_one_error(
+        err,
+        r"Error: --restart-from-beginning and --reexport-since cannot be "
+        r"used together",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import shutil
 import subprocess
 from decimal import Decimal
@@ -212,28 +213,59 @@ def test_open_transaction_across_an_export_is_exported_later(server_source: Sour
     assert_rebuild_equals_source(source, exports_of(source), parent, child)
 
 
-def test_max_span_splits_a_backlog_and_until_caught_up_drains_it(sqlite_source: Source) -> None:
+def test_max_span_splits_a_backlog_and_until_caught_up_drains_it(source: Source) -> None:
     events = sa.Table(
         "events",
         sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("happened_at", sa.DateTime),
     )
-    sqlite_source.create(events)
-    config = sqlite_source.config("tables.time_columns.events=happened_at", "tables.max_span=1d")
+    source.create(events)
+    config = source.config("tables.time_columns.events=happened_at", "tables.max_span=1d")
     tidegate.init(config)
     tidegate.export_tables(config)
     start = dt.datetime(2026, 3, 1)
-    with sqlite_source.engine().begin() as conn:
+    with source.engine().begin() as conn:
         conn.execute(
             events.insert(),
             [{"id": i, "happened_at": start + dt.timedelta(hours=6 * i)} for i in range(12)],
         )  # three days of data
     results = tidegate.export_tables(config, until_caught_up=True)
     assert len(results) == 3
-    rebuilt = rebuild(exports_of(sqlite_source))
+    rebuilt = rebuild(exports_of(source))
     assert len(rebuilt.tables["events"]) == 12
     assert [r.rows for r in results] == [4, 4, 4]
+    # Each folder starts at the oldest data time still pending, one day apart.
+    starts = []
+    for result in results:
+        xml = (exports_of(source) / result.name / f"{result.name}.extracted.xml").read_text()
+        seconds = int(re.search(r'min-data-ts="(\d+)"', xml).group(1))  # type: ignore[union-attr]
+        starts.append(dt.datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None))
+    assert starts == [start, start + dt.timedelta(days=1), start + dt.timedelta(days=2)]
+
+
+def test_naive_time_columns_are_read_in_the_source_time_zone(server_source: Source) -> None:
+    events = sa.Table(
+        "events",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("happened_at", sa.DateTime),
+    )
+    server_source.create(events)
+    config = server_source.config(
+        "tables.time_columns.events=happened_at", "source.timezone=Europe/Berlin"
+    )
+    try:
+        tidegate.init(config)
+    except tidegate.CaptureError as refused:  # MariaDB without its time zone tables
+        assert "time zone tables" in refused.hint
+        return
+    with server_source.engine().begin() as conn:
+        conn.execute(events.insert(), [{"id": 1, "happened_at": dt.datetime(2026, 7, 1, 12)}])
+    claim = tidegate.claim_changes(config)
+    assert claim is not None
+    [change] = tidegate.read_claim(config, claim.audit_key)
+    assert change.data_at == dt.datetime(2026, 7, 1, 10, tzinfo=UTC)  # CEST is UTC+2
 
 
 def test_restart_options_keep_the_chain(sqlite_source: Source) -> None:
