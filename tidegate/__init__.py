@@ -25,8 +25,7 @@ from tidegate.errors import (
 )
 from tidegate.model import Change, Claim, InitReport, RunRecord
 from tidegate.tables.export import ExportResult
-
-__version__ = "0.1.0"
+from tidegate.version import __version__
 
 __all__ = [
     "CaptureError",

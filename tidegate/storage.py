@@ -77,6 +77,10 @@ class Location:
         data: bytes = self.fs.cat_file(self.path(*parts))
         return data
 
+    def size(self, *parts: str) -> int:
+        """The size of a file in bytes."""
+        return int(self.fs.size(self.path(*parts)))
+
     def remove(self, *parts: str) -> None:
         """Remove a file or folder tree, if it exists."""
         path = self.path(*parts)

@@ -37,11 +37,10 @@ from tidegate.tables.plan import ExportRecord, NewExport, Redo, Restart, StreamS
 from tidegate.tables.readers import RowReader, reader_for
 from tidegate.tables.schema import TableSpec, reflect, schema_document
 from tidegate.tables.selection import Selection, data_time_range, tables_with_changes
+from tidegate.version import __version__
 
 Progress = Callable[[str, int], None]
 """Called with a table name and the number of rows just written."""
-
-TIDEGATE_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,25 @@ def run_once(
         return None
     if isinstance(step, Redo):
         record = step.record
-        if location.exists(record.name, ExportName.parse(record.name).manifest_name):
+        name = ExportName.parse(record.name)
+        if location.exists(record.name, name.manifest_name):
             # The dead run had published the folder: only its record was left to write.
-            stream.mark_published(db, record, 0, 0)
+            published = manifest_format.parse(
+                location.read_bytes(record.name, name.manifest_name), name.manifest_name
+            )
+            rows = sum(entry.rows + entry.deleted for entry in published.tables)
+            size = location.size(record.name, name.zip_name)
+            stream.mark_published(db, record, rows, size)
             return ExportResult(
-                record.name, record.hwm_to, record.kind, record.restart, (), 0, 0, True, None
+                record.name,
+                record.hwm_to,
+                record.kind,
+                record.restart,
+                published.tables,
+                rows,
+                size,
+                True,
+                None,
             )
         claim_until = None
     else:
@@ -268,7 +281,7 @@ def _manifest(record: ExportRecord, version: str, entries: list[TableEntry]) -> 
     return Manifest(
         created=from_us(record.created_us),
         schema_version=version,
-        tidegate_version=TIDEGATE_VERSION,
+        tidegate_version=__version__,
         hwm_from=HighWaterMark(record.hwm_from, from_us(record.hwm_from_us)),
         hwm_to=HighWaterMark(record.hwm_to, from_us(record.hwm_to_us)),
         max_data_time=from_us(record.name_data_us),
