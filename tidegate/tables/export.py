@@ -81,32 +81,14 @@ def run_once(
     if step is None:
         return None
     if isinstance(step, Redo):
-        record = step.record
-        name = ExportName.parse(record.name)
-        if location.exists(record.name, name.manifest_name):
-            # The dead run had published the folder: only its record was left to write.
-            published = manifest_format.parse(
-                location.read_bytes(record.name, name.manifest_name), name.manifest_name
-            )
-            rows = sum(entry.rows + entry.deleted for entry in published.tables)
-            size = location.size(record.name, name.zip_name)
-            stream.mark_published(db, record, rows, size)
-            return ExportResult(
-                record.name,
-                record.hwm_to,
-                record.kind,
-                record.restart,
-                published.tables,
-                rows,
-                size,
-                True,
-                None,
-            )
-        claim_until = None
+        record, claim_until = step.record, None
+        published = _published_folder(location, record)
     else:
-        record = _plan(db, step, state)
-        claim_until = step.claim_until_us
-    entries, size = _write(db, location, record, settings, progress or (lambda _t, _n: None))
+        record, claim_until = _plan(db, step, state), step.claim_until_us
+        published = None
+    entries, size = published or _write(
+        db, location, record, settings, progress or (lambda _t, _n: None)
+    )
     rows = sum(entry.rows + entry.deleted for entry in entries)
     stream.mark_published(db, record, rows, size)
     return ExportResult(
@@ -120,6 +102,20 @@ def run_once(
         isinstance(step, Redo),
         claim_until,
     )
+
+
+def _published_folder(
+    location: Location, record: ExportRecord
+) -> tuple[tuple[TableEntry, ...], int] | None:
+    """The table entries and zip size of a folder a dead run had already published (only
+    its record was left to write); None when it is not there or not complete."""
+    name = ExportName.parse(record.name)
+    if not location.exists(record.name, name.manifest_name):
+        return None
+    manifest = manifest_format.parse(
+        location.read_bytes(record.name, name.manifest_name), name.manifest_name
+    )
+    return manifest.tables, location.size(record.name, name.zip_name)
 
 
 def _stream_state(db: Database, settings: ExportSettings) -> StreamState:
