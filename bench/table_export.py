@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -206,14 +206,10 @@ def measure(
             wrapped = [GNU_TIME, "-v", "-o", report.name, *argv]
         else:
             wrapped = [sys.executable, "-c", RSS_WRAPPER, report.name, *argv]
-        with open(stdout, "wb") if stdout else open(os.devnull, "wb") as sink:
+        with open(stdout, "wb") if stdout else nullcontext(subprocess.PIPE) as sink:
             start = time.perf_counter()
             done = subprocess.run(
-                wrapped,
-                cwd=cwd,
-                stdout=sink if stdout else subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                check=False,
+                wrapped, cwd=cwd, stdout=sink, stderr=subprocess.PIPE, check=False
             )
             seconds = time.perf_counter() - start
         text = report.read()
@@ -386,7 +382,12 @@ def judge(database: str, rows: int, cases: list[dict[str, Any]]) -> dict[str, An
     rss = {size: pair["tidegate"]["peak_rss_mib"] for size, pair in sorted(by_size.items())}
     growth = rss[max(rss)] / rss[min(rss)]
     return {
-        "throughput": {"goal": GOALS[database], "ratio": ratio, "met": ratio >= GOALS[database]},
+        "throughput": {
+            "goal": GOALS[database],
+            "parents": rows,
+            "ratio": ratio,
+            "met": ratio >= GOALS[database],
+        },
         "peak_rss": {
             "goal_mib": RSS_GOAL_MIB,
             "mib_by_parents": rss,
@@ -442,6 +443,20 @@ def run_postgresql(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 # --- output ---------------------------------------------------------------------------------
 
 
+def tidegate_commit() -> str:
+    """The commit of the tidegate being measured, marked when tidegate/ has local changes."""
+
+    def git(*args: str) -> str:
+        root = Path(__file__).resolve().parent.parent
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (
+        " with local changes" if git("status", "--porcelain", "--", "tidegate") else ""
+    )
+
+
 def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -464,7 +479,10 @@ def print_database(database: str, report: dict[str, Any], rounds: int) -> None:
     goals = report["goals"]
     t, m, f = goals["throughput"], goals["peak_rss"], goals["flat_rss"]
     rss = ", ".join(f"{v:.1f} MiB @ {k:,}" for k, v in m["mib_by_parents"].items())
-    print(f"goal: rows/s >= {t['goal']:.2f} x base: {t['ratio']:.2f}  {verdict(t['met'])}")
+    print(
+        f"goal: rows/s >= {t['goal']:.2f} x base at {t['parents']:,} parents: "
+        f"{t['ratio']:.2f}  {verdict(t['met'])}"
+    )
     print(f"goal: peak RSS < {m['goal_mib']:.0f} MiB: {rss}  {verdict(m['met'])}")
     print(
         f"goal: RSS flat (largest/smallest <= {f['goal_growth']:.2f}): {f['growth']:.2f}  "
@@ -522,15 +540,20 @@ def main(argv: list[str] | None = None) -> int:
             reports[database] = runners[database](args, Path(scratch))
     if args.json:
         settings = {k: getattr(args, k) for k in ("rows", "child_rows", "scales", "rounds")}
-        machine = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+        machine = {
+            "cpu_count": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "tidegate_commit": tidegate_commit(),
+        }
         print(json.dumps({"settings": settings, "machine": machine, **reports}, indent=2))
         return 0
     for database, report in reports.items():
         print_database(database, report, args.rounds)
     print(
-        f"rows/s: parent + child rows / wall s of the whole command(s); x base: rows/s over "
-        f"the raw baseline's at the same size; out MB = 10^6 bytes; {os.cpu_count()} CPUs"
+        "rows/s: parent + child rows / wall s of the whole command(s); x base: rows/s over "
+        "the raw baseline's at the same size; out MB = 10^6 bytes"
     )
+    print(f"tidegate {tidegate_commit()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     return 0
 
 

@@ -23,7 +23,7 @@ from tidegate.runs import RunCounters
 from tidegate.storage import Location
 from tidegate.tables.export import ExportResult, ExportSettings, Progress, run_once
 from tidegate.tables.plan import Restart
-from tidegate.tables.progress import backlog_before
+from tidegate.tables.stream import backlog_before
 
 
 def open_source(config: Config) -> Database:

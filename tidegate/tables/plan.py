@@ -136,12 +136,8 @@ def next_step(state: StreamState, restart: Restart | None = None) -> Step:
         return _reexport_window(state, stream, since, since, state.now_us)
     if last is None:
         return NewExport("snapshot", 1, snapshot_tables=state.tables)
-    if (
-        last.restart == "reexport"
-        and last.window_hi_us is not None
-        and last.reexport_until_us is not None
-        and last.window_hi_us < last.reexport_until_us
-    ):
+    if last.reexport_unfinished:
+        assert last.window_hi_us is not None and last.reexport_until_us is not None
         return _reexport_window(
             state,
             stream,

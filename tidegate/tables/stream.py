@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate import control
+from tidegate.capture import oldest_pending_us
 from tidegate.db import Database
 from tidegate.model import now_us
 from tidegate.tables.plan import ExportRecord
@@ -132,3 +133,19 @@ def installed_us(db: Database, conn: Connection) -> int:
     """When capture was first installed: the time the chain starts from."""
     value = control.bind(db, conn).execute(sa.select(sa.func.min(control.capture.c.installed_us)))
     return int(value.scalar() or now_us())
+
+
+def backlog_before(db: Database, moment_us: int) -> bool:
+    """True while an export is left to redo, a re-export is unfinished, or changes with data
+    time before ``moment_us`` are pending.
+
+    `--until-caught-up` stops when this is False, so writers that never pause cannot keep
+    it running for ever.
+    """
+    with db.engine.connect() as conn:
+        last = last_published(db, conn)
+        unfinished = planned(db, conn)
+    if unfinished is not None or (last is not None and last.reexport_unfinished):
+        return True
+    oldest = oldest_pending_us(db)
+    return oldest is not None and oldest < moment_us

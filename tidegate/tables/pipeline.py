@@ -1,0 +1,137 @@
+"""Streams of CSV chunks between a reader and the zip: encoding, and reading ahead in a
+thread of its own."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import queue
+import threading
+from collections.abc import Iterator
+
+from tidegate.errors import ExportError
+from tidegate.tables.schema import TableSpec
+
+
+def non_empty(chunks: Iterator[bytes]) -> Iterator[bytes] | None:
+    """The same chunks, or None when there are none."""
+    first = next(chunks, None)
+    if first is None:
+        return None
+
+    def again() -> Iterator[bytes]:
+        yield first
+        yield from chunks
+
+    return again()
+
+
+def transcoded(chunks: Iterator[bytes], encoding: str, spec: TableSpec) -> Iterator[bytes]:
+    """UTF-8 CSV chunks in the output encoding.
+
+    Raises:
+        ExportError: a value cannot be written in that encoding; names table, column, key.
+    """
+    try:
+        if codecs.lookup(encoding).name == "utf-8":
+            yield from chunks
+            return
+        for chunk in chunks:
+            text = chunk.decode("utf-8")
+            try:
+                yield text.encode(encoding)
+            except UnicodeEncodeError:
+                raise _unencodable(text, encoding, spec) from None
+    finally:
+        _close(chunks)
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    """Close a chunk generator now, so it releases its database connection at once (an
+    open SQLite read transaction would block the run's own writes)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
+def _unencodable(text: str, encoding: str, spec: TableSpec) -> ExportError:
+    """Find the first value of a chunk that the encoding cannot hold."""
+    columns = [c.name for c in spec.columns]
+    for record in csv.reader(io.StringIO(text)):
+        if record == columns:
+            continue
+        for column, value in zip(columns, record, strict=False):
+            try:
+                value.encode(encoding)
+            except UnicodeEncodeError:
+                key = {
+                    k: record[columns.index(k)]
+                    for k in spec.primary_key
+                    if k in columns and columns.index(k) < len(record)
+                }
+                return ExportError(
+                    f"table {spec.name!r}, column {column!r}, key {key}: the value cannot be "
+                    f"written in the output encoding {encoding!r}",
+                    'set [output] encoding = "utf-8", or correct the value in the source',
+                )
+    for column in columns:
+        try:
+            column.encode(encoding)
+        except UnicodeEncodeError:
+            return ExportError(
+                f"table {spec.name!r}: the column name {column!r} cannot be written in the "
+                f"output encoding {encoding!r}",
+                'set [output] encoding = "utf-8"',
+            )
+    return ExportError(f"table {spec.name!r}: a value cannot be written in {encoding!r}")
+
+
+_DONE = object()
+
+
+def prefetched(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
+    """Run a chunk producer in a thread of its own, `depth` chunks ahead.
+
+    Reading (the database driver) and compressing (zlib) both release the GIL, so the two
+    overlap on two cores. An error in the producer is raised here; if the consumer stops
+    early, the producer is told to stop too.
+    """
+    buffer: queue.Queue[object] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        # The producer closes its own iterator: database connections must be closed by
+        # the thread that used them.
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+        finally:
+            _close(chunks)
+
+    thread = threading.Thread(target=produce, name="tidegate-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
