@@ -51,7 +51,7 @@ NASTY_TEXT = [
     "a,b",
     'say "hi"',
     "line1\nline2",
-    "cr\rand\r\ncrlf",
+    "cr\rand\r\ncrlf", "lone\rcr",
     "tab\there",
     "ünïcødé 日本 🎉",
     "x" * 300,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 
 from sqlalchemy import exc
@@ -42,6 +43,13 @@ def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[Captu
             f"{db.key_label('url')}: [tables] include/exclude select no table in {db.display_url}",
             "check [tables] include and exclude, and [source] schema",
         )
+    for name in names:
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            raise CaptureError(
+                f"table {name!r} has a control character in its name, which export files "
+                "cannot carry",
+                f"rename it, or leave it out with [tables] exclude = [{name!r}]",
+            )
     keys = {name: primary_key(db, name) for name in names}
     keyless = [name for name, key in keys.items() if not key]
     if keyless:

@@ -23,11 +23,11 @@ The PostgreSQL exporter produces the same text in SQL (see tables/readers/postgr
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -85,11 +85,36 @@ def _duration_text(value: timedelta) -> str:
     return f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.{micro:06d}"
 
 
+class _Records:
+    """The file a csv.writer writes to: one call per record, its CRLF turned into LF.
+
+    The writer is told records end in CRLF so that it quotes fields holding a CR as well as
+    those holding an LF (RFC 4180); it writes each record in one call, so the terminator is
+    always the last two characters.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, record: str) -> int:
+        self.parts.append(record[:-2] + LINE_END)
+        return len(record)
+
+    def take(self) -> str:
+        text = "".join(self.parts)
+        self.parts.clear()
+        return text
+
+
+def _writer(records: _Records) -> Any:
+    return csv.writer(records, lineterminator="\r\n")
+
+
 def header(columns: Sequence[str]) -> str:
     """The header line, ended."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=LINE_END).writerow(columns)
-    return buffer.getvalue()
+    records = _Records()
+    _writer(records).writerow(columns)
+    return records.take()
 
 
 def csv_chunks(
@@ -103,8 +128,8 @@ def csv_chunks(
         counter: if given, its first item is increased by the number of rows written.
     """
     yield header(columns)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator=LINE_END)
+    records = _Records()
+    writer = _writer(records)
     pending = 0
     for row in rows:
         writer.writerow([value_text(value) for value in row])
@@ -113,11 +138,9 @@ def csv_chunks(
             # Counted before the yield: a consumer may stop after the last chunk.
             if counter is not None:
                 counter[0] += pending
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
+            yield records.take()
             pending = 0
     if pending:
         if counter is not None:
             counter[0] += pending
-        yield buffer.getvalue()
+        yield records.take()

@@ -1,0 +1,179 @@
+"""Round trips of the pure format code: names, manifests, file-safe table names, values."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import zipfile
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tidegate.errors import FormatError
+from tidegate.formats import manifest
+from tidegate.formats.csvrows import csv_chunks, value_text
+from tidegate.formats.naming import ExportName, file_safe
+from tidegate.formats.tablezip import TableZipWriter
+
+UTC = dt.UTC
+moments = st.datetimes(
+    min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(9999, 1, 1), timezones=st.just(UTC)
+).map(lambda m: m.replace(microsecond=0))
+
+
+@given(key=st.integers(0, 2**63), moment=moments)
+def test_export_name_round_trip(key: int, moment: dt.datetime) -> None:
+    name = ExportName(key, moment)
+    assert ExportName.parse(name.format()) == name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "export_1",
+        "export_x_2026_01_01_00_00_00",
+        "export_1_2026_13_01_00_00_00",
+        "export_1_2026_01_01_00_00_00/",
+    ],
+)
+def test_bad_export_names_are_refused(text: str) -> None:
+    with pytest.raises(FormatError):
+        ExportName.parse(text)
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_file_safe_names_cannot_name_a_path(table: str) -> None:
+    safe = file_safe(table)
+    assert "/" not in safe and "\\" not in safe and not safe.startswith(".")
+    assert not any(ord(c) < 32 for c in safe)
+
+
+@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))
+def test_file_safe_is_one_to_one(a: str, b: str) -> None:
+    if a != b:
+        assert file_safe(a) != file_safe(b)
+
+
+@given(
+    key_from=st.integers(0, 10**12),
+    key_to=st.integers(0, 10**12),
+    moment=moments,
+    kind=st.sampled_from(["snapshot", "incremental"]),
+    restart=st.sampled_from([None, "beginning", "from", "reexport"]),
+    names=st.lists(
+        st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=15), max_size=4
+    ),
+)
+def test_manifest_round_trip(
+    key_from: int,
+    key_to: int,
+    moment: dt.datetime,
+    kind: str,
+    restart: str | None,
+    names: list[str],
+) -> None:
+    entries = tuple(
+        manifest.TableEntry(n, file_safe(n) + ".csv", i, i * 2, i % 2 == 0)
+        for i, n in enumerate(names)
+    )
+    original = manifest.Manifest(
+        created=moment,
+        schema_version="abc123",
+        tidegate_version="0.1.0",
+        hwm_from=manifest.HighWaterMark(key_from, moment),
+        hwm_to=manifest.HighWaterMark(key_to, moment),
+        max_data_time=moment,
+        kind=kind,
+        stream=2,
+        sequence=7,
+        min_data_time=moment,  # type: ignore[arg-type]
+        restart=restart,
+        since=moment if restart else None,
+        tables=entries,  # type: ignore[arg-type]
+    )
+    assert manifest.parse(manifest.render(original), "x.xml") == original
+
+
+def test_manifest_starts_with_the_established_elements() -> None:
+    moment = dt.datetime(2018, 3, 15, 5, 26, 40, tzinfo=UTC)
+    text = manifest.render(
+        manifest.Manifest(
+            moment,
+            "v",
+            "0.1.0",
+            manifest.HighWaterMark(13, moment),
+            manifest.HighWaterMark(200074, moment),
+            moment,
+            "incremental",
+            1,
+            1,
+            moment,
+        )
+    ).decode()
+    assert text.splitlines()[:7] == [
+        "<info>",
+        "<created-ts>1521091600</created-ts>",
+        "<gim-schema-version>v</gim-schema-version>",
+        "<gim-version>0.1.0</gim-version>",
+        '<hwm-from audit-key="13" created-ts="1521091600"/>',
+        '<hwm-to audit-key="200074" created-ts="1521091600"/>',
+        "<max-data-ts>1521091600</max-data-ts>",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, None),
+        ("", ""),
+        (True, "true"),
+        (False, "false"),
+        (12, "12"),
+        (0.1, "0.1"),
+        (float("nan"), "NaN"),
+        (Decimal("1E+3"), "1000"),
+        (Decimal("12345678901234567890.123456789"), "12345678901234567890.123456789"),
+        (dt.datetime(2026, 1, 2, 3, 4, 5, 6), "2026-01-02 03:04:05.000006"),
+        (
+            dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "2026-01-02 01:04:05.000000+00:00",
+        ),
+        (dt.date(2024, 2, 29), "2024-02-29"),
+        (b"\x00\xff", "00ff"),
+        (dt.timedelta(hours=-1, seconds=1), "-00:59:59.000000"),
+        ({"a": [1]}, '{"a":[1]}'),
+    ],
+)
+def test_value_text(value: object, text: str | None) -> None:
+    assert value_text(value) == text
+
+
+@given(
+    st.lists(
+        st.lists(st.one_of(st.none(), st.text(), st.integers()), min_size=2, max_size=2),
+        max_size=30,
+    )
+)
+def test_csv_round_trips_through_a_standard_reader(rows: list[list[object]]) -> None:
+    text = "".join(csv_chunks(["a", "b"], rows))
+    parsed = list(csv.reader(io.StringIO(text, newline="")))
+    assert parsed[0] == ["a", "b"]
+    assert parsed[1:] == [["" if v is None else str(v) for v in row] for row in rows]
+
+
+def test_zip_members_carry_sha1_files_and_the_zip_digest_is_of_its_bytes() -> None:
+    import hashlib
+
+    buffer = io.BytesIO()
+    writer = TableZipWriter(buffer, dt.datetime(2026, 1, 1, tzinfo=UTC))
+    writer.add("t.csv", [b"a,b\n", b"1,2\n"])
+    result = writer.close()
+    data = buffer.getvalue()
+    assert result.sha1 == hashlib.sha1(data).hexdigest() and result.size == len(data)
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.namelist() == ["t.csv", "t.csv.sha1"]
+    digest = hashlib.sha1(b"a,b\n1,2\n").hexdigest()
+    assert archive.read("t.csv.sha1") == f"{digest}  t.csv\n".encode()
