@@ -21,10 +21,11 @@ created_at timestamp, note with commas, quotes, newlines, NULLs and non-ASCII) a
 generated in SQL. Each size in ``--scales`` (plus ``--rows``) gets its own source; the
 throughput goals are judged at ``--rows``, the memory goals at every size.
 
-Each round starts from a source without tidegate (``tidegate uninstall`` after the previous
-round), a fresh config and an empty output directory; only ``tidegate export tables`` is
-timed. The PostgreSQL data lives in a scratch database ``tidegate_bench_<random>`` dropped
-at the end, also on error, Ctrl-C or SIGTERM; temporary directories are removed.
+Each round runs ``tidegate uninstall --yes`` (removing the previous round's capture, if any)
+and ``tidegate init`` with a fresh config and an empty output directory, untimed; only
+``tidegate export tables`` is timed. The baseline and tidegate take turns going first.
+The PostgreSQL data lives in a scratch database ``tidegate_bench_<random>`` dropped at the
+end, also on error, Ctrl-C or SIGTERM; temporary directories are removed.
 
 Run it from the repository root (needs the ``sqlite3``, ``zip``, ``psql`` and ``gzip``
 commands, and a PostgreSQL role that may create databases):
@@ -534,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     # Let `kill` drop the scratch database and temporary files too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     runners = {"sqlite": run_sqlite, "postgresql": run_postgresql}
+    commit = tidegate_commit()  # at the start: the code every round ran (unless changed mid-run)
     reports = {}
     with tempfile.TemporaryDirectory(prefix="tidegate_bench_") as scratch:
         for database in databases:
@@ -543,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = {
             "cpu_count": os.cpu_count(),
             "python": sys.version.split()[0],
-            "tidegate_commit": tidegate_commit(),
+            "tidegate_commit": commit,
         }
         print(json.dumps({"settings": settings, "machine": machine, **reports}, indent=2))
         return 0
@@ -553,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows/s: parent + child rows / wall s of the whole command(s); x base: rows/s over "
         "the raw baseline's at the same size; out MB = 10^6 bytes"
     )
-    print(f"tidegate {tidegate_commit()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"tidegate {commit}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     return 0
 
 
