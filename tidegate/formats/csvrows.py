@@ -11,13 +11,14 @@ string are both an empty field.
 | float | shortest text that reads back to the same float (`0.1`); `NaN`, `Infinity` |
 | boolean | `true` / `false` |
 | date | `YYYY-MM-DD` |
-| time | `HH:MM:SS.ffffff` |
-| timestamp without time zone | `YYYY-MM-DD HH:MM:SS.ffffff`, as stored |
-| timestamp with time zone | the same in UTC, then `+00:00` |
+| time | `HH:MM:SS`, then `.` and the fraction of a second without trailing zeros, if any |
+| timestamp without time zone | `YYYY-MM-DD HH:MM:SS[.fraction]`, as stored |
+| timestamp with time zone | the same in UTC, then `+00` |
 | bytes | lowercase hex |
 | JSON document | its JSON text |
 
-The PostgreSQL exporter produces the same text in SQL (see tables/readers/postgres.py).
+This is how PostgreSQL prints these types (DateStyle ISO, TimeZone UTC), so its COPY output
+needs no reformatting; the row path (MySQL, deleted keys) formats the same text here.
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ def value_text(value: object) -> str | None:
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
     return str(value)
+
+
+def _clock(value: datetime | time) -> str:
+    """ISO date-time or time, seconds always, the fraction only as far as it is not zero."""
+    text = (
+        value.replace(microsecond=0).isoformat(sep=" ")
+        if isinstance(value, datetime)
+        else value.replace(microsecond=0).isoformat()
+    )
+    if value.microsecond:
+        text += "." + f"{value.microsecond:06d}".rstrip("0")
+    return text
 
 
 def _float_text(value: float) -> str:

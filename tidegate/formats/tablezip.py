@@ -1,7 +1,9 @@
 """The zip of a table export, written as a stream: CSV members, each followed by its sha1.
 
 Members are deflated at level 1: deflate is the largest single cost of an export, and
-level 1 is 3x faster than the default for about 20% more bytes. The zip is written through
+level 1 is 3x faster than the default for about 20% more bytes. Where the ISA-L library is
+installed (the `isal` package, a dependency) it does the deflating, about 3x faster again
+for the same size; the output is ordinary deflate either way. The zip is written through
 a non-seekable wrapper, so the zip library never seeks back to patch headers (it writes
 data descriptors instead) and the sha1 of the whole zip is computed as it is written.
 """
@@ -10,12 +12,27 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from types import ModuleType
+from typing import Any, BinaryIO
+
+isal_zlib: ModuleType | None
+try:
+    from isal import isal_zlib
+except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
+    isal_zlib = None
 
 COMPRESS_LEVEL = 1
+
+
+def _deflater() -> Any:
+    """A raw-deflate compressor (what zip members hold), the fastest one available."""
+    if isal_zlib is not None:
+        return isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)
+    return zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
 
 
 def sha1_line(digest: str, file_name: str) -> bytes:
@@ -83,6 +100,9 @@ class TableZipWriter:
         """
         digest = hashlib.sha1()
         with self._zip.open(self._info(name), mode="w", force_zip64=True) as member:
+            # The zip library makes its own zlib compressor; swap in the fastest one before
+            # the first byte (the attribute has been stable since Python 3.6).
+            member._compressor = _deflater()
             for chunk in chunks:
                 digest.update(chunk)
                 member.write(chunk)
@@ -93,6 +113,9 @@ class TableZipWriter:
     def _info(self, name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=self._date_time)
         info.compress_type = zipfile.ZIP_DEFLATED
+        # Python 3.13 renamed the attribute the zip library reads the level from.
+        level = "compress_level" if hasattr(info, "compress_level") else "_compresslevel"
+        setattr(info, level, COMPRESS_LEVEL)
         info.external_attr = 0o644 << 16  # a regular file, readable by all, when extracted
         return info
 
