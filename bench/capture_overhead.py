@@ -41,21 +41,18 @@ import json
 import multiprocessing
 import os
 import random
-import secrets
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
+from scratch import scratch_database
 
 import tidegate
 
@@ -211,21 +208,6 @@ def _run_processes(
 
 
 # --- the scratch database -------------------------------------------------------------------
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """Create an empty database; yield its URL; drop it (and its sessions) at the end."""
-    name = f"tidegate_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(admin_url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def capture_config(url: str) -> tidegate.Config:

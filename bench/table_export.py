@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -50,15 +49,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
+from scratch import scratch_database
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASES = ("sqlite", "postgresql")
@@ -160,21 +158,6 @@ def make_pg_source(url: str, schema: str, size: Size) -> None:
         # Set hint bits and the visibility map now, so that no measured reader pays for them.
         conn.execute("VACUUM (FREEZE, ANALYZE)")
         conn.execute("CHECKPOINT")
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """Create an empty database; yield its URL; drop it (and its sessions) at the end."""
-    name = f"tidegate_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(admin_url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 # --- measuring one command ------------------------------------------------------------------
