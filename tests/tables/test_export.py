@@ -327,3 +327,44 @@ def test_unencodable_value_stops_the_run_naming_table_column_and_key(
     )
     published = [p for p in exports_of(sqlite_source).iterdir() if p.name.startswith("export_")]
     assert published == []
+
+
+@pytest.mark.parametrize("location", ["local", "memory"])
+def test_a_failed_publish_is_redone_under_the_same_name(
+    sqlite_source: Source, location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+
+    from tidegate.formats import manifest as manifest_format
+
+    parent, _child = sample_tables()
+    sqlite_source.create(parent)
+    url = (str(exports_of(sqlite_source)) if location == "local"
+           else f"memory://redo-{sqlite_source.tmp_path.name}")
+    config = sqlite_source.config(f"output.location={url}")
+    tidegate.init(config)
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(parent.insert(), [parent_values(random.Random(3), 1)])
+
+    def fail(_manifest: object) -> bytes:
+        raise OSError(28, "No space left on device")
+
+    # The manifest is the last file written: failing there leaves a zip without it.
+    monkeypatch.setattr(manifest_format, "render", fail)
+    with pytest.raises(tidegate.TidegateError, match="No space left on device"):
+        tidegate.export_tables(config)
+    monkeypatch.undo()
+
+    fs, root = fsspec.core.url_to_fs(url)
+    visible = [p for p in fs.ls(root, detail=False) if "export_" in p]
+    if location == "local":
+        assert visible == []  # still in staging: a reader sees nothing
+    [redone] = tidegate.export_tables(config)
+    assert redone.redone
+    folders = [p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False) if "export_" in p]
+    assert folders == [redone.name]
+    assert fs.exists(f"{root}/{redone.name}/{redone.name}.extracted.xml")
+    if location == "memory":
+        fs.rm(root, recursive=True)
+    else:
+        assert_rebuild_equals_source(sqlite_source, exports_of(sqlite_source), parent)
