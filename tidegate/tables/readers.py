@@ -2,9 +2,10 @@
 
 One reader per dialect, each using the fastest path its database offers:
 
-- PostgreSQL: `COPY (SELECT …) TO STDOUT (FORMAT csv, HEADER)`. The server formats every
-  value (the SELECT list turns each type into the text csvrows.py specifies) on its own
-  core while this process compresses.
+- PostgreSQL: `COPY (SELECT …) TO STDOUT (FORMAT csv, HEADER)`, read through libpq. The
+  server prints every value the way csvrows.py specifies (DateStyle ISO, TimeZone UTC;
+  the SELECT list adjusts booleans, bytes and empty strings) on its own core while this
+  process compresses.
 - SQLite: the SELECT builds each CSV line in SQL, so Python only joins lines; per-row
   Python formatting is the ceiling of the row path (see the benchmarks).
 - MySQL/MariaDB: rows streamed through a server-side cursor and formatted in Python.
