@@ -339,8 +339,11 @@ def test_a_failed_publish_is_redone_under_the_same_name(
 
     parent, _child = sample_tables()
     sqlite_source.create(parent)
-    url = (str(exports_of(sqlite_source)) if location == "local"
-           else f"memory://redo-{sqlite_source.tmp_path.name}")
+    url = (
+        str(exports_of(sqlite_source))
+        if location == "local"
+        else f"memory://redo-{sqlite_source.tmp_path.name}"
+    )
     config = sqlite_source.config(f"output.location={url}")
     tidegate.init(config)
     with sqlite_source.engine().begin() as conn:
