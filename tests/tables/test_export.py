@@ -371,3 +371,22 @@ def test_a_failed_publish_is_redone_under_the_same_name(
         fs.rm(root, recursive=True)
     else:
         assert_rebuild_equals_source(sqlite_source, exports_of(sqlite_source), parent)
+
+
+def test_postgres_export_without_psql_reads_copy_in_process(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import _make_source
+
+    monkeypatch.setenv("TIDEGATE_NO_PSQL", "1")
+    source = next(_make_source(request, "postgresql", tmp_path))
+    parent, child = sample_tables()
+    source.create(parent, child)
+    tidegate.init(source.config())
+    rng = random.Random(17)
+    with source.engine().begin() as conn:
+        conn.execute(parent.insert(), [parent_values(rng, k) for k in range(1, 40)])
+    [first] = export(source)
+    assert first.tables[1].rows == 39
+    assert_rebuild_equals_source(source, exports_of(source), parent, child)
+    source.dispose()

@@ -10,6 +10,7 @@ is lost.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -218,7 +219,7 @@ def _write(
     version, schema_json = schema_document(specs)
     exported = [s for s in specs if s.name in selection.whole or s.table_id in changed]
     name = ExportName.parse(record.name)
-    reader = reader_for(db)
+    reader = reader_for(db, record_aligned=codecs.lookup(settings.encoding).name != "utf-8")
     entries: list[TableEntry] = []
     with location.publishing(record.name) as folder:
         with folder.open(name.zip_name) as target:

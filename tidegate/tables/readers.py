@@ -2,16 +2,15 @@
 
 One reader per dialect, each using the fastest path its database offers:
 
-- PostgreSQL: `COPY (SELECT …) TO STDOUT (FORMAT csv, HEADER)`, read through libpq. The
+- PostgreSQL: `COPY (SELECT …) TO STDOUT (FORMAT csv, HEADER)` (see pgcopy.py). The
   server prints every value the way csvrows.py specifies (DateStyle ISO, TimeZone UTC;
-  the SELECT list adjusts booleans, bytes and empty strings) on its own core while this
-  process compresses.
+  the SELECT list adjusts booleans, bytes and empty strings).
 - SQLite: the SELECT builds each CSV line in SQL, so Python only joins lines; per-row
   Python formatting is the ceiling of the row path (see the benchmarks).
 - MySQL/MariaDB: rows streamed through a server-side cursor and formatted in Python.
 
-Every reader yields UTF-8 bytes; chunks always end at a record boundary, so a chunk can be
-transcoded or inspected on its own.
+Every reader yields UTF-8 bytes. Chunks end at a record boundary when the reader is asked
+for that (`record_aligned`), so a chunk can be transcoded and inspected on its own.
 """
 
 from __future__ import annotations
@@ -20,15 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from psycopg import pq
 
 from tidegate.db import Database, inline_sql
-from tidegate.errors import SourceError
 from tidegate.formats.csvrows import csv_chunks, header
+from tidegate.tables.pgcopy import copy_through_libpq, copy_through_psql, psql_client
 from tidegate.tables.schema import TableSpec
 from tidegate.tables.selection import Selection, deleted_keys, row_filter
-
-CHUNK_BYTES = 256 * 1024
 
 RowCounter = Callable[[int], None]
 
@@ -45,19 +41,25 @@ class RowReader(Protocol):
         ...
 
 
-def reader_for(db: Database) -> RowReader:
-    """The reader for the database's dialect."""
+def reader_for(db: Database, record_aligned: bool = False) -> RowReader:
+    """The reader for the database's dialect (see _BaseReader for `record_aligned`)."""
     readers: dict[str, type[PostgresReader | SQLiteReader | MySQLReader]] = {
         "postgresql": PostgresReader,
         "sqlite": SQLiteReader,
         "mysql": MySQLReader,
     }
-    return readers[db.dialect](db)
+    return readers[db.dialect](db, record_aligned)
 
 
 class _BaseReader:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, record_aligned: bool = False) -> None:
+        """Args:
+        db: the source.
+        record_aligned: every chunk must end at a record boundary (the export needs
+            that to name the value a non-UTF-8 output encoding cannot hold).
+        """
         self.db = db
+        self.record_aligned = record_aligned
 
     def _rows_query(
         self, spec: TableSpec, selection: Selection, columns: Sequence[sa.ColumnElement[Any]]
@@ -158,62 +160,9 @@ class PostgresReader(_BaseReader):
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
         columns = [self._field(spec.table.c[c.name]) for c in spec.columns]
         query = self._rows_query(spec, selection, columns)
-        sql = inline_sql(self.db, query)
-        copy_sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)"
-        raw = self.db.engine.raw_connection()
-        try:
-            connection = raw.driver_connection
-            with connection.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.execute("SET DateStyle = 'ISO, YMD'")
-                cursor.execute("SET TimeZone = 'UTC'")
-                cursor.execute("SET IntervalStyle = 'iso_8601'")
-                cursor.execute("SET client_encoding = 'UTF8'")
-            yield from _copy_out(connection.pgconn, copy_sql, count)  # type: ignore[union-attr]
-        finally:
-            # The COPY ran below psycopg's own bookkeeping, so the connection is not
-            # handed back to the pool: it is closed.
-            raw.invalidate()
-
-
-def _copy_out(pgconn: Any, copy_sql: str, count: RowCounter) -> Iterator[bytes]:
-    """COPY … TO STDOUT through libpq itself, gathered into chunks of whole records.
-
-    The server sends one message per row. psycopg's Copy object costs about 1 µs of Python
-    per message, which made it the slowest stage of the export; calling libpq's
-    PQgetCopyData directly (it blocks without holding the GIL) halves that.
-    """
-    pgconn.send_query(copy_sql.encode())
-    started = pgconn.get_result()
-    if started.status != pq.ExecStatus.COPY_OUT:
-        raise _copy_error(started.error_message or pgconn.error_message)
-    batch: list[Any] = []
-    append = batch.append
-    read = pgconn.get_copy_data
-    size = 0
-    header = 1  # the first message is the header line, not a row
-    # The per-message loop is the hot path: keep it to a call, a test, an append, an add.
-    while True:
-        nbytes, data = read(0)
-        if nbytes < 0:
-            break
-        append(data)
-        size += nbytes
-        if size >= CHUNK_BYTES:
-            count(len(batch) - header)
-            yield b"".join(batch)
-            batch.clear()
-            size = header = 0
-    finished = pgconn.get_result()
-    while pgconn.get_result() is not None:
-        pass
-    if nbytes == -2 or finished is None or finished.status != pq.ExecStatus.COMMAND_OK:
-        message = finished.error_message if finished is not None else b""
-        raise _copy_error(message or pgconn.error_message)
-    if batch:
-        count(len(batch) - header)
-        yield b"".join(batch)
-
-
-def _copy_error(message: bytes) -> SourceError:
-    text = " ".join(message.decode("utf-8", "replace").split()) or "COPY failed"
-    return SourceError(f"reading the source with COPY: {text}")
+        copy_sql = f"COPY ({inline_sql(self.db, query)}) TO STDOUT WITH (FORMAT csv, HEADER)"
+        psql = None if self.record_aligned else psql_client()
+        if psql is not None:
+            yield from copy_through_psql(psql, self.db.engine.url, copy_sql, count)
+        else:
+            yield from copy_through_libpq(self.db.engine, copy_sql, count)
