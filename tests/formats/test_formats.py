@@ -179,17 +179,19 @@ def test_zip_members_carry_sha1_files_and_the_zip_digest_is_of_its_bytes() -> No
     assert archive.read("t.csv.sha1") == f"{digest}  t.csv\n".encode()
 
 
-@given(st.lists(st.lists(st.text(), min_size=1, max_size=3), max_size=20),
-       st.lists(st.integers(1, 50), max_size=10))
+@given(
+    st.lists(st.lists(st.text(), min_size=1, max_size=3), max_size=20),
+    st.lists(st.integers(1, 50), max_size=10),
+)
 def test_record_counter_counts_csv_records_however_the_stream_is_cut(
     rows: list[list[str]], cuts: list[int]
 ) -> None:
-    from tidegate.tables.pgcopy import RecordCounter
+    from tidegate.tables.clientpipe import RecordCounter
 
     data = "".join(csv_chunks(["a"], rows)).encode()
     counter = RecordCounter()
     found, position = 0, 0
     for size in [*cuts, len(data)]:
-        found += counter.feed(data[position:position + size])
+        found += counter.feed(data[position : position + size])
         position += size
     assert found == len(rows) + 1  # and the header

@@ -373,13 +373,17 @@ def test_a_failed_publish_is_redone_under_the_same_name(
         assert_rebuild_equals_source(sqlite_source, exports_of(sqlite_source), parent)
 
 
-def test_postgres_export_without_psql_reads_copy_in_process(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_export_without_client_programs_reads_in_process(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dialect: str,
 ) -> None:
     from tests.conftest import _make_source
 
-    monkeypatch.setenv("TIDEGATE_NO_PSQL", "1")
-    source = next(_make_source(request, "postgresql", tmp_path))
+    monkeypatch.setenv("TIDEGATE_NO_CLIENTS", "1")
+    source = next(_make_source(request, dialect, tmp_path))
     parent, child = sample_tables()
     source.create(parent, child)
     tidegate.init(source.config())

@@ -5,7 +5,8 @@
   and handling them in Python costs about 0.75 µs each, the largest single cost of an
   export; with psql a first export of 2M rows took 1.5 s instead of 2.3 s (bench/).
 - Through libpq in this process (psycopg's `pgconn`), when psql is missing, when
-  `TIDEGATE_NO_PSQL` is set, or when chunks must end at record boundaries.
+  `TIDEGATE_NO_CLIENTS` is set, or when chunks must end at record boundaries (clientpipe.py
+  has the client side).
 
 Both run the same statement with the same session settings, so their output is the same
 bytes.
@@ -14,8 +15,6 @@ bytes.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,8 +22,7 @@ from psycopg import pq
 from sqlalchemy.engine import URL, Engine
 
 from tidegate.errors import SourceError
-
-CHUNK_BYTES = 256 * 1024
+from tidegate.tables.clientpipe import CHUNK_BYTES, client, stream_csv
 
 # How the server must print values for csvrows.py's format.
 SESSION_SETTINGS = (
@@ -39,9 +37,7 @@ RowCounter = Callable[[int], None]
 
 def psql_client() -> str | None:
     """The psql executable to use, or None for the in-process path."""
-    if os.environ.get("TIDEGATE_NO_PSQL"):
-        return None
-    return shutil.which("psql")
+    return client("psql")
 
 
 def copy_through_psql(psql: str, url: URL, copy_sql: str, count: RowCounter) -> Iterator[bytes]:
@@ -54,50 +50,8 @@ def copy_through_psql(psql: str, url: URL, copy_sql: str, count: RowCounter) -> 
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
     statements = [argument for sql in (*SESSION_SETTINGS, copy_sql) for argument in ("-c", sql)]
-    process = subprocess.Popen(
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, *statements],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    assert process.stdout is not None and process.stderr is not None
-    records = RecordCounter()
-    header = 1
-    try:
-        while chunk := process.stdout.read(CHUNK_BYTES):
-            found = records.feed(chunk)
-            count(found - header if found else 0)
-            header = 0 if found else header
-            yield chunk
-        message = process.stderr.read().decode("utf-8", "replace")
-        if process.wait() != 0:
-            raise _copy_error(message.encode())
-    finally:
-        if process.poll() is None:  # the consumer stopped early: stop psql too
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
-
-
-class RecordCounter:
-    """Counts CSV records in a byte stream cut anywhere: line ends outside double quotes.
-
-    A doubled quote inside a quoted field toggles twice, so it leaves the count right.
-    """
-
-    def __init__(self) -> None:
-        self.quoted = False
-
-    def feed(self, chunk: bytes) -> int:
-        if not self.quoted and b'"' not in chunk:
-            return chunk.count(b"\n")
-        pieces = chunk.split(b'"')
-        outside = pieces[1::2] if self.quoted else pieces[0::2]
-        if len(pieces) % 2 == 0:  # an odd number of quotes
-            self.quoted = not self.quoted
-        return sum(piece.count(b"\n") for piece in outside)
+    arguments = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, *statements]
+    return stream_csv(arguments, env, count, "reading the source with COPY", with_header=True)
 
 
 def copy_through_libpq(engine: Engine, copy_sql: str, count: RowCounter) -> Iterator[bytes]:

@@ -15,6 +15,7 @@ for that (`record_aligned`), so a chunk can be transcoded and inspected on its o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from tidegate.db import Database, inline_sql
 from tidegate.formats.csvrows import csv_chunks, header
+from tidegate.tables.clientpipe import client, stream_csv
 from tidegate.tables.pgcopy import copy_through_libpq, copy_through_psql, psql_client
 from tidegate.tables.schema import TableSpec
 from tidegate.tables.selection import Selection, deleted_keys, row_filter
@@ -110,6 +112,40 @@ class MySQLReader(_BaseReader):
 class SQLiteReader(_BaseReader):
     """Each CSV line built by SQLite itself."""
 
+    def _rows_through_cli(
+        self, sqlite3: str, database: str, spec: TableSpec, selection: Selection, count: RowCounter
+    ) -> Iterator[bytes]:
+        """The sqlite3 shell's CSV output: it quotes and writes in C. REALs go through
+        quote() (the shell prints only 15 digits), blobs as hex, "" as an empty field. The
+        header line is written here: the shell leaves it out when there are no rows."""
+        columns: list[sa.ColumnElement[Any]] = []
+        for column in spec.columns:
+            c = self.db.quote(column.name)
+            columns.append(
+                sa.literal_column(
+                    f"CASE typeof({c}) WHEN 'real' THEN quote({c}) "
+                    f"WHEN 'blob' THEN lower(hex({c})) "
+                    f"WHEN 'text' THEN nullif({c}, '') ELSE {c} END AS {c}"
+                )
+            )
+        sql = inline_sql(self.db, self._rows_query(spec, selection, columns))
+        arguments = [
+            sqlite3,
+            "-batch",
+            "-bail",
+            "-readonly",
+            "-csv",
+            "-noheader",
+            "-cmd",
+            ".timeout 60000",
+            database,
+            sql,
+        ]
+        yield header([c.name for c in spec.columns]).encode("utf-8")
+        yield from stream_csv(
+            arguments, os.environ, count, "reading the source with sqlite3", with_header=False
+        )
+
     def _field(self, column: str) -> str:
         c = self.db.quote(column)
         quoted = f"'\"' || replace({c}, '\"', '\"\"') || '\"'"
@@ -123,6 +159,17 @@ class SQLiteReader(_BaseReader):
         )
 
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
+        database = self.db.engine.url.database or ""
+        sqlite3 = None if self.record_aligned else client("sqlite3")
+        if (
+            sqlite3 is not None
+            and database not in ("", ":memory:")
+            and not database.startswith("file:")
+        ):
+            yield from self._rows_through_cli(
+                sqlite3, os.path.abspath(database), spec, selection, count
+            )
+            return
         line = " || ',' || ".join(self._field(c.name) for c in spec.columns)
         query = self._rows_query(spec, selection, [sa.literal_column(line)])
         sql = inline_sql(self.db, query)
