@@ -22,7 +22,7 @@ def test_rows_are_counted_and_the_header_left_out() -> None:
 
 
 def test_a_failing_client_is_one_error_with_its_message() -> None:
-    with pytest.raises(SourceError, match="^reading the source: boom happened$"):
+    with pytest.raises(SourceError, match=r"^reading the source: boom happened$"):
         list(
             stream_csv(
                 ["sh", "-c", "echo 'boom happened' >&2; exit 3"],
