@@ -11,6 +11,9 @@ exactly and no session time zone can shift them.
     tidegate_change    claimed changes, each stamped with the audit key of its claim
     tidegate_tick      one row per claim: audit key, time, number of changes
     tidegate_export    one row per table-export folder: its chain position and state
+    tidegate_entity    one row per entity ever enabled: its export control record
+    tidegate_entity_pending  root keys queued by entity capture, not yet claimed
+    tidegate_entity_queue    claimed root keys, until an ongoing export has written them
     tidegate_run       run history of every job
 """
 
@@ -21,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from tidegate.db import Database
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 metadata = sa.MetaData()
 
@@ -84,8 +87,42 @@ tick = sa.Table(
     "tidegate_tick",
     metadata,
     sa.Column("audit_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("queue", sa.String(16), nullable=False),  # "tables" or "entities"
     sa.Column("claimed_us", sa.BigInteger, nullable=False),
     sa.Column("changes", sa.BigInteger, nullable=False),
+)
+
+entity = sa.Table(
+    "tidegate_entity",
+    metadata,
+    sa.Column("entity_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("ongoing", sa.Boolean, nullable=False),
+    sa.Column("initial_status", sa.String(16), nullable=False),
+    sa.Column("initial_run", sa.Integer),
+    sa.Column("tables", sa.Text, nullable=False),  # JSON: root first, then children
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+)
+
+entity_pending = sa.Table(
+    "tidegate_entity_pending",
+    metadata,
+    sa.Column("queue_id", _AutoId, primary_key=True, autoincrement=True),
+    sa.Column("entity_id", sa.Integer, nullable=False),
+    sa.Column("pk", sa.Text, nullable=False),  # JSON array of the root key
+    sa.Column("captured_us", sa.BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+entity_queue = sa.Table(
+    "tidegate_entity_queue",
+    metadata,
+    sa.Column("queue_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("audit_key", sa.BigInteger, nullable=False, index=True),
+    sa.Column("entity_id", sa.Integer, nullable=False),
+    sa.Column("pk", sa.Text, nullable=False),
+    sa.Column("captured_us", sa.BigInteger, nullable=False),
 )
 
 export = sa.Table(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -18,6 +18,9 @@ from sqlalchemy.engine import Connection
 from tidegate import control
 from tidegate.db import Database
 from tidegate.model import CapturedTable, TimeColumn
+
+if TYPE_CHECKING:
+    from tidegate.capture.ticks import Queue
 
 
 @cache
@@ -133,16 +136,15 @@ class TriggerCapture:
         for trigger, _table in self.leftover_triggers(conn):
             run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(trigger)))
 
-    def delete_claimed(self, conn: Connection, audit_key: int) -> int:
-        """Delete from tidegate_pending the changes just copied under ``audit_key``.
+    def delete_claimed(self, conn: Connection, audit_key: int, queue: Queue) -> int:
+        """Delete from a queue's pending table the entries just copied under ``audit_key``.
 
         Returns:
             How many were deleted: the size of the claim. (DBAPI drivers report row counts
             of DELETE reliably, unlike those of INSERT … SELECT.)
         """
-        claimed = sa.select(control.change.c.change_id).where(
-            control.change.c.audit_key == audit_key
+        identity = queue.pending.c[queue.id_column]
+        claimed = sa.select(queue.claimed.c[queue.id_column]).where(
+            queue.claimed.c.audit_key == audit_key
         )
-        return conn.execute(
-            control.pending.delete().where(control.pending.c.change_id.in_(claimed))
-        ).rowcount
+        return conn.execute(queue.pending.delete().where(identity.in_(claimed))).rowcount

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -10,6 +10,9 @@ from sqlalchemy.engine import Connection
 from tidegate.capture.base import TriggerCapture, sql_file
 from tidegate.errors import CaptureError
 from tidegate.model import TimeColumn
+
+if TYPE_CHECKING:
+    from tidegate.capture.ticks import Queue
 
 
 class MySQLCapture(TriggerCapture):
@@ -48,9 +51,11 @@ class MySQLCapture(TriggerCapture):
                 "| mariadb mysql), or use a TIMESTAMP column",
             )
 
-    def delete_claimed(self, conn: Connection, audit_key: int) -> int:
-        """Delete the claimed changes by primary-key lookups only (see claim_delete.sql)."""
+    def delete_claimed(self, conn: Connection, audit_key: int, queue: Queue) -> int:
+        """Delete the claimed entries by primary-key lookups only (see claim_delete.sql)."""
         statement = sql_file(self.dialect, "claim_delete").format(
-            pending=self.db.quote("tidegate_pending"), change=self.db.quote("tidegate_change")
+            pending=self.db.quote(queue.pending.name),
+            claimed=self.db.quote(queue.claimed.name),
+            id=self.db.quote(queue.id_column),
         )
         return conn.execute(sa.text(statement), {"audit_key": audit_key}).rowcount

@@ -1,4 +1,6 @@
-"""Claiming: stamp committed changes with the next audit key, the way PgQ ticks batches.
+"""Claiming: stamp committed queue entries with the next audit key, the way PgQ ticks batches.
+
+Two queues are claimed this way: row changes for table export, root keys for entity export.
 
 A claim is one transaction at READ COMMITTED:
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -32,14 +35,58 @@ from tidegate.model import Change, ChangeOp, Claim, from_us, now_us
 _STREAM_BATCH = 10_000
 
 
-def claim(db: Database, *, until_us: int | None = None, force: bool = False) -> Claim | None:
-    """Stamp every committed, unclaimed change with the next audit key.
+@dataclass(frozen=True)
+class Queue:
+    """A pair of pending and claimed tables that claims move rows between.
+
+    Attributes:
+        name: recorded in tidegate_tick with each claim ("tables" or "entities").
+        pending: where capture appends.
+        claimed: where a claim moves rows, stamped with its audit key.
+        id_column: the pending table's autoincrement id, kept as the claimed row's key.
+        columns: the other columns moved.
+        data_column: the column `until_us` bounds, if any.
+    """
+
+    name: str
+    pending: sa.Table
+    claimed: sa.Table
+    id_column: str
+    columns: tuple[str, ...]
+    data_column: str | None = None
+
+
+TABLE_CHANGES = Queue(
+    "tables",
+    control.pending,
+    control.change,
+    "change_id",
+    ("table_id", "op", "pk", "captured_us", "data_us"),
+    "data_us",
+)
+"""Row changes of the captured tables, for table export."""
+
+ENTITY_KEYS = Queue(
+    "entities",
+    control.entity_pending,
+    control.entity_queue,
+    "queue_id",
+    ("entity_id", "pk", "captured_us"),
+)
+"""Root keys of changed entities, for ongoing entity export."""
+
+
+def claim(
+    db: Database, *, queue: Queue = TABLE_CHANGES, until_us: int | None = None, force: bool = False
+) -> Claim | None:
+    """Stamp every committed, unclaimed entry of a queue with the next audit key.
 
     Args:
         db: the source database, with `init` done.
-        until_us: claim only changes whose data time is before this (microseconds since
+        queue: which queue to claim from (table changes by default).
+        until_us: claim only entries whose data time is before this (microseconds since
             1970 UTC), to bound how much data time one claim covers. The bound only
-            batches: changes after it stay pending for the next claim.
+            batches: later entries stay pending for the next claim.
         force: use up an audit key and record the claim even when nothing is pending
             (an export that must have an audit key of its own, such as a snapshot).
 
@@ -47,7 +94,8 @@ def claim(db: Database, *, until_us: int | None = None, force: bool = False) -> 
         The claim, or None when there was nothing to claim and ``force`` is off (no audit
         key is used up).
     """
-    pending, change, counter = control.pending, control.change, control.counter
+    counter = control.counter
+    pending = queue.pending
     with db.read_committed() as raw:
         conn = control.bind(db, raw)
         transaction = conn.begin()
@@ -58,29 +106,26 @@ def claim(db: Database, *, until_us: int | None = None, force: bool = False) -> 
             sa.select(counter.c.value).where(counter.c.name == "audit_key")
         ).scalar_one()
         visible = sa.select(
-            pending.c.change_id,
+            pending.c[queue.id_column],
             sa.literal(audit_key, sa.BigInteger),
-            pending.c.table_id,
-            pending.c.op,
-            pending.c.pk,
-            pending.c.captured_us,
-            pending.c.data_us,
+            *[pending.c[name] for name in queue.columns],
         )
-        if until_us is not None:
-            visible = visible.where(pending.c.data_us < until_us)
+        if until_us is not None and queue.data_column is not None:
+            visible = visible.where(pending.c[queue.data_column] < until_us)
         conn.execute(
-            change.insert().from_select(
-                ["change_id", "audit_key", "table_id", "op", "pk", "captured_us", "data_us"],
-                visible,
+            queue.claimed.insert().from_select(
+                [queue.id_column, "audit_key", *queue.columns], visible
             )
         )
-        copied = capture_for(db).delete_claimed(conn, audit_key)
+        copied = capture_for(db).delete_claimed(conn, audit_key, queue)
         if not copied and not force:
             transaction.rollback()
             return None
         claimed_us = now_us()
         conn.execute(
-            control.tick.insert().values(audit_key=audit_key, claimed_us=claimed_us, changes=copied)
+            control.tick.insert().values(
+                audit_key=audit_key, queue=queue.name, claimed_us=claimed_us, changes=copied
+            )
         )
         transaction.commit()
     return Claim(audit_key=audit_key, changes=copied, claimed_at=from_us(claimed_us))

@@ -68,7 +68,10 @@ def published(db: Database) -> list[ExportRecord]:
 
 def max_claimed_key(db: Database, conn: Connection) -> int:
     """The newest audit key handed out by a claim (0 before any)."""
-    value = control.bind(db, conn).execute(sa.select(sa.func.max(control.tick.c.audit_key)))
+    tick = control.tick
+    value = control.bind(db, conn).execute(
+        sa.select(sa.func.max(tick.c.audit_key)).where(tick.c.queue == "tables")
+    )
     return int(value.scalar() or 0)
 
 
