@@ -7,7 +7,7 @@ hint; nothing here prints or exits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo
 from tidegate import capture, runs
 from tidegate.config import Config
 from tidegate.db import Database, connect
+from tidegate.entities import records
+from tidegate.entities.catalog import catalog
+from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError
 from tidegate.jobs import recorded_run
 from tidegate.lock import job_lock
@@ -187,6 +190,64 @@ def _restart(
     if reexport is not None:
         return Restart("reexport", moment(reexport))
     return None
+
+
+def entities_list(config: Config) -> list[EntityStatus]:
+    """Every entity with its export class, eligibility, control record and queue depth."""
+    with source(config) as db:
+        _require(db)
+        return records.statuses(db, catalog(db, config.entities))
+
+
+def entities_enable(
+    config: Config, names: Sequence[str] = (), *, all_eligible: bool = False, ongoing: bool = False
+) -> list[str]:
+    """Enable entities for export (`tidegate entities enable`); with `ongoing`, install the
+    capture that queues their changes. Enable ongoing export before the initial export,
+    so that changes made during it are not missed.
+
+    Returns:
+        The names of the entities enabled.
+
+    Raises:
+        ConfigError: an unknown name (the message names it and the nearest entity).
+        EntityRefused: a specialized or none entity, or one that cannot be exported.
+    """
+    with source(config) as db, job_lock(db, "ongoing"):
+        _require(db)
+        known = catalog(db, config.entities)
+        chosen = (
+            [entity for entity in known if entity.eligible]
+            if all_eligible
+            else records.resolve(names, known)
+        )
+        records.enable(db, chosen, ongoing=ongoing)
+        return [entity.name for entity in chosen]
+
+
+def entities_disable(
+    config: Config, names: Sequence[str], *, ongoing_only: bool = False
+) -> list[str]:
+    """Disable entities (`tidegate entities disable`), or only their ongoing capture."""
+    with source(config) as db, job_lock(db, "ongoing"):
+        _require(db)
+        chosen = records.resolve(names, catalog(db, config.entities))
+        records.disable(db, chosen, ongoing_only=ongoing_only)
+        return [entity.name for entity in chosen]
+
+
+def entities_reset(config: Config, names: Sequence[str]) -> list[str]:
+    """Mark initial exports as not started (`tidegate entities reset`)."""
+    with source(config) as db, job_lock(db, "initial"):
+        _require(db)
+        chosen = records.resolve(names, catalog(db, config.entities))
+        records.reset(db, chosen)
+        return [entity.name for entity in chosen]
+
+
+def _require(db: Database) -> None:
+    with db.engine.connect() as conn:
+        runs.require_installed(db, conn)
 
 
 def read_claim(config: Config, audit_key: int) -> Iterator[Change]:

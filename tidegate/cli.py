@@ -24,6 +24,7 @@ from rich.table import Table
 from tidegate import api
 from tidegate.config import Config, load_config
 from tidegate.demo import run_demo
+from tidegate.entities.records import EntityStatus
 from tidegate.errors import TidegateError
 from tidegate.model import JobName, RunRecord
 
@@ -260,6 +261,102 @@ def export_tables(
             f"{result.bytes} bytes",
             highlight=False,
         )
+
+
+entities_app = typer.Typer(help="List, enable and disable entities.", no_args_is_help=True)
+app.add_typer(entities_app, name="entities")
+
+
+def _entity_json(status: EntityStatus) -> dict[str, Any]:
+    entity = status.entity
+    return {
+        "name": entity.name,
+        "tables": list(entity.tables),
+        "export_class": entity.export_class,
+        "eligible": entity.eligible,
+        "problem": entity.refusal(),
+        "enabled": status.enabled,
+        "initial_status": status.initial_status,
+        "initial_run": status.initial_run,
+        "ongoing": status.ongoing,
+        "queue_depth": status.queue_depth,
+    }
+
+
+@entities_app.command("list")
+@reports_errors
+def entities_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every entity: name, tables, export class, eligibility, initial status, ongoing flag,
+    queue depth."""
+    listed = [_entity_json(status) for status in api.entities_list(_options.config())]
+    if as_json:
+        print_json(listed)
+        return
+    table = Table("entity", "tables", "class", "eligible", "enabled", "initial", "ongoing", "queue")
+    for e in listed:
+        initial = e["initial_status"] + (f" (run {e['initial_run']})" if e["initial_run"] else "")
+        table.add_row(
+            e["name"],
+            ", ".join(e["tables"]),
+            e["export_class"],
+            "yes" if e["eligible"] else "no",
+            "yes" if e["enabled"] else "no",
+            initial,
+            "on" if e["ongoing"] else "off",
+            str(e["queue_depth"]),
+        )
+    out.print(table)
+
+
+@entities_app.command("enable")
+@reports_errors
+def entities_enable(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Entity names.", metavar="NAME...")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every eligible entity.")] = False,
+    ongoing: Annotated[
+        bool, typer.Option("--ongoing", help="Also capture their changes for ongoing export.")
+    ] = False,
+) -> None:
+    """Enable entities for export, and with --ongoing their change capture."""
+    if bool(names) == all_:
+        raise TidegateError(
+            "entities enable: name entities, or pass --all (not both)",
+            "tidegate entities enable ACCOUNT PERSON, or --all",
+        )
+    enabled = api.entities_enable(
+        _options.config(), names or [], all_eligible=all_, ongoing=ongoing
+    )
+    what = "enabled with ongoing capture" if ongoing else "enabled"
+    out.print(f"{what}: {', '.join(enabled) or 'none'}", highlight=False)
+
+
+@entities_app.command("disable")
+@reports_errors
+def entities_disable(
+    names: Annotated[list[str], typer.Argument(help="Entity names.", metavar="NAME...")],
+    ongoing_only: Annotated[
+        bool,
+        typer.Option("--ongoing-only", help="Only stop ongoing capture; keep the entity enabled."),
+    ] = False,
+) -> None:
+    """Disable entities, or only their ongoing capture (which removes it)."""
+    disabled = api.entities_disable(_options.config(), names, ongoing_only=ongoing_only)
+    what = "ongoing capture removed" if ongoing_only else "disabled"
+    out.print(f"{what}: {', '.join(disabled)}", highlight=False)
+
+
+@entities_app.command("reset")
+@reports_errors
+def entities_reset(
+    names: Annotated[list[str], typer.Argument(help="Entity names.", metavar="NAME...")],
+) -> None:
+    """Mark initial exports as not started, so that the next initial export runs again."""
+    reset = api.entities_reset(_options.config(), names)
+    out.print(f"initial export reset: {', '.join(reset)}", highlight=False)
 
 
 def _run_json(record: RunRecord) -> dict[str, Any]:

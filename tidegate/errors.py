@@ -52,6 +52,10 @@ class NotInitialized(SourceError):
     """tidegate's control tables are missing: `tidegate init` has not been run."""
 
 
+class EntityRefused(TidegateError):
+    """The entity exists but cannot be exported (its export class, or its shape)."""
+
+
 class FormatError(TidegateError):
     """A file or name does not follow tidegate's export formats."""
 

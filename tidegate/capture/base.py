@@ -124,6 +124,53 @@ class TriggerCapture:
         for trigger in self.trigger_names(table):
             run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(trigger)))
 
+    entity_files: ClassVar[dict[str, str]] = {
+        "entity_insert": "i",
+        "entity_update": "u",
+        "entity_delete": "d",
+    }
+
+    def entity_name(self, entity_id: int, index: int) -> str:
+        """The trigger (or function) name of one table of an entity; `index` is the
+        table's place in the entity (0 for the root)."""
+        return f"tidegate_ent_{int(entity_id)}_{int(index)}"
+
+    def entity_parameters(
+        self, entity_id: int, table: str, key_columns: tuple[str, ...]
+    ) -> dict[str, str]:
+        """Values for the {placeholders} of the entity statement files."""
+
+        def key(row: str) -> str:
+            columns = ", ".join(f"{row}.{self.db.quote(c)}" for c in key_columns)
+            return f"{self.key_function}({columns})"
+
+        return {
+            "table": self.db.qualified(table),
+            "queue": self.db.qualified(control.entity_pending.name),
+            "entity_id": str(int(entity_id)),
+            "new_key": key("NEW"),
+            "old_key": key("OLD"),
+            "now_us": self.now_us,
+        }
+
+    def install_entity(
+        self, conn: Connection, entity_id: int, index: int, table: str, key_columns: tuple[str, ...]
+    ) -> None:
+        """Install or replace the capture that queues an entity's root key on changes to
+        one of its tables."""
+        parameters = self.entity_parameters(entity_id, table, key_columns)
+        for name, suffix in self.entity_files.items():
+            trigger = self.db.quote(f"{self.entity_name(entity_id, index)}_{suffix}")
+            if self.drop_before_create:
+                run_ddl(conn, self.render("drop_trigger", trigger=trigger))
+            run_ddl(conn, self.render(name, trigger=trigger, **parameters))
+
+    def remove_entity(self, conn: Connection, entity_id: int, index: int, table: str) -> None:
+        """Remove that capture; absent triggers are fine."""
+        for suffix in self.entity_files.values():
+            trigger = self.db.quote(f"{self.entity_name(entity_id, index)}_{suffix}")
+            run_ddl(conn, self.render("drop_trigger", trigger=trigger))
+
     def leftover_triggers(self, conn: Connection) -> list[tuple[str, str]]:
         """(trigger, table) of every tidegate trigger found in the database catalog."""
         rows = conn.execute(

@@ -47,19 +47,43 @@ class PostgresCapture(TriggerCapture):
             ),
         )
 
-    def _function_body(self, function: str, parameters: dict[str, str]) -> str:
+    def install_entity(
+        self, conn: Connection, entity_id: int, index: int, table: str, key_columns: tuple[str, ...]
+    ) -> None:
+        name = self.entity_name(entity_id, index)
+        parameters = self.entity_parameters(entity_id, table, key_columns)
+        function = self.db.qualified(name)
+        run_ddl(conn, self._function_body(function, parameters, "entity_function"))
+        trigger = self.db.quote(name)
+        run_ddl(conn, self.render("drop_trigger", trigger=trigger, table=parameters["table"]))
+        run_ddl(
+            conn,
+            self.render(
+                "create_trigger", trigger=trigger, table=parameters["table"], function=function
+            ),
+        )
+
+    def remove_entity(self, conn: Connection, entity_id: int, index: int, table: str) -> None:
+        self._drop(conn, self.entity_name(entity_id, index), table)
+
+    def _function_body(
+        self, function: str, parameters: dict[str, str], template: str = "capture_function"
+    ) -> str:
         """CREATE FUNCTION text, dollar-quoted with a tag its body does not contain."""
         dollar = "$$"
         while True:
-            body = self.render("capture_function", function=function, dollar=dollar, **parameters)
+            body = self.render(template, function=function, dollar=dollar, **parameters)
             # The body holds quoted identifiers, which may themselves contain the tag.
             if body.count(dollar) == 2:
                 return body
             dollar = f"$tidegate_{secrets.token_hex(4)}$"
 
     def remove(self, conn: Connection, table: CapturedTable) -> None:
-        name = f"tidegate_cap_{table.table_id}"
-        qualified = self.db.qualified(table.name)
+        self._drop(conn, f"tidegate_cap_{table.table_id}", table.name)
+
+    def _drop(self, conn: Connection, name: str, table: str) -> None:
+        """Drop a trigger and its function."""
+        qualified = self.db.qualified(table)
         # A dropped table took its trigger with it, and DROP TRIGGER would fail on it.
         if conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": qualified}).scalar():
             run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(name), table=qualified))

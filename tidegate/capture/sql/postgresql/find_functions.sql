@@ -3,4 +3,4 @@
 SELECT p.proname AS function_name
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = :schema AND p.proname LIKE 'tidegate\_cap\_%'
+WHERE n.nspname = :schema AND p.proname LIKE 'tidegate\_%'

@@ -5,4 +5,4 @@ SELECT t.tgname AS trigger_name, c.relname AS table_name
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = :schema AND t.tgname LIKE 'tidegate\_cap\_%' AND NOT t.tgisinternal
+WHERE n.nspname = :schema AND t.tgname LIKE 'tidegate\_%' AND NOT t.tgisinternal
