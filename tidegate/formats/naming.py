@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from tidegate.errors import FormatError
 
@@ -108,3 +109,77 @@ def sha1_name(file_name: str) -> str:
 
 SCHEMA_MEMBER = "tidegate.schema.json"
 """The zip member describing every exported table (columns, types, keys)."""
+
+
+EntityExportKind = Literal["INIT_EXPORT", "INC_EXPORT"]
+
+
+@dataclass(frozen=True)
+class EntityFileName:
+    """An entity-export file name (<n> = thread count, <time> = YYYYMMDDHHMMSS):
+
+        INIT_EXPORT[_<prefix>]_<ENTITY>_<run>_<thread>_<n>_<time>[_<seq>].json.gz
+        INC_EXPORT_<run>_<thread>_<n>_<time>[_<seq>].json.gz
+
+    `seq` appears from a thread's second file on, starting at 2.
+    """
+
+    kind: EntityExportKind
+    run: int
+    thread: int
+    threads: int
+    stamp: datetime
+    seq: int = 1
+    subject: str = ""  # "[<prefix>_]<ENTITY>" of an initial export; "" for ongoing
+
+    def format(self) -> str:
+        parts: list[str] = [self.kind]
+        if self.kind == "INIT_EXPORT":
+            parts.append(self.subject)
+        parts += [
+            str(self.run),
+            str(self.thread),
+            str(self.threads),
+            self.stamp.astimezone(UTC).strftime("%Y%m%d%H%M%S"),
+        ]
+        if self.seq > 1:
+            parts.append(str(self.seq))
+        return "_".join(parts) + ".json.gz"
+
+    @staticmethod
+    def initial_subject(entity: str, prefix: str = "") -> str:
+        return f"{prefix}_{entity}" if prefix else entity
+
+    @staticmethod
+    def parse(name: str) -> EntityFileName:
+        """Parse a file name (the prefix and the entity stay joined in `subject`, as the
+        name alone cannot tell them apart; the run's manifest names the entity).
+
+        Raises:
+            FormatError: not an entity-export file name.
+        """
+        match = _ENTITY_FILE.fullmatch(name)
+        if not match:
+            raise FormatError(f"{name!r} is not an entity-export file name")
+        kind, subject, run, thread, threads, stamp, seq = match.groups()
+        if (kind == "INIT_EXPORT") != bool(subject):
+            raise FormatError(f"{name!r} is not an entity-export file name")
+        try:
+            moment = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        except ValueError:
+            raise FormatError(f"{name!r} has an impossible date") from None
+        return EntityFileName(
+            "INIT_EXPORT" if kind == "INIT_EXPORT" else "INC_EXPORT",
+            int(run),
+            int(thread),
+            int(threads),
+            moment,
+            int(seq) if seq else 1,
+            subject or "",
+        )
+
+
+_ENTITY_FILE = re.compile(
+    r"(INIT_EXPORT|INC_EXPORT)(?:_([A-Za-z0-9_-]+?))?_(\d+)_(\d+)_(\d+)_(\d{14})(?:_(\d+))?"
+    r"\.json\.gz"
+)

@@ -1,0 +1,98 @@
+"""Entity records as JSON Lines: one entity per line, values as the format prescribes.
+
+    {"OBJ": "ACCOUNT", "TIMESTAMP": "2019-07-25T11:06:04.740615Z", "PK1": "4721",
+     "DATA": {"ci_acct": [{...}], "ci_acct_char": [], "ci_acct_per": [{...}, {...}]}}
+
+| value | JSON |
+|---|---|
+| NULL, empty string | `""` (never `null`) |
+| text | a string, trailing spaces trimmed |
+| integer | a number |
+| exact numeric | a number with every digit (never rounded through a float) |
+| float | a number, the shortest text that reads back to the same float |
+| boolean | `true` / `false` |
+| date | `"YYYY-MM-DD"` |
+| timestamp | `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` in UTC; naive values are read in the source's zone |
+| time | `"HH:MM:SS.ffffff"` |
+| bytes | a lowercase hex string |
+| JSON document | as it is |
+
+`PK1`…`PK5` are the root key's values as strings; `DELETED: true` marks an entity that no
+longer exists, with every table an empty array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from tidegate.formats.csvrows import value_text
+
+MAX_KEY_COLUMNS = 5
+
+
+def json_value(value: object, zone: tzinfo) -> Any:
+    """A column value as the entity format writes it."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.rstrip(" ")
+    if isinstance(value, bool | int | dict | list):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else value_text(value)  # NaN: no JSON number
+    if isinstance(value, Decimal):
+        # A JSON number written as is: every digit kept.
+        return orjson.Fragment(format(value, "f")) if value.is_finite() else str(value)
+    if isinstance(value, datetime):
+        return timestamp_text(value, zone)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, time):
+        return value.replace(tzinfo=None).isoformat(timespec="microseconds")
+    if isinstance(value, timedelta):
+        return value_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def key_text(value: object, zone: tzinfo) -> str:
+    """A root-key value as the string `PK1`…`PK5` hold."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(json_value(value, zone))
+
+
+def timestamp_text(moment: datetime, zone: tzinfo) -> str:
+    """UTC ISO-8601 with microseconds and Z; a naive value is read in `zone`."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entity_record(
+    obj: str,
+    snapshot: datetime,
+    key: Sequence[object],
+    data: Mapping[str, Sequence[Mapping[str, object]]],
+    zone: tzinfo,
+    deleted: bool = False,
+) -> bytes:
+    """One line: an entity's snapshot (or its deletion), newline included."""
+    record: dict[str, Any] = {"OBJ": obj, "TIMESTAMP": timestamp_text(snapshot, UTC)}
+    for index, value in enumerate(key[:MAX_KEY_COLUMNS], start=1):
+        record[f"PK{index}"] = key_text(value, zone)
+    if deleted:
+        record["DELETED"] = True
+    record["DATA"] = {
+        table: [] if deleted else [{c: json_value(v, zone) for c, v in row.items()} for row in rows]
+        for table, rows in data.items()
+    }
+    return orjson.dumps(record) + b"\n"
