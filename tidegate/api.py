@@ -17,8 +17,10 @@ from tidegate.config import Config
 from tidegate.db import Database, connect
 from tidegate.entities import records
 from tidegate.entities.catalog import catalog
+from tidegate.entities.initial import InitialResult, InitialSettings, pending_entities, run_initial
+from tidegate.entities.initial import Progress as InitialProgress
 from tidegate.entities.records import EntityStatus
-from tidegate.errors import ConfigError
+from tidegate.errors import ConfigError, EntityRefused
 from tidegate.jobs import recorded_run
 from tidegate.lock import job_lock
 from tidegate.model import Change, Claim, InitReport, JobName, RunRecord, now_us, to_us
@@ -243,6 +245,65 @@ def entities_reset(config: Config, names: Sequence[str]) -> list[str]:
         chosen = records.resolve(names, catalog(db, config.entities))
         records.reset(db, chosen)
         return [entity.name for entity in chosen]
+
+
+def export_initial(
+    config: Config,
+    names: Sequence[str] = (),
+    *,
+    threads: int | None = None,
+    records_per_file: int | None = None,
+    prefix: str | None = None,
+    wait_seconds: float = 0,
+    progress: InitialProgress | None = None,
+) -> InitialResult | None:
+    """Initial entity export (`tidegate export initial`): the named entities, or every
+    enabled entity whose initial export has not completed. Options default to
+    `[entities]` in the config.
+
+    Returns:
+        What the run wrote, or None when no entity needed an initial export.
+
+    Raises:
+        ConfigError: an unknown entity name.
+        EntityRefused: a named entity that cannot be exported.
+        JobBusy: another initial export is running.
+    """
+    settings = InitialSettings(
+        threads=threads or config.entities.threads,
+        records_per_file=(
+            config.entities.records_per_file if records_per_file is None else records_per_file
+        ),
+        prefix=config.entities.file_prefix if prefix is None else prefix,
+        timezone=config.source.timezone,
+    )
+    location = Location(config.output.location, label=f"{config.origin}: [output] location")
+    with source(config) as db:
+        _require(db)
+        known = catalog(db, config.entities)
+        if names:
+            chosen = records.resolve(names, known)
+            for entity in chosen:
+                if not entity.eligible:
+                    raise EntityRefused(entity.refusal(), "export generalized entities only")
+            records.ensure(db, chosen)
+        else:
+            chosen = pending_entities(db, known)
+        if not chosen:
+            return None
+        with recorded_run(db, "initial", wait_seconds=wait_seconds) as counters:
+            result = run_initial(
+                db,
+                location,
+                chosen,
+                counters.run_number,
+                settings,
+                progress or (lambda _e, _n: None),
+            )
+            counters.rows = result.records
+            counters.files = len(result.files) + 1
+            counters.bytes = sum(f.bytes for f in result.files)
+        return result
 
 
 def _require(db: Database) -> None:

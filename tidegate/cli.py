@@ -18,7 +18,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tidegate import api
@@ -261,6 +261,79 @@ def export_tables(
             f"{result.bytes} bytes",
             highlight=False,
         )
+
+
+@export_app.command("initial")
+@reports_errors
+def export_initial(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Entity names (default: every "
+            "enabled entity whose initial export has not completed).",
+            metavar="[NAME...]",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Workers per entity ([entities] threads).", metavar="N", min=1, max=64),
+    ] = None,
+    records_per_file: Annotated[
+        int | None,
+        typer.Option(
+            help="Records per file; 0: one file per thread ([entities] records_per_file).",
+            metavar="N",
+            min=0,
+        ),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="Put into the file names ([entities] file_prefix).", metavar="P"),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a running initial export.", metavar="SECONDS")
+    ] = 0,
+) -> None:
+    """Initial export of entities, whole, as gzip JSON Lines files."""
+    config = _options.config()
+    if prefix is not None:
+        _options.overrides.append(f"entities.file_prefix={prefix}")
+        config = _options.config()  # validates the prefix like the config key
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} entities"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("exporting", total=None)
+        result = api.export_initial(
+            config,
+            names or [],
+            threads=threads,
+            records_per_file=records_per_file,
+            wait_seconds=wait,
+            progress=lambda entity, n: bar.update(
+                task, description=f"exporting {entity}", advance=n
+            ),
+        )
+    if result is None:
+        out.print(
+            "nothing to export: no enabled entity is waiting for its initial export",
+            highlight=False,
+        )
+        return
+    if result.raised_from is not None:
+        out.print(
+            f"records per file raised from {result.raised_from} to "
+            f"{result.records_per_file} to keep the run under 500 files",
+            highlight=False,
+        )
+    out.print(
+        f"initial run {result.run}: {', '.join(result.entities)}: {result.records} "
+        f"record(s) in {len(result.files)} file(s); manifest {result.manifest}",
+        highlight=False,
+    )
 
 
 entities_app = typer.Typer(help="List, enable and disable entities.", no_args_is_help=True)

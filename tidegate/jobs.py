@@ -26,7 +26,7 @@ def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iter
     """
     with job_lock(db, job, wait_seconds=wait_seconds):
         record = runs.start(db, job)
-        counters = RunCounters()
+        counters = RunCounters(run_number=record.run_number)
         try:
             yield counters
         except BaseException as error:

@@ -22,8 +22,10 @@ _run = control.run
 
 @dataclass
 class RunCounters:
-    """What a run has produced so far; the job updates it, the run record stores it."""
+    """What a run has produced so far; the job updates it, the run record stores it.
+    `run_number` is the run's own number, for names that carry it."""
 
+    run_number: int = 0
     rows: int = 0
     files: int = 0
     bytes: int = 0

@@ -77,6 +77,17 @@ class Location:
         data: bytes = self.fs.cat_file(self.path(*parts))
         return data
 
+    @contextmanager
+    def writing(self, *parts: str) -> Iterator[BinaryIO]:
+        """A file below the root to write, its folder created first."""
+        path = self.path(*parts)
+        try:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            with self.fs.open(path, "wb") as handle:
+                yield handle
+        except OSError as error:
+            raise self._error(f"write {'/'.join(parts)}", error) from None
+
     def size(self, *parts: str) -> int:
         """The size of a file in bytes."""
         return int(self.fs.size(self.path(*parts)))

@@ -172,6 +172,14 @@ def reset(db: Database, entities: Sequence[Entity]) -> None:
             )
 
 
+def ensure(db: Database, entities: Sequence[Entity]) -> None:
+    """Give entities a control record (disabled, not started) where they have none."""
+    with db.begin(write=True) as raw:
+        conn = control.bind(db, raw)
+        for entity in entities:
+            _record(conn, entity)
+
+
 def _record(conn: Connection, entity: Entity) -> int:
     """The entity's id, creating its control record (disabled) when it has none."""
     found = conn.execute(

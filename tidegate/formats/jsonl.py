@@ -96,3 +96,38 @@ def entity_record(
         for table, rows in data.items()
     }
     return orjson.dumps(record) + b"\n"
+
+
+def manifest_name(kind: str, run: int) -> str:
+    """The manifest of a run: `INIT_EXPORT_<run>.manifest.json`, `INC_EXPORT_<run>…`."""
+    return f"{kind}_{run}.manifest.json"
+
+
+def run_manifest(
+    kind: str,
+    run: int,
+    created: datetime,
+    entities: Sequence[str],
+    threads: int,
+    records_per_file: int,
+    files: Sequence[Mapping[str, object]],
+) -> bytes:
+    """A run's manifest, written after all its files: a run without one is incomplete.
+
+    `files` lists each file's name, entity, thread, seq, records, bytes and sha1, in the
+    order a consumer applies them (entity, thread, seq).
+    """
+    return orjson.dumps(
+        {
+            "format": 1,
+            "kind": kind,
+            "run": run,
+            "created": timestamp_text(created, UTC),
+            "entities": list(entities),
+            "threads": threads,
+            "records_per_file": records_per_file,
+            "records": sum(int(str(f["records"])) for f in files),
+            "files": list(files),
+        },
+        option=orjson.OPT_INDENT_2,
+    )

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, BinaryIO
 
+from tidegate.formats.hashing import HashingWriter
+
 isal_zlib: ModuleType | None
 try:
     from isal import isal_zlib
@@ -40,33 +42,6 @@ def sha1_line(digest: str, file_name: str) -> bytes:
     return f"{digest}  {file_name}\n".encode()
 
 
-class _HashingStream:
-    """Write-only, non-seekable stream that hashes and counts what passes through."""
-
-    def __init__(self, target: BinaryIO) -> None:
-        self.target = target
-        self.sha1 = hashlib.sha1()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.target.write(data)
-        self.sha1.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def seek(self, *_args: object) -> int:
-        raise OSError("not seekable")
-
-    def seekable(self) -> bool:
-        return False
-
-    def flush(self) -> None:
-        self.target.flush()
-
-
 @dataclass(frozen=True)
 class ZipResult:
     """The finished zip: its sha1 and size in bytes."""
@@ -83,7 +58,7 @@ class TableZipWriter:
         target: where the zip goes (written once, front to back).
         modified: the time given to every member (the export's creation time, UTC).
         """
-        self._stream = _HashingStream(target)
+        self._stream = HashingWriter(target)
         self._date_time = modified.astimezone(UTC).timetuple()[:6]
         self._zip = zipfile.ZipFile(
             self._stream,  # type: ignore[call-overload]

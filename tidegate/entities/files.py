@@ -1,0 +1,99 @@
+"""The gzip JSON Lines files one worker of an entity export writes, rotated by size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from isal import igzip
+
+from tidegate.formats.hashing import HashingWriter
+from tidegate.storage import Location
+
+FOLDER = "entities"
+"""Entity-export files live in this folder of the output location."""
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One finished file, as the run's manifest lists it."""
+
+    name: str
+    entity: str
+    thread: int
+    seq: int
+    records: int
+    bytes: int
+    sha1: str
+
+
+class WorkerFiles:
+    """Writes records to files named by `name_for(seq)`, starting a new file every
+    `records_per_file` records (0: one file for everything)."""
+
+    def __init__(
+        self,
+        location: Location,
+        name_for: Callable[[int], str],
+        entity: str,
+        thread: int,
+        records_per_file: int,
+    ) -> None:
+        self.location = location
+        self.name_for = name_for
+        self.entity = entity
+        self.thread = thread
+        self.records_per_file = records_per_file
+        self.written: list[WrittenFile] = []
+        self._stack: ExitStack | None = None
+        self._gzip: igzip.IGzipFile | None = None
+        self._hashing: HashingWriter | None = None
+        self._records = 0
+
+    def write(self, record: bytes) -> None:
+        if self._gzip is None or (self.records_per_file and self._records >= self.records_per_file):
+            self._next_file()
+        assert self._gzip is not None
+        self._gzip.write(record)  # type: ignore[no-untyped-call]
+        self._records += 1
+
+    def _next_file(self) -> None:
+        self._finish()
+        stack = ExitStack()
+        target = stack.enter_context(
+            self.location.writing(FOLDER, self.name_for(len(self.written) + 1))
+        )
+        self._hashing = HashingWriter(target)
+        # Level 1 of ISA-L's gzip: the same format, several times faster than zlib's default.
+        self._gzip = stack.enter_context(
+            igzip.IGzipFile(fileobj=self._hashing, mode="wb", compresslevel=1, mtime=0)  # type: ignore[no-untyped-call]
+        )
+        self._stack = stack
+        self._records = 0
+
+    def _finish(self) -> None:
+        if self._stack is None or self._hashing is None:
+            return
+        self._stack.close()  # flushes the gzip trailer, then closes the file
+        seq = len(self.written) + 1
+        self.written.append(
+            WrittenFile(
+                self.name_for(seq),
+                self.entity,
+                self.thread,
+                seq,
+                self._records,
+                self._hashing.size,
+                self._hashing.sha1.hexdigest(),
+            )
+        )
+        self._stack = self._gzip = self._hashing = None
+
+    def close(self) -> list[WrittenFile]:
+        """Finish the last file; returns every file written (a worker with no records
+        writes one empty file, so every thread of a run has its file)."""
+        if not self.written and self._gzip is None:
+            self._next_file()
+        self._finish()
+        return self.written
