@@ -19,6 +19,7 @@ from tidegate.entities import records
 from tidegate.entities.catalog import catalog
 from tidegate.entities.initial import InitialResult, InitialSettings, pending_entities, run_initial
 from tidegate.entities.initial import Progress as InitialProgress
+from tidegate.entities.ongoing import OngoingResult, OngoingSettings, run_ongoing
 from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError, EntityRefused
 from tidegate.jobs import recorded_run
@@ -304,6 +305,58 @@ def export_initial(
             counters.files = len(result.files) + 1
             counters.bytes = sum(f.bytes for f in result.files)
         return result
+
+
+def export_ongoing(
+    config: Config,
+    *,
+    threads: int | None = None,
+    records_per_file: int | None = None,
+    thread_limit: int | None = None,
+    auto_backlog: bool | None = None,
+    wait_seconds: float = 0,
+    progress: InitialProgress | None = None,
+) -> list[OngoingResult]:
+    """Ongoing entity export (`tidegate export ongoing`): one run exporting a current
+    snapshot of every queued entity, or, with `auto_backlog`, runs while a backlog remains.
+    Options default to `[entities]` in the config.
+
+    Returns:
+        One result per run, oldest first.
+
+    Raises:
+        JobBusy: another ongoing export is running.
+    """
+    settings = OngoingSettings(
+        threads=threads or config.entities.threads,
+        records_per_file=(
+            config.entities.records_per_file if records_per_file is None else records_per_file
+        ),
+        thread_limit=config.entities.thread_limit if thread_limit is None else thread_limit,
+        timezone=config.source.timezone,
+    )
+    again = config.entities.auto_backlog if auto_backlog is None else auto_backlog
+    location = Location(config.output.location, label=f"{config.origin}: [output] location")
+    results: list[OngoingResult] = []
+    with source(config) as db:
+        _require(db)
+        known = catalog(db, config.entities)
+        while True:
+            with recorded_run(db, "ongoing", wait_seconds=wait_seconds) as counters:
+                result = run_ongoing(
+                    db,
+                    location,
+                    known,
+                    counters.run_number,
+                    settings,
+                    progress or (lambda _e, _n: None),
+                )
+                counters.rows = result.records
+                counters.files = len(result.files) + 1
+                counters.bytes = sum(f.bytes for f in result.files)
+            results.append(result)
+            if not (again and result.backlog):
+                return results
 
 
 def _require(db: Database) -> None:

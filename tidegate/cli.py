@@ -336,6 +336,72 @@ def export_initial(
     )
 
 
+@export_app.command("ongoing")
+@reports_errors
+def export_ongoing(
+    threads: Annotated[
+        int | None, typer.Option(help="Workers ([entities] threads).", metavar="N", min=1, max=64)
+    ] = None,
+    records_per_file: Annotated[
+        int | None,
+        typer.Option(
+            help="Records per file; 0: one file per thread ([entities] records_per_file).",
+            metavar="N",
+            min=0,
+        ),
+    ] = None,
+    thread_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Most records a thread exports in a run ([entities] thread_limit; raised to "
+            "clear at least 20% of the queue and 100,000 records).",
+            metavar="N",
+            min=0,
+        ),
+    ] = None,
+    auto_backlog: Annotated[
+        bool | None,
+        typer.Option(
+            "--auto-backlog/--no-auto-backlog",
+            help="Start the next run at once while a backlog remains ([entities] auto_backlog).",
+        ),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a running ongoing export.", metavar="SECONDS")
+    ] = 0,
+) -> None:
+    """One ongoing export run: a current snapshot of every queued entity."""
+    results = api.export_ongoing(
+        _options.config(),
+        threads=threads,
+        records_per_file=records_per_file,
+        thread_limit=thread_limit,
+        auto_backlog=auto_backlog,
+        wait_seconds=wait,
+    )
+    for result in results:
+        if result.limit_raised_from is not None:
+            out.print(
+                f"thread limit raised: {result.limit_raised_from} records allowed, "
+                f"{result.limit} needed to clear 20% of the queue (or 100,000)",
+                highlight=False,
+            )
+        if result.raised_from is not None:
+            out.print(
+                f"records per file raised from {result.raised_from} to "
+                f"{result.records_per_file} to keep the run under 500 files",
+                highlight=False,
+            )
+        if not result.manifest:
+            out.print(f"ongoing run {result.run}: nothing queued, nothing written", highlight=False)
+            continue
+        out.print(
+            f"ongoing run {result.run}: {result.records} record(s) in "
+            f"{len(result.files)} file(s); {result.backlog} entities still queued",
+            highlight=False,
+        )
+
+
 entities_app = typer.Typer(help="List, enable and disable entities.", no_args_is_help=True)
 app.add_typer(entities_app, name="entities")
 

@@ -108,6 +108,51 @@ class EntityReader:
             lines.append(entity_record(self.entity.name, snapshot, key, data, self.zone))
         return lines, (last if len(roots) == BATCH_ROOTS else None)
 
+    def records_for(self, keys: Sequence[Key]) -> Iterator[bytes]:
+        """The current state of each entity named by its root key, in the order given: a
+        record, or a DELETED record when its root row no longer exists."""
+        for start in range(0, len(keys), BATCH_ROOTS):
+            yield from self._keyed_batch(keys[start : start + BATCH_ROOTS])
+
+    def _keyed_batch(self, keys: Sequence[Key]) -> list[bytes]:
+        options: dict[str, Any] = {}
+        if self.db.dialect in ("postgresql", "mysql"):
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.db.engine.connect().execution_options(**options) as conn, conn.begin():
+            snapshot = datetime.now(UTC)
+            found = self._rows_for(conn, self.root, keys)
+            children = [self._rows_for(conn, table, keys) for table in self.tables[1:]]
+        lines = []
+        empty: dict[str, list[dict[str, Any]]] = {table.name: [] for table in self.tables}
+        for key in keys:
+            roots = found.get(_normal(key))
+            if not roots:
+                lines.append(
+                    entity_record(self.entity.name, snapshot, key, empty, self.zone, deleted=True)
+                )
+                continue
+            data = {self.root.name: roots}
+            for table, rows in zip(self.tables[1:], children, strict=True):
+                data[table.name] = rows.get(_normal(key), [])
+            lines.append(entity_record(self.entity.name, snapshot, key, data, self.zone))
+        return lines
+
+    def _rows_for(
+        self, conn: Connection, table: _Table, keys: Sequence[Key]
+    ) -> dict[Key, list[dict[str, Any]]]:
+        columns = self._key_columns(table)
+        others = [c for c in table.clause.columns if c.name not in table.key]
+        query = (
+            sa.select(*table.clause.columns)
+            .where(_tuple(columns).in_([_values(key) for key in keys]))
+            .order_by(*columns, *others)
+        )
+        grouped: dict[Key, list[dict[str, Any]]] = {}
+        for raw in conn.execute(query):
+            row = self._row(table, raw)
+            grouped.setdefault(_normal(tuple(row[k] for k in table.key)), []).append(row)
+        return grouped
+
     def _roots(
         self, conn: Connection, low: Key | None, after: Key | None, high: Key | None
     ) -> list[tuple[Key, dict[str, Any]]]:
@@ -151,6 +196,12 @@ class EntityReader:
     @staticmethod
     def _key_columns(table: _Table) -> list[sa.ColumnClause[Any]]:
         return [table.clause.c[name] for name in table.key]
+
+
+def _normal(key: Key) -> Key:
+    """A key compared as text: a queued key comes back from JSON (a number may be a string
+    or a Decimal there) while the same key read from its row has the column's type."""
+    return tuple(str(value) for value in key)
 
 
 def _tuple(columns: Sequence[sa.ColumnClause[Any]]) -> Any:
