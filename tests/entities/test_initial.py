@@ -145,8 +145,9 @@ def source_entities(source: Source) -> dict[tuple[str, ...], dict[str, list[dict
     if source.dialect == "sqlite":  # SQLite keeps DATETIME as text: compare as exported
         for entity in entities.values():
             for row in entity["orders"]:
-                placed = row["placed"]
-                row["placed"] = dt.datetime.fromisoformat(placed).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                if row["placed"]:
+                    placed = dt.datetime.fromisoformat(row["placed"])
+                    row["placed"] = placed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return entities
 
 
