@@ -6,12 +6,17 @@ import gzip
 import hashlib
 import json
 import random
+import shutil
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tidegate
 from tests.conftest import Source
@@ -166,3 +171,66 @@ def test_auto_backlog_runs_until_the_queue_is_empty(sqlite_source: Source) -> No
     runs = api.export_ongoing(config, threads=1, thread_limit=10, auto_backlog=True)
     assert [r.records for r in runs] == [30_000]
     assert {s.entity.name: s for s in api.entities_list(config)}["ITEM"].queue_depth == 0
+
+
+def test_writers_during_the_initial_export_are_caught_by_the_next_ongoing_run(
+    source: Source,
+) -> None:
+    source.create(*order_tables())
+    fill(source, 200)
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)  # first, as the docs say
+    stop = threading.Event()
+    rounds = []
+
+    def write() -> None:
+        seed = 100
+        while not stop.is_set():
+            change_randomly(source, seed)
+            rounds.append(seed)
+            seed += 1
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        api.export_initial(config, threads=3)
+    finally:
+        stop.set()
+        writer.join()
+    assert rounds, "no write happened during the initial export"
+    api.export_ongoing(config, threads=2)
+    folder = source.tmp_path / "exports" / "entities"
+    assert normalised(apply_runs(folder)) == normalised(source_entities(source))
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(seeds=st.lists(st.integers(0, 10**6), min_size=1, max_size=4), threads=st.integers(1, 3))
+def test_random_changes_between_runs_rebuild_the_source(
+    source: Source, seeds: list[int], threads: int
+) -> None:
+    tables = order_tables()
+    engine = source.engine()
+    engine.connect().close()  # a SQLite source file must exist before tidegate opens it
+    tidegate.uninstall(source.config())
+    with engine.begin() as conn:
+        for table in reversed(tables):
+            table.drop(conn, checkfirst=True)
+        for table in tables:
+            table.create(conn)
+    shutil.rmtree(source.tmp_path / "exports", ignore_errors=True)
+    fill(source, 25, seed=seeds[0])
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    api.export_initial(config, threads=threads)
+    for number, seed in enumerate(seeds):
+        change_randomly(source, number * 1000 + seed % 1000)  # distinct new keys per round
+        api.export_ongoing(config, threads=threads)
+    folder = source.tmp_path / "exports" / "entities"
+    assert normalised(apply_runs(folder)) == normalised(source_entities(source))

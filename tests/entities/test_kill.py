@@ -1,0 +1,131 @@
+"""Initial and ongoing entity exports killed with SIGKILL at chosen points, then rerun."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tidegate
+from tests.conftest import Source
+from tests.entities.test_initial import fill, order_tables, source_entities
+from tests.entities.test_ongoing import apply_runs, change_randomly, normalised
+from tidegate import api
+
+# An exporter process; its third argument names a point to pause at (it prints PAUSED and
+# sleeps there, and the test kills it).
+EXPORTER = textwrap.dedent(r"""
+    import re, sys, time
+    import sqlalchemy as sa
+    import tidegate
+    from tidegate import api
+    from tidegate.entities import files
+
+    job, point = sys.argv[2], (sys.argv[3] if len(sys.argv) > 3 else "")
+
+    def pause():
+        print("PAUSED", flush=True)
+        time.sleep(60)
+
+    statements = {"claimed": r"^select \S*tidegate_entity_queue\.queue_id",
+                  "removing": r"^delete from \S*tidegate_entity_queue"}
+    if point in statements:
+        pattern = re.compile(statements[point])
+
+        @sa.event.listens_for(sa.Engine, "before_cursor_execute")
+        def before(conn, cursor, statement, parameters, context, executemany):
+            if pattern.search(" ".join(statement.lower().split())):
+                pause()
+
+    if point == "writing":
+        original = files.WorkerFiles.write
+        def write(self, record):
+            original(self, record)
+            if self._records == 2:
+                pause()
+        files.WorkerFiles.write = write
+
+    config = tidegate.load_config(sys.argv[1], [], environ={})
+    if job == "initial":
+        api.export_initial(config, threads=1)
+    else:
+        api.export_ongoing(config, threads=2)
+""")
+
+
+def export_process(config_path: Path, job: str, point: str) -> subprocess.Popen[str]:
+    arguments = [sys.executable, "-c", EXPORTER, str(config_path), job]
+    return subprocess.Popen(
+        arguments + ([point] if point else []), stdout=subprocess.PIPE, text=True
+    )
+
+
+def kill(process: subprocess.Popen[str], point: str, rng: random.Random) -> bool:
+    """Kill the process at its pause point (or at a random moment); True if it was killed."""
+    assert process.stdout is not None
+    if point:
+        assert process.stdout.readline().strip() in ("PAUSED", "")
+    else:
+        time.sleep(rng.random() * 1.2)
+    killed = process.poll() is None
+    if killed:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return killed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_entity_exports_killed_and_rerun_lose_nothing(
+    request: pytest.FixtureRequest, tmp_path: Path, dialect: str
+) -> None:
+    from tests.conftest import _make_source
+
+    source: Source = next(_make_source(request, dialect, tmp_path))
+    source.create(*order_tables())
+    fill(source, 30)
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    config_path = tmp_path / "export.toml"
+    config_path.write_text(
+        f'[source]\nurl = "{source.url}"\nschema = "{source.schema}"\n'
+        f'[output]\nlocation = "{tmp_path / "exports"}"\n'
+    )
+    rng = random.Random(5)
+
+    # An initial export killed while writing is redone by the next one.
+    assert kill(export_process(config_path, "initial", "writing"), "writing", rng)
+    statuses = {s.entity.name: s for s in api.entities_list(config)}
+    assert statuses["ORDERS"].initial_status == "in progress"
+    redone = api.export_initial(config)
+    assert redone is not None and redone.entities == ["ORDERS"]
+
+    kills = 0
+    for round_number, point in enumerate(
+        ["claimed", "writing", "removing", "", "writing", "removing", "claimed", ""]
+    ):
+        change_randomly(source, 10 + round_number)
+        kills += kill(export_process(config_path, "ongoing", point), point, rng)
+    assert kills >= 6
+    while any(r.records for r in api.export_ongoing(config, threads=2)):
+        pass
+
+    folder = tmp_path / "exports" / "entities"
+    assert normalised(apply_runs(folder)) == normalised(source_entities(source))
+    for manifest_path in folder.glob("INC_EXPORT_*.manifest.json"):
+        keys = []
+        for entry in json.loads(manifest_path.read_text())["files"]:
+            lines = gzip.decompress((folder / entry["name"]).read_bytes()).splitlines()
+            keys += [tuple(json.loads(line)[k] for k in ("PK1", "PK2")) for line in lines]
+        assert len(keys) == len(set(keys)), f"{manifest_path.name} holds an entity twice"
+    source.dispose()
