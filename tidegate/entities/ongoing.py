@@ -30,7 +30,7 @@ from tidegate.db import Database
 from tidegate.entities.catalog import Entity
 from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile
 from tidegate.entities.initial import Progress, files_cap
-from tidegate.entities.snapshot import EntityReader, Key
+from tidegate.entities.snapshot import EntityReader
 from tidegate.formats.jsonl import manifest_name, run_manifest
 from tidegate.formats.naming import EntityFileName
 from tidegate.storage import Location
@@ -90,11 +90,11 @@ def run_ongoing(
     started = datetime.now(UTC)
     claim(db, queue=ENTITY_KEYS)
     by_id = _entity_ids(db, entities)
-    queued, top = _queued(db, set(by_id))
+    queue_size, top = _queue_size(db, set(by_id))
     result.limit, result.limit_raised_from = run_limit(
-        settings.thread_limit, settings.threads, len(queued)
+        settings.thread_limit, settings.threads, queue_size
     )
-    chosen = queued if result.limit is None else queued[: result.limit]
+    chosen = _queued(db, set(by_id), top, result.limit)
     if not chosen:
         return result  # nothing queued: no files, no manifest
     result.records_per_file = files_cap(settings.records_per_file, len(chosen), settings.threads, 1)
@@ -113,8 +113,8 @@ def run_ongoing(
 
         files = WorkerFiles(location, name_for, "", thread, result.records_per_file)
         share = chosen[thread - 1 :: settings.threads]
-        for entity_id in sorted({entity_id for entity_id, _key in share}):
-            keys = [key for e, key in share if e == entity_id]
+        for entity_id in sorted({entity_id for entity_id, _pk in share}):
+            keys = [tuple(json.loads(pk, parse_float=Decimal)) for e, pk in share if e == entity_id]
             for line in readers[entity_id].records_for(keys):
                 files.write(line)
             progress(by_id[entity_id].name, len(keys))
@@ -132,14 +132,14 @@ def run_ongoing(
                 "INC_EXPORT",
                 run,
                 started,
-                sorted(by_id[e].name for e in {e for e, _k in chosen}),
+                sorted(by_id[e].name for e in {e for e, _pk in chosen}),
                 settings.threads,
                 result.records_per_file,
                 [asdict(f) for f in result.files],
             )
         )
     _remove(db, chosen, top)
-    result.backlog = len(queued) - len(chosen)
+    result.backlog = queue_size - len(chosen)
     return result
 
 
@@ -154,45 +154,57 @@ def _entity_ids(db: Database, entities: Sequence[Entity]) -> dict[int, Entity]:
         return {row.entity_id: by_name[row.name] for row in rows if row.name in by_name}
 
 
-def _queued(db: Database, entity_ids: set[int]) -> tuple[list[tuple[int, Key]], int]:
-    """The distinct queued entities in the order they were first queued, and the highest
-    queue id seen (entries after it arrived later and are not this run's)."""
-    seen: dict[tuple[int, str], tuple[int, Key]] = {}
-    top = 0
+Queued = tuple[int, str]
+"""A queued entity: (entity id, its root key as the JSON text capture wrote)."""
+
+
+def _queue_size(db: Database, entity_ids: set[int]) -> tuple[int, int]:
+    """(distinct entities queued, highest queue id): entries after that id arrived while
+    the run ran, and are not this run's."""
+    distinct = (
+        sa.select(_queue.c.entity_id, _queue.c.pk)
+        .where(_queue.c.entity_id.in_(entity_ids))
+        .distinct()
+        .subquery()
+    )
     with db.engine.connect() as raw:
-        rows = control.bind(db, raw).execute(
-            sa.select(_queue.c.queue_id, _queue.c.entity_id, _queue.c.pk).order_by(
-                _queue.c.queue_id
-            )
-        )
-        for queue_id, entity_id, pk in rows:
-            top = max(top, queue_id)
-            if entity_id in entity_ids:
-                key = tuple(json.loads(pk, parse_float=Decimal))
-                seen.setdefault((entity_id, pk.replace(" ", "")), (entity_id, key))
-    return list(seen.values()), top
+        conn = control.bind(db, raw)
+        count = conn.execute(sa.select(sa.func.count()).select_from(distinct)).scalar()
+        top = conn.execute(sa.select(sa.func.max(_queue.c.queue_id))).scalar()
+    return int(count or 0), int(top or 0)
 
 
-def _remove(db: Database, exported: Sequence[tuple[int, Key]], top: int) -> None:
+def _queued(db: Database, entity_ids: set[int], top: int, limit: int | None) -> list[Queued]:
+    """The distinct queued entities, in the order they were first queued, at most `limit`.
+
+    The database groups the entries, so an entity queued a thousand times costs one row.
+    """
+    first = sa.func.min(_queue.c.queue_id).label("first")
+    query = (
+        sa.select(_queue.c.entity_id, _queue.c.pk, first)
+        .where(_queue.c.entity_id.in_(entity_ids), _queue.c.queue_id <= top)
+        .group_by(_queue.c.entity_id, _queue.c.pk)
+        .order_by(first)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    with db.engine.connect() as raw:
+        return [(row.entity_id, row.pk) for row in control.bind(db, raw).execute(query)]
+
+
+def _remove(db: Database, exported: Sequence[Queued], top: int) -> None:
     """Delete the queue entries of the exported entities, up to `top` (not later ones)."""
-    by_entity: dict[int, set[str]] = {}
-    for entity_id, key in exported:
-        by_entity.setdefault(entity_id, set()).add(_text(key))
+    by_entity: dict[int, list[str]] = {}
+    for entity_id, pk in exported:
+        by_entity.setdefault(entity_id, []).append(pk)
     with db.begin(write=True) as raw:
         conn = control.bind(db, raw)
-        rows = conn.execute(
-            sa.select(_queue.c.queue_id, _queue.c.entity_id, _queue.c.pk).where(
-                _queue.c.queue_id <= top
-            )
-        ).all()
-        done = [
-            queue_id
-            for queue_id, entity_id, pk in rows
-            if _text(tuple(json.loads(pk, parse_float=Decimal))) in by_entity.get(entity_id, set())
-        ]
-        for start in range(0, len(done), 1000):
-            conn.execute(_queue.delete().where(_queue.c.queue_id.in_(done[start : start + 1000])))
-
-
-def _text(key: Key) -> str:
-    return json.dumps([str(value) for value in key])
+        for entity_id, keys in by_entity.items():
+            for start in range(0, len(keys), 1000):
+                conn.execute(
+                    _queue.delete().where(
+                        _queue.c.queue_id <= top,
+                        _queue.c.entity_id == entity_id,
+                        _queue.c.pk.in_(keys[start : start + 1000]),
+                    )
+                )
