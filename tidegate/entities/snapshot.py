@@ -1,11 +1,11 @@
 """Read whole entities from the source: a root row with all its child rows, consistently.
 
-Entities are read in batches of root keys, in key order: each batch is one short
-transaction (REPEATABLE READ where the server has it) reading the roots and then every
-child row of those roots, so a record never mixes two states of the source, and no
-transaction stays open long enough to hold up writers (on SQLite a reader blocks commits).
-Values come from the driver untouched (no SQLAlchemy type conversion), so nothing is
-rounded on the way.
+Entities are read in batches of root keys, in key order (or for a list of keys): each batch
+is one short transaction (REPEATABLE READ where the server has it) reading the roots and
+then every child row of those roots, so a record never mixes two states of the source, and
+no transaction stays open long enough to hold up writers (on SQLite a reader blocks
+commits). Values come from the driver untouched (no SQLAlchemy type conversion, which would
+round some numbers), fetched as plain tuples.
 """
 
 from __future__ import annotations
@@ -21,22 +21,31 @@ from sqlalchemy.engine import Connection
 
 from tidegate.db import Database
 from tidegate.entities.catalog import Entity
-from tidegate.formats.jsonl import entity_record
+from tidegate.formats.jsonl import clean_row, entity_record, timestamp_text
 
 BATCH_ROOTS = 1000
 
 Key = tuple[Any, ...]
+Rows = dict[Key, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
 class _Table:
-    """An entity table with untyped columns: values pass through as the driver gives them."""
+    """An entity table with untyped columns: values pass through as the driver gives them.
+
+    Attributes:
+        key: the columns holding the root's key; `key_index` their positions.
+        order: the table's own primary key, for a stable row order within an entity.
+        text_times: positions of date-time columns (SQLite keeps those as ISO text).
+    """
 
     name: str
     clause: sa.TableClause
     columns: tuple[str, ...]
-    key: tuple[str, ...]  # the columns holding the root's key
-    datetime_columns: frozenset[str]  # typed as date-times (SQLite stores them as text)
+    key: tuple[str, ...]
+    key_index: tuple[int, ...]
+    order: tuple[str, ...]
+    text_times: tuple[int, ...]
 
 
 class EntityReader:
@@ -51,9 +60,20 @@ class EntityReader:
         for table in entity.tables:
             columns = inspector.get_columns(table, schema=db.schema)
             names = tuple(c["name"] for c in columns)
-            times = frozenset(c["name"] for c in columns if isinstance(c["type"], sa.DateTime))
-            clause = sa.table(table, *[sa.column(n) for n in names], schema=db.schema)
-            self.tables.append(_Table(table, clause, names, entity.key_columns(table), times))
+            key = entity.key_columns(table)
+            pk = inspector.get_pk_constraint(table, schema=db.schema)
+            times = tuple(i for i, c in enumerate(columns) if isinstance(c["type"], sa.DateTime))
+            self.tables.append(
+                _Table(
+                    table,
+                    sa.table(table, *[sa.column(n) for n in names], schema=db.schema),
+                    names,
+                    key,
+                    tuple(names.index(k) for k in key),
+                    tuple(pk.get("constrained_columns") or key),
+                    times if db.dialect == "sqlite" else (),
+                )
+            )
         self.root = self.tables[0]
 
     def count(self) -> int:
@@ -67,7 +87,7 @@ class EntityReader:
         """Root keys splitting the entities into `parts` ranges of about equal size:
         [None, k1, …, None], range i being [bounds[i], bounds[i + 1])."""
         total = self.count()
-        keys = self._key_columns(self.root)
+        keys = _columns(self.root, self.root.key)
         cuts: list[Key | None] = [None]
         with self.db.engine.connect() as conn:
             for part in range(1, parts):
@@ -81,32 +101,11 @@ class EntityReader:
         """Every entity with a root key in [low, high), as record lines, in key order."""
         after: Key | None = None
         while True:
-            lines, last = self._batch(low, after, high)
+            lines, last = self._range_batch(low, after, high)
             yield from lines
             if last is None:
                 return
             after, low = last, None
-
-    def _batch(
-        self, low: Key | None, after: Key | None, high: Key | None
-    ) -> tuple[list[bytes], Key | None]:
-        options: dict[str, Any] = {}
-        if self.db.dialect in ("postgresql", "mysql"):
-            options["isolation_level"] = "REPEATABLE READ"
-        with self.db.engine.connect().execution_options(**options) as conn, conn.begin():
-            snapshot = datetime.now(UTC)
-            roots = self._roots(conn, low, after, high)
-            if not roots:
-                return [], None
-            first, last = roots[0][0], roots[-1][0]
-            children = [self._children(conn, table, first, last) for table in self.tables[1:]]
-        lines = []
-        for key, row in roots:
-            data = {self.root.name: [row]}
-            for table, rows in zip(self.tables[1:], children, strict=True):
-                data[table.name] = rows.get(key, [])
-            lines.append(entity_record(self.entity.name, snapshot, key, data, self.zone))
-        return lines, (last if len(roots) == BATCH_ROOTS else None)
 
     def records_for(self, keys: Sequence[Key]) -> Iterator[bytes]:
         """The current state of each entity named by its root key, in the order given: a
@@ -114,93 +113,113 @@ class EntityReader:
         for start in range(0, len(keys), BATCH_ROOTS):
             yield from self._keyed_batch(keys[start : start + BATCH_ROOTS])
 
-    def _keyed_batch(self, keys: Sequence[Key]) -> list[bytes]:
-        options: dict[str, Any] = {}
-        if self.db.dialect in ("postgresql", "mysql"):
-            options["isolation_level"] = "REPEATABLE READ"
-        with self.db.engine.connect().execution_options(**options) as conn, conn.begin():
-            snapshot = datetime.now(UTC)
-            found = self._rows_for(conn, self.root, keys)
-            children = [self._rows_for(conn, table, keys) for table in self.tables[1:]]
-        lines = []
-        empty: dict[str, list[dict[str, Any]]] = {table.name: [] for table in self.tables}
-        for key in keys:
-            roots = found.get(_normal(key))
-            if not roots:
-                lines.append(
-                    entity_record(self.entity.name, snapshot, key, empty, self.zone, deleted=True)
-                )
-                continue
-            data = {self.root.name: roots}
-            for table, rows in zip(self.tables[1:], children, strict=True):
-                data[table.name] = rows.get(_normal(key), [])
-            lines.append(entity_record(self.entity.name, snapshot, key, data, self.zone))
-        return lines
-
-    def _rows_for(
-        self, conn: Connection, table: _Table, keys: Sequence[Key]
-    ) -> dict[Key, list[dict[str, Any]]]:
-        columns = self._key_columns(table)
-        others = [c for c in table.clause.columns if c.name not in table.key]
-        query = (
-            sa.select(*table.clause.columns)
-            .where(_tuple(columns).in_([_values(key) for key in keys]))
-            .order_by(*columns, *others)
-        )
-        grouped: dict[Key, list[dict[str, Any]]] = {}
-        for raw in conn.execute(query):
-            row = self._row(table, raw)
-            grouped.setdefault(_normal(tuple(row[k] for k in table.key)), []).append(row)
-        return grouped
-
-    def _roots(
-        self, conn: Connection, low: Key | None, after: Key | None, high: Key | None
-    ) -> list[tuple[Key, dict[str, Any]]]:
-        table = self.root
-        keys = self._key_columns(table)
-        query = sa.select(*table.clause.columns).order_by(*keys).limit(BATCH_ROOTS)
+    def _range_batch(
+        self, low: Key | None, after: Key | None, high: Key | None
+    ) -> tuple[list[bytes], Key | None]:
+        root = self.root
+        keys = _columns(root, root.key)
+        query = sa.select(*root.clause.columns).order_by(*keys).limit(BATCH_ROOTS)
         if low is not None:
             query = query.where(_tuple(keys) >= _values(low))
         if after is not None:
             query = query.where(_tuple(keys) > _values(after))
         if high is not None:
             query = query.where(_tuple(keys) < _values(high))
-        rows = [self._row(table, row) for row in conn.execute(query)]
-        return [(tuple(row[k] for k in table.key), row) for row in rows]
+        with self._snapshot() as conn:
+            stamp = timestamp_text(datetime.now(UTC), UTC)
+            roots, raw_keys = self._fetch(conn, root, query)
+            if not roots:
+                return [], None
+            ordered = list(raw_keys.values())
+            children = [
+                self._fetch(conn, table, self._between(table, ordered[0], ordered[-1]))[0]
+                for table in self.tables[1:]
+            ]
+        lines = [self._record(stamp, key, raw, roots, children) for key, raw in raw_keys.items()]
+        return lines, (ordered[-1] if len(ordered) == BATCH_ROOTS else None)
 
-    def _children(
-        self, conn: Connection, table: _Table, first: Key, last: Key
-    ) -> dict[Key, list[dict[str, Any]]]:
-        keys = self._key_columns(table)
-        query = (
+    def _keyed_batch(self, keys: Sequence[Key]) -> list[bytes]:
+        with self._snapshot() as conn:
+            stamp = timestamp_text(datetime.now(UTC), UTC)
+            roots, _raw_keys = self._fetch(conn, self.root, self._among(self.root, keys))
+            children = [
+                self._fetch(conn, table, self._among(table, keys))[0] for table in self.tables[1:]
+            ]
+        empty: dict[str, list[dict[str, Any]]] = {table.name: [] for table in self.tables}
+        lines = []
+        for key in keys:
+            found = _normal(key)
+            if found in roots:
+                lines.append(self._record(stamp, found, key, roots, children))
+            else:
+                lines.append(
+                    entity_record(
+                        self.entity.name, stamp, key, empty, self.zone, deleted=True, cleaned=True
+                    )
+                )
+        return lines
+
+    def _record(self, stamp: str, key: Key, shown: Key, roots: Rows, children: list[Rows]) -> bytes:
+        """The record of the entity whose (normalised) key is `key`; `shown` is the key as
+        its PK fields show it."""
+        data = {self.root.name: roots[key]}
+        for table, rows in zip(self.tables[1:], children, strict=True):
+            data[table.name] = rows.get(key, [])
+        return entity_record(self.entity.name, stamp, shown, data, self.zone, cleaned=True)
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """One short transaction that every read of a batch shares."""
+        options: dict[str, Any] = {}
+        if self.db.dialect in ("postgresql", "mysql"):
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.db.engine.connect().execution_options(**options) as conn, conn.begin():
+            yield conn
+
+    def _between(self, table: _Table, first: Key, last: Key) -> sa.Select[Any]:
+        keys = _columns(table, table.key)
+        return (
             sa.select(*table.clause.columns)
             .where(_tuple(keys) >= _values(first), _tuple(keys) <= _values(last))
-            .order_by(*keys, *[c for c in table.clause.columns if c.name not in table.key])
+            .order_by(*_columns(table, table.order))
         )
-        grouped: dict[Key, list[dict[str, Any]]] = {}
-        for raw in conn.execute(query):
-            row = self._row(table, raw)
-            grouped.setdefault(tuple(row[k] for k in table.key), []).append(row)
-        return grouped
 
-    def _row(self, table: _Table, raw: Any) -> dict[str, Any]:
-        row = dict(zip(table.columns, raw, strict=True))
-        for name in table.datetime_columns:  # SQLite keeps date-times as ISO text
-            value = row[name]
-            if isinstance(value, str):
-                # Text that is no date-time after all is exported as the text it is.
-                with contextlib.suppress(ValueError):
-                    row[name] = datetime.fromisoformat(value)
-        return row
+    def _among(self, table: _Table, keys: Sequence[Key]) -> sa.Select[Any]:
+        columns = _columns(table, table.key)
+        return (
+            sa.select(*table.clause.columns)
+            .where(_tuple(columns).in_([_values(key) for key in keys]))
+            .order_by(*_columns(table, table.order))
+        )
 
-    @staticmethod
-    def _key_columns(table: _Table) -> list[sa.ColumnClause[Any]]:
-        return [table.clause.c[name] for name in table.key]
+    def _fetch(
+        self, conn: Connection, table: _Table, query: sa.Select[Any]
+    ) -> tuple[Rows, dict[Key, Key]]:
+        """Rows grouped by root key (compared as text), in query order, and each group's
+        key as the driver returned it (to page on, and for the PK fields)."""
+        grouped: Rows = {}
+        raw_keys: dict[Key, Key] = {}
+        # The driver's own cursor: plain tuples, no per-row SQLAlchemy objects.
+        for fetched in conn.execute(query).cursor.fetchall():
+            values = list(fetched)
+            for index in table.text_times:
+                if isinstance(values[index], str):
+                    with contextlib.suppress(ValueError):  # else exported as the text it is
+                        values[index] = datetime.fromisoformat(values[index])
+            key = tuple(values[i] for i in table.key_index)
+            normal = _normal(key)
+            raw_keys.setdefault(normal, key)
+            grouped.setdefault(normal, []).append(clean_row(table.columns, values))
+        return grouped, raw_keys
+
+
+def _columns(table: _Table, names: Sequence[str]) -> list[sa.ColumnClause[Any]]:
+    return [table.clause.c[name] for name in names]
 
 
 def _normal(key: Key) -> Key:
-    """A key compared as text: a queued key comes back from JSON (a number may be a string
-    or a Decimal there) while the same key read from its row has the column's type."""
+    """A key compared as text: a queued key comes back from JSON (where a number may be a
+    Decimal) while the same key read from its row has the column's own type."""
     return tuple(str(value) for value in key)
 
 
