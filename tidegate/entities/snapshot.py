@@ -54,7 +54,8 @@ class EntityReader:
     def __init__(self, db: Database, entity: Entity, zone: tzinfo) -> None:
         self.db = db
         self.entity = entity
-        self.zone = zone
+        # UTC itself, not a ZoneInfo of it: the format's fast paths test for it.
+        self.zone: tzinfo = UTC if getattr(zone, "key", None) == "UTC" else zone
         inspector = sa.inspect(db.engine)
         self.tables = []
         for table in entity.tables:
@@ -141,9 +142,12 @@ class EntityReader:
     def _keyed_batch(self, keys: Sequence[Key]) -> list[bytes]:
         with self._snapshot() as conn:
             stamp = timestamp_text(datetime.now(UTC), UTC)
-            roots, _raw_keys = self._fetch(conn, self.root, self._among(self.root, keys))
+            roots, _raw_keys = self._fetch(
+                conn, self.root, self._among(self.root, keys), by_text=True
+            )
             children = [
-                self._fetch(conn, table, self._among(table, keys))[0] for table in self.tables[1:]
+                self._fetch(conn, table, self._among(table, keys), by_text=True)[0]
+                for table in self.tables[1:]
             ]
         empty: dict[str, list[dict[str, Any]]] = {table.name: [] for table in self.tables}
         lines = []
@@ -193,24 +197,38 @@ class EntityReader:
         )
 
     def _fetch(
-        self, conn: Connection, table: _Table, query: sa.Select[Any]
+        self, conn: Connection, table: _Table, query: sa.Select[Any], *, by_text: bool = False
     ) -> tuple[Rows, dict[Key, Key]]:
-        """Rows grouped by root key (compared as text), in query order, and each group's
-        key as the driver returned it (to page on, and for the PK fields)."""
+        """Rows grouped by root key, in query order, and each group's key as the driver
+        returned it (to page on, and for the PK fields). With `by_text`, groups are keyed
+        by the key's text, to match keys that came back from JSON (ongoing runs)."""
         grouped: Rows = {}
         raw_keys: dict[Key, Key] = {}
+        times = table.text_times
         # The driver's own cursor: plain tuples, no per-row SQLAlchemy objects.
         for fetched in conn.execute(query).cursor.fetchall():
-            values = list(fetched)
-            for index in table.text_times:
-                if isinstance(values[index], str):
-                    with contextlib.suppress(ValueError):  # else exported as the text it is
-                        values[index] = datetime.fromisoformat(values[index])
-            key = tuple(values[i] for i in table.key_index)
-            normal = _normal(key)
-            raw_keys.setdefault(normal, key)
-            grouped.setdefault(normal, []).append(clean_row(table.columns, values))
+            values = list(fetched) if times else fetched
+            for index in times:
+                if type(values[index]) is str:
+                    values[index] = self._text_time(values[index])
+            key = tuple([values[i] for i in table.key_index])
+            group_key = _normal(key) if by_text else key
+            if group_key not in grouped:
+                raw_keys[group_key] = key
+                grouped[group_key] = []
+            grouped[group_key].append(clean_row(table.columns, values))
         return grouped, raw_keys
+
+    def _text_time(self, text: str) -> object:
+        """A date-time SQLite keeps as ISO text: as the record writes it when it is in the
+        usual `YYYY-MM-DD HH:MM:SS[.ffffff]` form and in UTC, else parsed (or left as the
+        text it is when it is no date-time)."""
+        if self.zone is UTC and len(text) == 26 and text[10] in " T" and text[19] == ".":
+            return f"{text[:10]}T{text[11:]}Z"
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return text
 
 
 def _columns(table: _Table, names: Sequence[str]) -> list[sa.ColumnClause[Any]]:
