@@ -17,6 +17,7 @@ from tidegate.config import Config
 from tidegate.db import Database, connect
 from tidegate.entities import records
 from tidegate.entities.catalog import catalog
+from tidegate.entities.files import WrittenFile
 from tidegate.entities.initial import InitialResult, InitialSettings, pending_entities, run_initial
 from tidegate.entities.initial import Progress as InitialProgress
 from tidegate.entities.ongoing import OngoingResult, OngoingSettings, run_ongoing
@@ -147,7 +148,7 @@ def export_tables(
         timezone=config.source.timezone,
         time_columns=tuple(config.tables.time_columns.items()),
     )
-    location = Location(config.output.location, label=f"{config.origin}: [output] location")
+    location = _location(config)
     results: list[ExportResult] = []
     started = now_us()
     with source(config) as db:
@@ -278,7 +279,7 @@ def export_initial(
         prefix=config.entities.file_prefix if prefix is None else prefix,
         timezone=config.source.timezone,
     )
-    location = Location(config.output.location, label=f"{config.origin}: [output] location")
+    location = _location(config)
     with source(config) as db:
         _require(db)
         known = catalog(db, config.entities)
@@ -301,9 +302,7 @@ def export_initial(
                 settings,
                 progress or (lambda _e, _n: None),
             )
-            counters.rows = result.records
-            counters.files = len(result.files) + 1
-            counters.bytes = sum(f.bytes for f in result.files)
+            _count(counters, result.records, result.files)
         return result
 
 
@@ -336,7 +335,7 @@ def export_ongoing(
         timezone=config.source.timezone,
     )
     again = config.entities.auto_backlog if auto_backlog is None else auto_backlog
-    location = Location(config.output.location, label=f"{config.origin}: [output] location")
+    location = _location(config)
     results: list[OngoingResult] = []
     with source(config) as db:
         _require(db)
@@ -351,12 +350,21 @@ def export_ongoing(
                     settings,
                     progress or (lambda _e, _n: None),
                 )
-                counters.rows = result.records
-                counters.files = len(result.files) + 1
-                counters.bytes = sum(f.bytes for f in result.files)
+                _count(counters, result.records, result.files)
             results.append(result)
             if not (again and result.backlog):
                 return results
+
+
+def _location(config: Config) -> Location:
+    return Location(config.output.location, label=f"{config.origin}: [output] location")
+
+
+def _count(counters: RunCounters, records: int, files: Sequence[WrittenFile]) -> None:
+    """An entity run's counts for its run record (its manifest is one more file)."""
+    counters.rows = records
+    counters.files = len(files) + 1
+    counters.bytes = sum(f.bytes for f in files)
 
 
 def _require(db: Database) -> None:

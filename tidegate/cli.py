@@ -182,6 +182,15 @@ def status(
     out.print(table)
 
 
+RecordsPerFile = Annotated[
+    int | None,
+    typer.Option(
+        help="Records per file; 0: one file per thread ([entities] records_per_file).",
+        metavar="N",
+        min=0,
+    ),
+]
+
 export_app = typer.Typer(help="Run an export.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
@@ -278,14 +287,7 @@ def export_initial(
         int | None,
         typer.Option(help="Workers per entity ([entities] threads).", metavar="N", min=1, max=64),
     ] = None,
-    records_per_file: Annotated[
-        int | None,
-        typer.Option(
-            help="Records per file; 0: one file per thread ([entities] records_per_file).",
-            metavar="N",
-            min=0,
-        ),
-    ] = None,
+    records_per_file: RecordsPerFile = None,
     prefix: Annotated[
         str | None,
         typer.Option(help="Put into the file names ([entities] file_prefix).", metavar="P"),
@@ -342,14 +344,7 @@ def export_ongoing(
     threads: Annotated[
         int | None, typer.Option(help="Workers ([entities] threads).", metavar="N", min=1, max=64)
     ] = None,
-    records_per_file: Annotated[
-        int | None,
-        typer.Option(
-            help="Records per file; 0: one file per thread ([entities] records_per_file).",
-            metavar="N",
-            min=0,
-        ),
-    ] = None,
+    records_per_file: RecordsPerFile = None,
     thread_limit: Annotated[
         int | None,
         typer.Option(
