@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from scratch import scratch_database
+from harness import scratch_database
 
 import tidegate
 

@@ -50,7 +50,6 @@ import argparse
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -58,14 +57,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from harness import measure, progress, scratch_database, tidegate_commit, verdict
 from psycopg import sql
-from scratch import scratch_database
 
 try:
     from isal import igzip as gzip_reader
@@ -77,7 +75,6 @@ DATABASES = ("sqlite", "postgresql")
 ENTITY = "ORDERS"
 THROUGHPUT_GOAL = 0.50  # tidegate --threads 1 entities/s at least this x the baseline's
 RSS_FLAT = 1.25  # "flat": peak RSS at the largest size at most 1.25 x at the smallest
-GNU_TIME = "/usr/bin/time"
 TIDEGATE = [sys.executable, "-m", "tidegate"]
 BASELINE_CASE = "baseline: py merge-join"
 
@@ -272,47 +269,6 @@ print(count)
 
 # Used when GNU time is missing: runs the command and writes the peak RSS (KiB) of its
 # process tree, which is all this wrapper's children ever had.
-RSS_WRAPPER = """
-import resource, subprocess, sys
-code = subprocess.call(sys.argv[2:])
-with open(sys.argv[1], "w") as out:
-    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-sys.exit(code)
-"""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One measured command: wall seconds and peak RSS in KiB."""
-
-    seconds: float
-    rss_kib: int
-
-
-def measure(argv: list[str], *, cwd: Path | None = None) -> tuple[Sample, str]:
-    """Run a command to completion; its wall time, peak RSS and stdout."""
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
-        if Path(GNU_TIME).exists():
-            wrapped = [GNU_TIME, "-v", "-o", report.name, *argv]
-        else:
-            wrapped = [sys.executable, "-c", RSS_WRAPPER, report.name, *argv]
-        start = time.perf_counter()
-        done = subprocess.run(wrapped, cwd=cwd, capture_output=True, check=False)
-        seconds = time.perf_counter() - start
-        text = report.read()
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{shlex.join(argv)} exited with {done.returncode}: "
-            f"{done.stderr.decode(errors='replace').strip()[-2000:]}"
-        )
-    return Sample(seconds, _peak_rss_kib(text)), done.stdout.decode()
-
-
-def _peak_rss_kib(report: str) -> int:
-    for line in report.splitlines():
-        if "Maximum resident set size" in line:
-            return int(line.rsplit(":", 1)[1])
-    return int(report.strip())
 
 
 def content_digest(files: list[Path]) -> tuple[int, str]:
@@ -544,24 +500,6 @@ def run_postgresql(args: argparse.Namespace, scratch: Path, script: Path) -> dic
 # --- output ---------------------------------------------------------------------------------
 
 
-def tidegate_commit() -> str:
-    """The commit of the tidegate being measured, marked when tidegate/ has local changes."""
-
-    def git(*args: str) -> str:
-        root = Path(__file__).resolve().parent.parent
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + (
-        " with local changes" if git("status", "--porcelain", "--", "tidegate") else ""
-    )
-
-
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def print_database(database: str, report: dict[str, Any], rounds: int) -> None:
     facts = ", ".join(f"{k} {v}" for k, v in report["facts"].items())
     print(f"{database}: {facts}; median of {rounds} round(s)")
@@ -589,10 +527,6 @@ def print_database(database: str, report: dict[str, Any], rounds: int) -> None:
     same = "yes" if goals["identical_to_baseline"] else "NO"
     print(f"records: as many as entities in every output; equal to the baseline's: {same}")
     print()
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 def numbers(text: str) -> list[int]:

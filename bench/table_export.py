@@ -48,22 +48,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from harness import Sample, measure, progress, scratch_database, tidegate_commit, verdict
 from psycopg import sql
-from scratch import scratch_database
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASES = ("sqlite", "postgresql")
 GOALS = {"sqlite": 0.50, "postgresql": 0.70}  # tidegate rows/s at least this x baseline
 RSS_GOAL_MIB = 150.0  # peak RSS of `tidegate export tables` below this at every size
 RSS_FLAT = 1.25  # "flat": peak RSS at the largest size at most 1.25 x at the smallest
-GNU_TIME = "/usr/bin/time"
 TIDEGATE = [sys.executable, "-m", "tidegate"]
 
 # --- the data: the same logical rows in both databases --------------------------------------
@@ -164,52 +161,6 @@ def make_pg_source(url: str, schema: str, size: Size) -> None:
 
 # Used when GNU time is missing: runs the command and writes the peak RSS (KiB) of its
 # process tree, which is all this wrapper's children ever had.
-RSS_WRAPPER = """
-import resource, subprocess, sys
-code = subprocess.call(sys.argv[2:])
-with open(sys.argv[1], "w") as out:
-    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-sys.exit(code)
-"""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One measured command: wall seconds and peak RSS in KiB."""
-
-    seconds: float
-    rss_kib: int
-
-
-def measure(
-    argv: list[str], *, stdout: Path | None = None, cwd: Path | None = None
-) -> tuple[Sample, str]:
-    """Run a command to completion; its wall time, peak RSS and (if not redirected) stdout."""
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
-        if Path(GNU_TIME).exists():
-            wrapped = [GNU_TIME, "-v", "-o", report.name, *argv]
-        else:
-            wrapped = [sys.executable, "-c", RSS_WRAPPER, report.name, *argv]
-        with open(stdout, "wb") if stdout else nullcontext(subprocess.PIPE) as sink:
-            start = time.perf_counter()
-            done = subprocess.run(
-                wrapped, cwd=cwd, stdout=sink, stderr=subprocess.PIPE, check=False
-            )
-            seconds = time.perf_counter() - start
-        text = report.read()
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{shlex.join(argv)} exited with {done.returncode}: "
-            f"{done.stderr.decode(errors='replace').strip()[-2000:]}"
-        )
-    return Sample(seconds, _peak_rss_kib(text)), (done.stdout or b"").decode()
-
-
-def _peak_rss_kib(report: str) -> int:
-    for line in report.splitlines():
-        if "Maximum resident set size" in line:
-            return int(line.rsplit(":", 1)[1])
-    return int(report.strip())
 
 
 def combined(samples: list[Sample]) -> Sample:
@@ -427,24 +378,6 @@ def run_postgresql(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 # --- output ---------------------------------------------------------------------------------
 
 
-def tidegate_commit() -> str:
-    """The commit of the tidegate being measured, marked when tidegate/ has local changes."""
-
-    def git(*args: str) -> str:
-        root = Path(__file__).resolve().parent.parent
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + (
-        " with local changes" if git("status", "--porcelain", "--", "tidegate") else ""
-    )
-
-
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def print_database(database: str, report: dict[str, Any], rounds: int) -> None:
     facts = ", ".join(f"{k} {v}" for k, v in report["facts"].items())
     print(f"{database}: {facts}; median of {rounds} round(s)")
@@ -473,10 +406,6 @@ def print_database(database: str, report: dict[str, Any], rounds: int) -> None:
         f"{verdict(f['met'])}"
     )
     print()
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
