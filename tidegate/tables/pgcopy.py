@@ -15,14 +15,14 @@ bytes.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from psycopg import pq
 from sqlalchemy.engine import URL, Engine
 
 from tidegate.errors import SourceError
-from tidegate.tables.clientpipe import CHUNK_BYTES, client, stream_csv
+from tidegate.tables.clientpipe import CHUNK_BYTES, RowCounter, client, stream_csv
 
 # How the server must print values for csvrows.py's format.
 SESSION_SETTINGS = (
@@ -31,8 +31,6 @@ SESSION_SETTINGS = (
     "SET IntervalStyle = 'iso_8601'",
     "SET client_encoding = 'UTF8'",
 )
-
-RowCounter = Callable[[int], None]
 
 
 def psql_client() -> str | None:

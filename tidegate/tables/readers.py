@@ -16,19 +16,17 @@ for that (`record_aligned`), so a chunk can be transcoded and inspected on its o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from tidegate.db import Database, inline_sql
 from tidegate.formats.csvrows import csv_chunks, header
-from tidegate.tables.clientpipe import client, stream_csv
+from tidegate.tables.clientpipe import RowCounter, client, stream_csv
 from tidegate.tables.pgcopy import copy_through_libpq, copy_through_psql, psql_client
 from tidegate.tables.schema import TableSpec
 from tidegate.tables.selection import Selection, deleted_keys, row_filter
-
-RowCounter = Callable[[int], None]
 
 
 class RowReader(Protocol):

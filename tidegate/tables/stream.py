@@ -29,31 +29,18 @@ def _record(row: Any) -> ExportRecord:
 
 def last_published(db: Database, conn: Connection) -> ExportRecord | None:
     """The newest published export."""
-    row = (
-        control.bind(db, conn)
-        .execute(
-            sa.select(_export)
-            .where(_export.c.status == "published")
-            .order_by(_export.c.export_no.desc())
-            .limit(1)
-        )
-        .first()
-    )
-    return _record(row) if row else None
+    return _one(db, conn, "published", _export.c.export_no.desc())
 
 
 def planned(db: Database, conn: Connection) -> ExportRecord | None:
     """An export a dead run planned and did not publish."""
-    row = (
-        control.bind(db, conn)
-        .execute(
-            sa.select(_export)
-            .where(_export.c.status == "planned")
-            .order_by(_export.c.export_no)
-            .limit(1)
-        )
-        .first()
-    )
+    return _one(db, conn, "planned", _export.c.export_no)
+
+
+def _one(db: Database, conn: Connection, status: str, order: Any) -> ExportRecord | None:
+    """The first export with a status, in an order."""
+    query = sa.select(_export).where(_export.c.status == status).order_by(order).limit(1)
+    row = control.bind(db, conn).execute(query).first()
     return _record(row) if row else None
 
 
