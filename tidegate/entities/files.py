@@ -28,6 +28,9 @@ class WrittenFile:
     sha1: str
 
 
+PENDING_RECORDS = 500
+
+
 class WorkerFiles:
     """Writes records to files named by `name_for(seq)`, starting a new file every
     `records_per_file` records (0: one file for everything)."""
@@ -50,13 +53,23 @@ class WorkerFiles:
         self._gzip: igzip.IGzipFile | None = None
         self._hashing: HashingWriter | None = None
         self._records = 0
+        self._pending: list[bytes] = []
 
     def write(self, record: bytes) -> None:
         if self._gzip is None or (self.records_per_file and self._records >= self.records_per_file):
             self._next_file()
-        assert self._gzip is not None
-        self._gzip.write(record)  # type: ignore[no-untyped-call]
+        # Records reach the compressor in groups: one call per record cost more than the
+        # compression itself.
+        self._pending.append(record)
         self._records += 1
+        if len(self._pending) >= PENDING_RECORDS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            assert self._gzip is not None
+            self._gzip.write(b"".join(self._pending))  # type: ignore[no-untyped-call]
+            self._pending.clear()
 
     def _next_file(self) -> None:
         self._finish()
@@ -75,6 +88,7 @@ class WorkerFiles:
     def _finish(self) -> None:
         if self._stack is None or self._hashing is None:
             return
+        self._flush()
         self._stack.close()  # flushes the gzip trailer, then closes the file
         seq = len(self.written) + 1
         self.written.append(

@@ -11,7 +11,9 @@ round some numbers), fetched as plain tuples.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import itertools
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -21,12 +23,15 @@ from sqlalchemy.engine import Connection
 
 from tidegate.db import Database
 from tidegate.entities.catalog import Entity
-from tidegate.formats.jsonl import clean_row, entity_record, timestamp_text
+from tidegate.formats.jsonl import entity_record, timestamp_text
 
 BATCH_ROOTS = 1000
 
 Key = tuple[Any, ...]
-Rows = dict[Key, list[dict[str, Any]]]
+# Rows grouped by their root key: the key value itself for a one-column key (no tuple to
+# build per row), else a tuple.
+Group = Any
+Rows = dict[Group, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -34,18 +39,23 @@ class _Table:
     """An entity table with untyped columns: values pass through as the driver gives them.
 
     Attributes:
-        key: the columns holding the root's key; `key_index` their positions.
+        selected: what the query selects: the columns, texts right-trimmed by the server.
+        key: the columns holding the root's key; `group_of` picks the group of a fetched
+            row (see `Group`).
         order: the table's own primary key, for a stable row order within an entity.
         text_times: positions of date-time columns (SQLite keeps those as ISO text).
+        nullable: whether a fetched row may still hold a NULL (None).
     """
 
     name: str
     clause: sa.TableClause
     columns: tuple[str, ...]
+    selected: tuple[sa.ColumnElement[Any], ...]
     key: tuple[str, ...]
-    key_index: tuple[int, ...]
+    group_of: Callable[[Sequence[Any]], Group]
     order: tuple[str, ...]
     text_times: tuple[int, ...]
+    nullable: bool
 
 
 class EntityReader:
@@ -57,25 +67,44 @@ class EntityReader:
         # UTC itself, not a ZoneInfo of it: the format's fast paths test for it.
         self.zone: tzinfo = UTC if getattr(zone, "key", None) == "UTC" else zone
         inspector = sa.inspect(db.engine)
-        self.tables = []
-        for table in entity.tables:
-            columns = inspector.get_columns(table, schema=db.schema)
-            names = tuple(c["name"] for c in columns)
-            key = entity.key_columns(table)
-            pk = inspector.get_pk_constraint(table, schema=db.schema)
-            times = tuple(i for i, c in enumerate(columns) if isinstance(c["type"], sa.DateTime))
-            self.tables.append(
-                _Table(
-                    table,
-                    sa.table(table, *[sa.column(n) for n in names], schema=db.schema),
-                    names,
-                    key,
-                    tuple(names.index(k) for k in key),
-                    tuple(pk.get("constrained_columns") or key),
-                    times if db.dialect == "sqlite" else (),
-                )
-            )
+        self.tables = [self._table(inspector, table) for table in entity.tables]
         self.root = self.tables[0]
+
+    def _table(self, inspector: Any, name: str) -> _Table:
+        columns = inspector.get_columns(name, schema=self.db.schema)
+        names = tuple(c["name"] for c in columns)
+        clause = sa.table(name, *[sa.column(n) for n in names], schema=self.db.schema)
+        key = self.entity.key_columns(name)
+        pk = inspector.get_pk_constraint(name, schema=self.db.schema)
+        times = tuple(i for i, c in enumerate(columns) if isinstance(c["type"], sa.DateTime))
+        selected = tuple(self._selected(clause.c[c["name"]], c, key) for c in columns)
+        return _Table(
+            name,
+            clause,
+            names,
+            selected,
+            key,
+            operator.itemgetter(*(names.index(k) for k in key)),
+            tuple(pk.get("constrained_columns") or key),
+            times if self.db.dialect == "sqlite" else (),
+            self.db.dialect != "sqlite" and any(_may_be_null(c, key) for c in columns),
+        )
+
+    def _selected(
+        self, column: sa.ColumnClause[Any], reflected: Any, key: tuple[str, ...]
+    ) -> sa.ColumnElement[Any]:
+        """A column as the query selects it: where the server can, NULL already "" and
+        texts right-trimmed (spaces only, as the format wants), saving a Python step per
+        value. Root-key columns stay as they are: the reader pages through them."""
+        if column.name in key:
+            return column
+        if self.db.dialect == "sqlite":
+            # Any column may hold any type, so texts are not trimmed here (the written
+            # line is checked instead), but any value may be swapped for "".
+            return sa.func.coalesce(column, "").label(column.name)
+        if _is_text(reflected):
+            return sa.func.coalesce(sa.func.rtrim(column), "").label(column.name)
+        return column
 
     def count(self) -> int:
         """How many entities there are (roots)."""
@@ -119,7 +148,7 @@ class EntityReader:
     ) -> tuple[list[bytes], Key | None]:
         root = self.root
         keys = _columns(root, root.key)
-        query = sa.select(*root.clause.columns).order_by(*keys).limit(BATCH_ROOTS)
+        query = sa.select(*root.selected).order_by(*keys).limit(BATCH_ROOTS)
         if low is not None:
             query = query.where(_tuple(keys) >= _values(low))
         if after is not None:
@@ -128,25 +157,26 @@ class EntityReader:
             query = query.where(_tuple(keys) < _values(high))
         with self._snapshot() as conn:
             stamp = timestamp_text(datetime.now(UTC), UTC)
-            roots, raw_keys = self._fetch(conn, root, query)
+            roots = self._fetch(conn, root, query)
             if not roots:
                 return [], None
-            ordered = list(raw_keys.values())
+            found = [_key(group) for group in roots]
             children = [
-                self._fetch(conn, table, self._between(table, ordered[0], ordered[-1]))[0]
+                self._fetch(conn, table, self._between(table, found[0], found[-1]))
                 for table in self.tables[1:]
             ]
-        lines = [self._record(stamp, key, raw, roots, children) for key, raw in raw_keys.items()]
-        return lines, (ordered[-1] if len(ordered) == BATCH_ROOTS else None)
+        lines = [
+            self._record(stamp, group, key, roots, children)
+            for group, key in zip(roots, found, strict=True)
+        ]
+        return lines, (found[-1] if len(found) == BATCH_ROOTS else None)
 
     def _keyed_batch(self, keys: Sequence[Key]) -> list[bytes]:
         with self._snapshot() as conn:
             stamp = timestamp_text(datetime.now(UTC), UTC)
-            roots, _raw_keys = self._fetch(
-                conn, self.root, self._among(self.root, keys), by_text=True
-            )
+            roots = self._fetch(conn, self.root, self._among(self.root, keys), by_text=True)
             children = [
-                self._fetch(conn, table, self._among(table, keys), by_text=True)[0]
+                self._fetch(conn, table, self._among(table, keys), by_text=True)
                 for table in self.tables[1:]
             ]
         empty: dict[str, list[dict[str, Any]]] = {table.name: [] for table in self.tables}
@@ -157,19 +187,19 @@ class EntityReader:
                 lines.append(self._record(stamp, found, key, roots, children))
             else:
                 lines.append(
-                    entity_record(
-                        self.entity.name, stamp, key, empty, self.zone, deleted=True, cleaned=True
-                    )
+                    entity_record(self.entity.name, stamp, key, empty, self.zone, deleted=True)
                 )
         return lines
 
-    def _record(self, stamp: str, key: Key, shown: Key, roots: Rows, children: list[Rows]) -> bytes:
-        """The record of the entity whose (normalised) key is `key`; `shown` is the key as
-        its PK fields show it."""
-        data = {self.root.name: roots[key]}
+    def _record(
+        self, stamp: str, group: Group, shown: Key, roots: Rows, children: list[Rows]
+    ) -> bytes:
+        """The record of the entity whose rows are grouped under `group`; `shown` is the
+        key as its PK fields show it."""
+        data = {self.root.name: roots[group]}
         for table, rows in zip(self.tables[1:], children, strict=True):
-            data[table.name] = rows.get(key, [])
-        return entity_record(self.entity.name, stamp, shown, data, self.zone, cleaned=True)
+            data[table.name] = rows.get(group, [])
+        return entity_record(self.entity.name, stamp, shown, data, self.zone, prepared=True)
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[Connection]:
@@ -183,7 +213,7 @@ class EntityReader:
     def _between(self, table: _Table, first: Key, last: Key) -> sa.Select[Any]:
         keys = _columns(table, table.key)
         return (
-            sa.select(*table.clause.columns)
+            sa.select(*table.selected)
             .where(_tuple(keys) >= _values(first), _tuple(keys) <= _values(last))
             .order_by(*_columns(table, table.order))
         )
@@ -191,40 +221,51 @@ class EntityReader:
     def _among(self, table: _Table, keys: Sequence[Key]) -> sa.Select[Any]:
         columns = _columns(table, table.key)
         return (
-            sa.select(*table.clause.columns)
+            sa.select(*table.selected)
             .where(_tuple(columns).in_([_values(key) for key in keys]))
             .order_by(*_columns(table, table.order))
         )
 
     def _fetch(
         self, conn: Connection, table: _Table, query: sa.Select[Any], *, by_text: bool = False
-    ) -> tuple[Rows, dict[Key, Key]]:
-        """Rows grouped by root key, in query order, and each group's key as the driver
-        returned it (to page on, and for the PK fields). With `by_text`, groups are keyed
-        by the key's text, to match keys that came back from JSON (ongoing runs)."""
-        grouped: Rows = {}
-        raw_keys: dict[Key, Key] = {}
+    ) -> Rows:
+        """Rows grouped by root key, groups and rows in query order, NULLs as "" (see
+        `entity_record`'s `prepared`). With `by_text`, groups are keyed by the key's text,
+        to match keys that came back from JSON (ongoing runs)."""
+        # The driver's own cursor: plain tuples, no per-row SQLAlchemy objects; rows are
+        # grouped and made dicts by C code (groupby, map, zip) wherever no value needs a
+        # Python step.
+        fetched = conn.execute(query).cursor.fetchall()
         times = table.text_times
-        # The driver's own cursor: plain tuples, no per-row SQLAlchemy objects.
-        for fetched in conn.execute(query).cursor.fetchall():
-            values = list(fetched) if times else fetched
-            for index in times:
-                if type(values[index]) is str:
-                    values[index] = self._text_time(values[index])
-            key = tuple([values[i] for i in table.key_index])
-            group_key = _normal(key) if by_text else key
-            if group_key not in grouped:
-                raw_keys[group_key] = key
-                grouped[group_key] = []
-            grouped[group_key].append(clean_row(table.columns, values))
-        return grouped, raw_keys
+        if times or table.nullable:
+            fetched = [
+                self._prepared(values, times) if times or None in values else values
+                for values in fetched
+            ]
+        grouped: Rows = {}
+        for group, rows in itertools.groupby(fetched, table.group_of):
+            made = list(map(dict, map(zip, itertools.repeat(table.columns), rows)))
+            found = grouped.setdefault(_normal(_key(group)) if by_text else group, made)
+            if found is not made:  # the query's order did not keep the group together
+                found.extend(made)
+        return grouped
+
+    def _prepared(self, values: Sequence[Any], times: tuple[int, ...]) -> list[Any]:
+        prepared = ["" if value is None else value for value in values]
+        for index in times:
+            if type(prepared[index]) is str and prepared[index]:
+                prepared[index] = self._text_time(prepared[index])
+        return prepared
 
     def _text_time(self, text: str) -> object:
         """A date-time SQLite keeps as ISO text: as the record writes it when it is in the
         usual `YYYY-MM-DD HH:MM:SS[.ffffff]` form and in UTC, else parsed (or left as the
         text it is when it is no date-time)."""
-        if self.zone is UTC and len(text) == 26 and text[10] in " T" and text[19] == ".":
-            return f"{text[:10]}T{text[11:]}Z"
+        if self.zone is UTC and text[10:11] in (" ", "T") and text[13:14] == ":":
+            if len(text) == 26 and text[19] == ".":
+                return f"{text[:10]}T{text[11:]}Z"
+            if len(text) == 19:
+                return f"{text[:10]}T{text[11:]}.000000Z"
         try:
             return datetime.fromisoformat(text)
         except ValueError:
@@ -233,6 +274,25 @@ class EntityReader:
 
 def _columns(table: _Table, names: Sequence[str]) -> list[sa.ColumnClause[Any]]:
     return [table.clause.c[name] for name in names]
+
+
+def _key(group: Group) -> Key:
+    """A group's root key as a tuple."""
+    return group if type(group) is tuple else (group,)
+
+
+def _is_text(reflected: Any) -> bool:
+    """Whether the server can trim a column: texts, but not enumerations (which some
+    servers cannot trim)."""
+    kind = reflected["type"]
+    return isinstance(kind, sa.String) and not isinstance(kind, sa.Enum)
+
+
+def _may_be_null(reflected: Any, key: tuple[str, ...]) -> bool:
+    """Whether a column's NULLs reach Python (see `EntityReader._selected`)."""
+    return bool(reflected.get("nullable", True)) and (
+        reflected["name"] in key or not _is_text(reflected)
+    )
 
 
 def _normal(key: Key) -> Key:

@@ -64,6 +64,8 @@ def json_value(value: object, zone: tzinfo) -> Any:
 
 def key_text(value: object, zone: tzinfo) -> str:
     """A root-key value as the string `PK1`…`PK5` hold."""
+    if type(value) is int:  # the usual key, first
+        return str(value)
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, bool):
@@ -106,7 +108,7 @@ def entity_record(
     zone: tzinfo,
     deleted: bool = False,
     *,
-    cleaned: bool = False,
+    prepared: bool = False,
 ) -> bytes:
     """One line: an entity's snapshot (or its deletion), newline included.
 
@@ -118,7 +120,11 @@ def entity_record(
         data: table -> rows (column -> value), every table of the entity.
         zone: the zone of naive date-times.
         deleted: the entity no longer exists.
-        cleaned: the rows went through `clean_row` already.
+        prepared: the rows hold no NULL (None) any more, so the written line is checked
+            instead of every value: orjson writes a non-finite float as `null` and a text
+            with trailing spaces shows as a space before a closing quote (a quote inside a
+            text is escaped, and compact JSON has no other spaces). Only a line showing
+            either is written again from fully cleaned rows.
     """
     stamp = snapshot if isinstance(snapshot, str) else timestamp_text(snapshot, UTC)
     record: dict[str, Any] = {"OBJ": obj, "TIMESTAMP": stamp}
@@ -126,19 +132,26 @@ def entity_record(
         record[f"PK{index}"] = key_text(value, zone)
     if deleted:
         record["DELETED"] = True
-    record["DATA"] = {
-        table: []
-        if deleted
-        else (list(rows) if cleaned else [clean_row(list(r), list(r.values())) for r in rows])
-        for table, rows in data.items()
-    }
-    return (
-        orjson.dumps(
-            record,
-            default=lambda value: json_value(value, zone),
-            option=orjson.OPT_PASSTHROUGH_DATETIME,
-        )
-        + b"\n"
+        record["DATA"] = {table: [] for table in data}
+        return _dumps(record, zone)
+    record["DATA"] = data
+    if prepared:
+        line = _dumps(record, zone)
+        if b"null" not in line and b' "' not in line:
+            return line
+    record["DATA"] = {table: [_cleaned(row) for row in rows] for table, rows in data.items()}
+    return _dumps(record, zone)
+
+
+def _cleaned(row: Mapping[str, object]) -> dict[str, object]:
+    return clean_row(list(row), list(row.values()))
+
+
+def _dumps(record: dict[str, Any], zone: tzinfo) -> bytes:
+    return orjson.dumps(
+        record,
+        default=lambda value: json_value(value, zone),
+        option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE,
     )
 
 

@@ -18,7 +18,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from psycopg import pq
 from sqlalchemy.engine import URL, Engine
 
 from tidegate.errors import SourceError
@@ -69,6 +68,8 @@ def copy_through_libpq(engine: Engine, copy_sql: str, count: RowCounter) -> Iter
 
 def _copy_out(pgconn: Any, copy_sql: str, count: RowCounter) -> Iterator[bytes]:
     """The COPY through libpq's PQgetCopyData (it blocks without holding the GIL)."""
+    from psycopg import pq  # here: importing psycopg costs 0.1 s that a SQLite run never needs
+
     pgconn.send_query(copy_sql.encode())
     started = pgconn.get_result()
     if started.status != pq.ExecStatus.COPY_OUT:
