@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.db import Database
+from tidegate.entities import columns as columns_
 from tidegate.entities.catalog import Entity
 from tidegate.formats.jsonl import entity_record, timestamp_text
 
@@ -77,7 +78,10 @@ class EntityReader:
         key = self.entity.key_columns(name)
         pk = inspector.get_pk_constraint(name, schema=self.db.schema)
         times = tuple(i for i, c in enumerate(columns) if isinstance(c["type"], sa.DateTime))
-        selected = tuple(self._selected(clause.c[c["name"]], c, key) for c in columns)
+        selected = tuple(
+            columns_.selected(self.db.dialect, clause.c[c["name"]], c, self.zone, key)
+            for c in columns
+        )
         return _Table(
             name,
             clause,
@@ -87,24 +91,8 @@ class EntityReader:
             operator.itemgetter(*(names.index(k) for k in key)),
             tuple(pk.get("constrained_columns") or key),
             times if self.db.dialect == "sqlite" else (),
-            self.db.dialect != "sqlite" and any(_may_be_null(c, key) for c in columns),
+            any(_may_be_null(e, c) for e, c in zip(selected, columns, strict=True)),
         )
-
-    def _selected(
-        self, column: sa.ColumnClause[Any], reflected: Any, key: tuple[str, ...]
-    ) -> sa.ColumnElement[Any]:
-        """A column as the query selects it: where the server can, NULL already "" and
-        texts right-trimmed (spaces only, as the format wants), saving a Python step per
-        value. Root-key columns stay as they are: the reader pages through them."""
-        if column.name in key:
-            return column
-        if self.db.dialect == "sqlite":
-            # Any column may hold any type, so texts are not trimmed here (the written
-            # line is checked instead), but any value may be swapped for "".
-            return sa.func.coalesce(column, "").label(column.name)
-        if _is_text(reflected):
-            return sa.func.coalesce(sa.func.rtrim(column), "").label(column.name)
-        return column
 
     def count(self) -> int:
         """How many entities there are (roots)."""
@@ -235,7 +223,7 @@ class EntityReader:
         # The driver's own cursor: plain tuples, no per-row SQLAlchemy objects; rows are
         # grouped and made dicts by C code (groupby, map, zip) wherever no value needs a
         # Python step.
-        fetched = conn.execute(query).cursor.fetchall()
+        fetched = columns_.fetch_all(conn, query)
         times = table.text_times
         if times or table.nullable:
             fetched = [
@@ -281,18 +269,12 @@ def _key(group: Group) -> Key:
     return group if type(group) is tuple else (group,)
 
 
-def _is_text(reflected: Any) -> bool:
-    """Whether the server can trim a column: texts, but not enumerations (which some
-    servers cannot trim)."""
-    kind = reflected["type"]
-    return isinstance(kind, sa.String) and not isinstance(kind, sa.Enum)
-
-
-def _may_be_null(reflected: Any, key: tuple[str, ...]) -> bool:
-    """Whether a column's NULLs reach Python (see `EntityReader._selected`)."""
-    return bool(reflected.get("nullable", True)) and (
-        reflected["name"] in key or not _is_text(reflected)
-    )
+def _may_be_null(element: sa.ColumnElement[Any], reflected: Any) -> bool:
+    """Whether a selected column may bring NULLs (None) often enough to be worth replacing
+    in Python: a nullable column selected as it is (`columns.selected` makes the others
+    non-null). (A NULL that gets through anyway is caught by `entity_record`'s check of
+    the written line.)"""
+    return isinstance(element, sa.ColumnClause) and bool(reflected.get("nullable", True))
 
 
 def _normal(key: Key) -> Key:
