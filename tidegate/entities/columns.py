@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 # to_char's pattern for `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-_UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 
 def selected(
@@ -64,16 +64,26 @@ def _postgresql(
         # JSON's text of a numeric is its digits, every one (NaN becomes "NaN").
         json = sa.func.to_json(column, type_=postgresql.JSON)
         return sa.func.coalesce(json, sa.literal_column("'\"\"'::json")).label(column.name)
-    zone_name = "UTC" if zone is UTC else getattr(zone, "key", None)
-    if isinstance(kind, sa.DateTime) and zone_name is not None:
-        # A naive value is read in the source's zone, then both kinds are turned to UTC.
-        in_utc = column if kind.timezone else sa.func.timezone(zone_name, column)
-        text = sa.func.to_char(sa.func.timezone("UTC", in_utc), _UTC_ISO)
-        return sa.func.coalesce(text, "").label(column.name)
+    text = postgresql_time(column, kind, zone)
+    if text is not None:
+        return text.label(column.name)
     if isinstance(kind, sa.JSON) and not isinstance(kind, postgresql.JSONB):
         document = sa.cast(column, postgresql.JSONB)
         return sa.func.coalesce(document, sa.literal_column("'\"\"'::jsonb")).label(column.name)
     return column
+
+
+def postgresql_time(
+    value: sa.ColumnElement[Any], kind: sa.types.TypeEngine[Any], zone: tzinfo
+) -> sa.ColumnElement[Any] | None:
+    """A PostgreSQL date-time as the record's text (NULL as ""), or None when the column is
+    no date-time or the source's zone has no name the server knows."""
+    zone_name = "UTC" if zone is UTC else getattr(zone, "key", None)
+    if not isinstance(kind, sa.DateTime) or zone_name is None:
+        return None
+    # A naive value is read in the source's zone, then both kinds are turned to UTC.
+    in_utc = value if kind.timezone else sa.func.timezone(zone_name, value)
+    return sa.func.coalesce(sa.func.to_char(sa.func.timezone("UTC", in_utc), UTC_ISO), "")
 
 
 def fetch_all(conn: Connection, query: sa.Select[Any]) -> list[Sequence[Any]]:

@@ -13,18 +13,20 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.db import Database
 from tidegate.entities import columns as columns_
 from tidegate.entities.catalog import Entity
-from tidegate.formats.jsonl import entity_record, timestamp_text
+from tidegate.entities.rowjson import JsonSource, row_json
+from tidegate.formats.jsonl import MAX_KEY_COLUMNS, entity_record, key_text, timestamp_text
 
 BATCH_ROOTS = 1000
 
@@ -32,7 +34,9 @@ Key = tuple[Any, ...]
 # Rows grouped by their root key: the key value itself for a one-column key (no tuple to
 # build per row), else a tuple.
 Group = Any
-Rows = dict[Group, list[dict[str, Any]]]
+Rows = Mapping[Group, Sequence[dict[str, Any]]]
+R = TypeVar("R")
+Fetch = Callable[[Connection, "_Table", sa.Select[Any]], Mapping[Group, Sequence[R]]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class _Table:
         order: the table's own primary key, for a stable row order within an entity.
         text_times: positions of date-time columns (SQLite keeps those as ISO text).
         nullable: whether a fetched row may still hold a NULL (None).
+        json: each row as JSON text made by the server, and the FROM that needs (None:
+            this table is read through the Python path).
     """
 
     name: str
@@ -57,6 +63,7 @@ class _Table:
     order: tuple[str, ...]
     text_times: tuple[int, ...]
     nullable: bool
+    json: JsonSource | None
 
 
 class EntityReader:
@@ -70,6 +77,10 @@ class EntityReader:
         inspector = sa.inspect(db.engine)
         self.tables = [self._table(inspector, table) for table in entity.tables]
         self.root = self.tables[0]
+        # The fast path (rowjson.py) when the server can write every table's rows.
+        self.fast = all(table.json is not None for table in self.tables)
+        self._head = '{"OBJ":' + _json_text(entity.name) + ',"TIMESTAMP":"'
+        self._labels = [_json_text(table.name) + ":[" for table in self.tables]
 
     def _table(self, inspector: Any, name: str) -> _Table:
         columns = inspector.get_columns(name, schema=self.db.schema)
@@ -92,6 +103,7 @@ class EntityReader:
             tuple(pk.get("constrained_columns") or key),
             times if self.db.dialect == "sqlite" else (),
             any(_may_be_null(e, c) for e, c in zip(selected, columns, strict=True)),
+            row_json(self.db.dialect, clause, columns, self.zone),
         )
 
     def count(self) -> int:
@@ -136,7 +148,7 @@ class EntityReader:
     ) -> tuple[list[bytes], Key | None]:
         root = self.root
         keys = _columns(root, root.key)
-        query = sa.select(*root.selected).order_by(*keys).limit(BATCH_ROOTS)
+        query = self._select(root).order_by(*keys).limit(BATCH_ROOTS)
         if low is not None:
             query = query.where(_tuple(keys) >= _values(low))
         if after is not None:
@@ -145,28 +157,86 @@ class EntityReader:
             query = query.where(_tuple(keys) < _values(high))
         with self._snapshot() as conn:
             stamp = timestamp_text(datetime.now(UTC), UTC)
-            roots = self._fetch(conn, root, query)
-            if not roots:
-                return [], None
-            found = [_key(group) for group in roots]
-            children = [
-                self._fetch(conn, table, self._between(table, found[0], found[-1]))
-                for table in self.tables[1:]
+            if self.fast:
+                texts, found, child_texts = self._read(conn, self._fetch_json, query)
+                lines = self._json_lines(conn, stamp, texts, found, child_texts)
+            else:
+                roots, found, children = self._read(conn, self._fetch, query)
+        if not self.fast:  # made after the transaction: it holds up no writer meanwhile
+            lines = [
+                self._record(stamp, group, key, roots, children)
+                for group, key in zip(roots, found, strict=True)
             ]
-        lines = [
-            self._record(stamp, group, key, roots, children)
-            for group, key in zip(roots, found, strict=True)
-        ]
         return lines, (found[-1] if len(found) == BATCH_ROOTS else None)
+
+    def _read(
+        self, conn: Connection, fetch: Fetch[R], query: sa.Select[Any]
+    ) -> tuple[Mapping[Group, Sequence[R]], list[Key], list[Mapping[Group, Sequence[R]]]]:
+        """A batch's roots (from `query`), their keys in order, and their children."""
+        roots = fetch(conn, self.root, query)
+        if not roots:
+            return roots, [], []
+        found = [_key(group) for group in roots]
+        children = [
+            fetch(conn, table, self._between(table, found[0], found[-1]))
+            for table in self.tables[1:]
+        ]
+        return roots, found, children
+
+    def _json_lines(
+        self,
+        conn: Connection,
+        stamp: str,
+        roots: Mapping[Group, Sequence[str]],
+        keys: list[Key],
+        children: list[Mapping[Group, Sequence[str]]],
+    ) -> list[bytes]:
+        """The records joined from rows the server wrote as JSON; an entity with a value
+        the server could not write (see rowjson.py) is read again through the Python path,
+        in the same snapshot."""
+        lines: list[bytes | None] = [
+            self._json_line(stamp, group, key, roots, children)
+            for group, key in zip(roots, keys, strict=True)
+        ]
+        again = [index for index, line in enumerate(lines) if line is None]
+        if again:
+            redone = self._keyed_lines(conn, stamp, [keys[index] for index in again])
+            for index, line in zip(again, redone, strict=True):
+                lines[index] = line
+        return [line for line in lines if line is not None]
+
+    def _json_line(
+        self,
+        stamp: str,
+        group: Group,
+        key: Key,
+        roots: Mapping[Group, Sequence[str]],
+        children: list[Mapping[Group, Sequence[str]]],
+    ) -> bytes | None:
+        """One record, as `entity_record` writes it, or None when a row holds `null`."""
+        fields = ",".join(
+            f'"PK{index}":' + _json_text(key_text(value, self.zone))
+            for index, value in enumerate(key[:MAX_KEY_COLUMNS], start=1)
+        )
+        parts = [self._head, stamp, '",', fields, ',"DATA":{', self._labels[0]]
+        parts += [",".join(roots[group]), "]"]
+        for label, rows in zip(self._labels[1:], children, strict=True):
+            parts += [",", label, ",".join(rows.get(group, ())), "]"]
+        parts.append("}}\n")
+        line = "".join(parts)
+        return None if "null" in line else line.encode()
 
     def _keyed_batch(self, keys: Sequence[Key]) -> list[bytes]:
         with self._snapshot() as conn:
-            stamp = timestamp_text(datetime.now(UTC), UTC)
-            roots = self._fetch(conn, self.root, self._among(self.root, keys), by_text=True)
-            children = [
-                self._fetch(conn, table, self._among(table, keys), by_text=True)
-                for table in self.tables[1:]
-            ]
+            return self._keyed_lines(conn, timestamp_text(datetime.now(UTC), UTC), keys)
+
+    def _keyed_lines(self, conn: Connection, stamp: str, keys: Sequence[Key]) -> list[bytes]:
+        """The records of the entities named, read through the Python path."""
+        roots = self._fetch(conn, self.root, self._among(self.root, keys), by_text=True)
+        children = [
+            self._fetch(conn, table, self._among(table, keys), by_text=True)
+            for table in self.tables[1:]
+        ]
         empty: dict[str, list[dict[str, Any]]] = {table.name: [] for table in self.tables}
         lines = []
         for key in keys:
@@ -196,12 +266,24 @@ class EntityReader:
         if self.db.dialect in ("postgresql", "mysql"):
             options["isolation_level"] = "REPEATABLE READ"
         with self.db.engine.connect().execution_options(**options) as conn, conn.begin():
+            if self.db.dialect == "postgresql":
+                # Floats printed exactly (the shortest text that reads back the same), even
+                # where the server's default says otherwise.
+                conn.exec_driver_sql("SET LOCAL extra_float_digits = 3")
             yield conn
+
+    def _select(self, table: _Table) -> sa.Select[Any]:
+        """The rows of a table, as the path this reader takes wants them: the root key's
+        columns and the row's JSON text, or the (shaped) columns."""
+        if self.fast and table.json is not None:
+            text, source = table.json
+            return sa.select(*_columns(table, table.key), text).select_from(source)
+        return sa.select(*table.selected)
 
     def _between(self, table: _Table, first: Key, last: Key) -> sa.Select[Any]:
         keys = _columns(table, table.key)
         return (
-            sa.select(*table.selected)
+            self._select(table)
             .where(_tuple(keys) >= _values(first), _tuple(keys) <= _values(last))
             .order_by(*_columns(table, table.order))
         )
@@ -230,10 +312,30 @@ class EntityReader:
                 self._prepared(values, times) if times or None in values else values
                 for values in fetched
             ]
-        grouped: Rows = {}
-        for group, rows in itertools.groupby(fetched, table.group_of):
-            made = list(map(dict, map(zip, itertools.repeat(table.columns), rows)))
+        if table is self.root and not by_text:
+            # A root key is unique: each group is one row (a 1-tuple), made all in C.
+            rows = zip(_dicts(table.columns, fetched))
+            return dict(zip(map(table.group_of, fetched), rows, strict=True))
+        grouped: dict[Group, list[dict[str, Any]]] = {}
+        for group, group_rows in itertools.groupby(fetched, table.group_of):
+            made = list(_dicts(table.columns, group_rows))
             found = grouped.setdefault(_normal(_key(group)) if by_text else group, made)
+            if found is not made:  # the query's order did not keep the group together
+                found.extend(made)
+        return grouped
+
+    def _fetch_json(
+        self, conn: Connection, table: _Table, query: sa.Select[Any]
+    ) -> dict[Group, list[str]]:
+        """The fast path's rows (root-key columns, then the JSON text), their texts grouped
+        by root key, in query order."""
+        width = len(table.key)
+        group_of = operator.itemgetter(*range(width))
+        text_of = operator.itemgetter(width)
+        grouped: dict[Group, list[str]] = {}
+        for group, rows in itertools.groupby(conn.execute(query).cursor.fetchall(), group_of):
+            made = list(map(text_of, rows))
+            found = grouped.setdefault(group, made)
             if found is not made:  # the query's order did not keep the group together
                 found.extend(made)
         return grouped
@@ -275,6 +377,15 @@ def _may_be_null(element: sa.ColumnElement[Any], reflected: Any) -> bool:
     non-null). (A NULL that gets through anyway is caught by `entity_record`'s check of
     the written line.)"""
     return isinstance(element, sa.ColumnClause) and bool(reflected.get("nullable", True))
+
+
+def _dicts(columns: tuple[str, ...], rows: Iterable[Sequence[Any]]) -> Iterator[dict[str, Any]]:
+    """Each row as a dict of its columns, made in C."""
+    return map(dict, map(zip, itertools.repeat(columns), rows))
+
+
+def _json_text(text: str) -> str:
+    return orjson.dumps(text).decode()
 
 
 def _normal(key: Key) -> Key:

@@ -23,8 +23,9 @@ longer exists, with every table an empty array.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -34,6 +35,7 @@ import orjson
 from tidegate.formats.csvrows import value_text
 
 MAX_KEY_COLUMNS = 5
+_PK_FIELDS = tuple(f"PK{index}" for index in range(1, MAX_KEY_COLUMNS + 1))
 
 
 def json_value(value: object, zone: tzinfo) -> Any:
@@ -128,8 +130,7 @@ def entity_record(
     """
     stamp = snapshot if isinstance(snapshot, str) else timestamp_text(snapshot, UTC)
     record: dict[str, Any] = {"OBJ": obj, "TIMESTAMP": stamp}
-    for index, value in enumerate(key[:MAX_KEY_COLUMNS], start=1):
-        record[f"PK{index}"] = key_text(value, zone)
+    record.update(zip(_PK_FIELDS, [key_text(value, zone) for value in key], strict=False))
     if deleted:
         record["DELETED"] = True
         record["DATA"] = {table: [] for table in data}
@@ -150,9 +151,15 @@ def _cleaned(row: Mapping[str, object]) -> dict[str, object]:
 def _dumps(record: dict[str, Any], zone: tzinfo) -> bytes:
     return orjson.dumps(
         record,
-        default=lambda value: json_value(value, zone),
+        default=_default(zone),
         option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE,
     )
+
+
+@functools.cache
+def _default(zone: tzinfo) -> Callable[[object], Any]:
+    """orjson's hook for the types it does not write as the format wants (one per zone)."""
+    return functools.partial(json_value, zone=zone)
 
 
 def manifest_name(kind: str, run: int) -> str:
