@@ -48,9 +48,9 @@ EXPORTER = textwrap.dedent(r"""
 
     if point == "writing":
         original = files.WorkerFiles.write
-        def write(self, record):
-            original(self, record)
-            if self._records == 2:
+        def write(self, records):
+            original(self, records)
+            if self._records >= 2:  # some records written, the file not finished
                 pause()
         files.WorkerFiles.write = write
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from tidegate.clients import stream_csv
 from tidegate.errors import SourceError
-from tidegate.tables.clientpipe import stream_csv
 
 
 def test_rows_are_counted_and_the_header_left_out() -> None:

@@ -29,9 +29,6 @@ class WrittenFile:
     sha1: str
 
 
-PENDING_RECORDS = 500
-
-
 class WorkerFiles:
     """Writes records to files named by `name_for(seq)`, starting a new file every
     `records_per_file` records (0: one file for everything)."""
@@ -54,23 +51,21 @@ class WorkerFiles:
         self._gzip: BinaryIO | None = None
         self._hashing: HashingWriter | None = None
         self._records = 0
-        self._pending: list[bytes] = []
 
-    def write(self, record: bytes) -> None:
-        if self._gzip is None or (self.records_per_file and self._records >= self.records_per_file):
-            self._next_file()
-        # Records reach the compressor in groups: one call per record cost more than the
-        # compression itself.
-        self._pending.append(record)
-        self._records += 1
-        if len(self._pending) >= PENDING_RECORDS:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._pending:
+    def write(self, records: list[bytes]) -> None:
+        """Write records (lines), starting new files as `records_per_file` says."""
+        while records:
+            if self._gzip is None or (
+                self.records_per_file and self._records >= self.records_per_file
+            ):
+                self._next_file()
             assert self._gzip is not None
-            self._gzip.write(b"".join(self._pending))
-            self._pending.clear()
+            room = self.records_per_file - self._records if self.records_per_file else len(records)
+            part, records = records[:room], records[room:]
+            # Records reach the compressor in groups: one call per record cost more than the
+            # compression itself.
+            self._gzip.write(b"".join(part))
+            self._records += len(part)
 
     def _next_file(self) -> None:
         self._finish()
@@ -90,7 +85,6 @@ class WorkerFiles:
     def _finish(self) -> None:
         if self._stack is None or self._hashing is None:
             return
-        self._flush()
         self._stack.close()  # flushes the gzip trailer, then closes the file
         seq = len(self.written) + 1
         self.written.append(

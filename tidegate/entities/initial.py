@@ -138,12 +138,9 @@ def _export_entity(
         files = WorkerFiles(location, name_for, entity.name, thread, records_per_file)
         # Fewer key ranges than threads (few entities): the other threads write an empty file.
         if thread < len(bounds):
-            for count, line in enumerate(
-                reader.records(bounds[thread - 1], bounds[thread]), start=1
-            ):
-                files.write(line)
-                if count % 1000 == 0:
-                    progress(entity.name, 1000)
+            for lines in reader.record_batches(bounds[thread - 1], bounds[thread]):
+                files.write(lines)
+                progress(entity.name, len(lines))
         return files.close()
 
     with ThreadPoolExecutor(settings.threads, thread_name_prefix="tidegate-initial") as pool:

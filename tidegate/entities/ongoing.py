@@ -115,8 +115,7 @@ def run_ongoing(
         share = chosen[thread - 1 :: settings.threads]
         for entity_id in sorted({entity_id for entity_id, _pk in share}):
             keys = [tuple(json.loads(pk, parse_float=Decimal)) for e, pk in share if e == entity_id]
-            for line in readers[entity_id].records_for(keys):
-                files.write(line)
+            files.write(list(readers[entity_id].records_for(keys)))
             progress(by_id[entity_id].name, len(keys))
         return files.close()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -22,8 +23,10 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tidegate.db import Database
+from tidegate.clients import client, stream_lines
+from tidegate.db import Database, inline_sql
 from tidegate.entities import columns as columns_
+from tidegate.entities import sqliteshell
 from tidegate.entities.catalog import Entity
 from tidegate.entities.rowjson import JsonSource, row_json
 from tidegate.formats.jsonl import MAX_KEY_COLUMNS, entity_record, key_text, timestamp_text
@@ -127,15 +130,83 @@ class EntityReader:
                     cuts.append(tuple(row))
         return [*cuts, None]
 
-    def records(self, low: Key | None, high: Key | None) -> Iterator[bytes]:
-        """Every entity with a root key in [low, high), as record lines, in key order."""
+    def record_batches(self, low: Key | None, high: Key | None) -> Iterator[list[bytes]]:
+        """Every entity with a root key in [low, high), as record lines in key order, a
+        batch of them at a time."""
+        shell = self._shell()
+        if shell is not None:
+            yield from self._records_from_shell(shell, low, high)
+            return
         after: Key | None = None
         while True:
             lines, last = self._range_batch(low, after, high)
-            yield from lines
+            yield lines
             if last is None:
                 return
             after, low = last, None
+
+    def _shell(self) -> str | None:
+        """The sqlite3 shell, when it can write this entity's records (sqliteshell.py)."""
+        if self.db.dialect != "sqlite" or (self.zone is not UTC and self._has_times()):
+            return None
+        program = client("sqlite3")
+        return program if program and sqliteshell.usable(self._shell_tables()) else None
+
+    def _has_times(self) -> bool:
+        return any(table.text_times for table in self.tables)
+
+    def _shell_tables(self) -> list[sqliteshell.ShellTable]:
+        return [
+            sqliteshell.ShellTable(
+                t.clause,
+                t.columns,
+                frozenset(t.columns[i] for i in t.text_times),
+                t.key,
+                t.order,
+            )
+            for t in self.tables
+        ]
+
+    def _records_from_shell(
+        self, shell: str, low: Key | None, high: Key | None
+    ) -> Iterator[list[bytes]]:
+        """The records the shell writes; one holding a `null` (a value the shell cannot
+        write as the format wants) is read again through the Python path."""
+        roots = self._count_range(low, high)
+        script = sqliteshell.script(
+            self.entity.name,
+            self._shell_tables(),
+            low,
+            high,
+            roots // BATCH_ROOTS + 1,
+            BATCH_ROOTS,
+            lambda statement: inline_sql(self.db, statement),
+        )
+        database = os.path.abspath(self.db.engine.url.database or "")
+        arguments = [shell, "-batch", "-bail", "-readonly", "-noheader", "-list"]
+        arguments += ["-cmd", ".timeout 60000", database]
+        doing = f"reading entity {self.entity.name} with sqlite3"
+        for lines in stream_lines(arguments, os.environ, doing, script.encode()):
+            if b"null" not in b"".join(lines):
+                yield lines
+                continue
+            for line in lines:
+                if b"null" in line:
+                    record = orjson.loads(line)
+                    key = tuple(record[f"PK{i}"] for i in range(1, len(self.root.key) + 1))
+                    yield self._keyed_batch([key])
+                else:
+                    yield [line]
+
+    def _count_range(self, low: Key | None, high: Key | None) -> int:
+        keys = _columns(self.root, self.root.key)
+        query = sa.select(sa.func.count()).select_from(self.root.clause)
+        if low is not None:
+            query = query.where(_tuple(keys) >= _values(low))
+        if high is not None:
+            query = query.where(_tuple(keys) < _values(high))
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def records_for(self, keys: Sequence[Key]) -> Iterator[bytes]:
         """The current state of each entity named by its root key, in the order given: a

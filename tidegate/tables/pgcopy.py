@@ -5,7 +5,7 @@
   and handling them in Python costs about 0.75 µs each, the largest single cost of an
   export; with psql a first export of 2M rows took 1.5 s instead of 2.3 s (bench/).
 - Through libpq in this process (psycopg's `pgconn`), when psql is missing, when
-  `TIDEGATE_NO_CLIENTS` is set, or when chunks must end at record boundaries (clientpipe.py
+  `TIDEGATE_NO_CLIENTS` is set, or when chunks must end at record boundaries (clients.py
   has the client side).
 
 Both run the same statement with the same session settings, so their output is the same
@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL, Engine
 
+from tidegate.clients import CHUNK_BYTES, RowCounter, client, stream_csv
 from tidegate.errors import SourceError
-from tidegate.tables.clientpipe import CHUNK_BYTES, RowCounter, client, stream_csv
 
 # How the server must print values for csvrows.py's format.
 SESSION_SETTINGS = (

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from tidegate.clients import RowCounter, client, stream_csv
 from tidegate.db import Database, inline_sql
 from tidegate.formats.csvrows import csv_chunks, header
-from tidegate.tables.clientpipe import RowCounter, client, stream_csv
 from tidegate.tables.pgcopy import copy_through_libpq, copy_through_psql, psql_client
 from tidegate.tables.schema import TableSpec
 from tidegate.tables.selection import Selection, deleted_keys, row_filter
