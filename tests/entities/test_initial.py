@@ -302,3 +302,30 @@ def test_every_type_is_written_as_the_format_says(source: Source, reading: str) 
     third = blank | {"id": 3} | ({"huge": "Infinity"} if "huge" in want else {})
     third |= {"doc": {"n": None}} if "doc" in want else {}  # a document as it is
     assert got == {"1": [want], "2": [blank | {"id": 2}], "3": [third]}
+
+
+def test_a_date_time_root_key_pages_through_every_entity(source: Source, reading: str) -> None:
+    """More roots than one batch holds, keyed by a date-time: every entity once."""
+    md = sa.MetaData()
+    shifts = sa.Table(
+        "shifts",
+        md,
+        sa.Column("starts", Micro, primary_key=True),
+        sa.Column("note", sa.String(20)),
+    )
+    source.create(shifts)
+    first = dt.datetime(2026, 1, 1, 0, 0, 0, 500)
+    count = snapshot.BATCH_ROOTS + 300
+    with source.engine().begin() as conn:
+        conn.execute(
+            shifts.insert(),
+            [{"starts": first + dt.timedelta(minutes=i), "note": "n"} for i in range(count)],
+        )
+    config = source.config()
+    tidegate.init(config)
+    result = api.export_initial(config, ["SHIFTS"], threads=2)
+    assert result is not None
+    _manifest, records = read_run(source.tmp_path / "exports" / "entities", result.run)
+    starts = [record["DATA"]["shifts"][0]["starts"] for record in records]
+    assert len(starts) == len(set(starts)) == count
+    assert starts[0] == "2026-01-01T00:00:00.000500Z"

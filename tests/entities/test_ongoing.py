@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import hashlib
 import json
@@ -234,3 +235,53 @@ def test_random_changes_between_runs_rebuild_the_source(
         api.export_ongoing(config, threads=threads)
     folder = source.tmp_path / "exports" / "entities"
     assert normalised(apply_runs(folder)) == normalised(source_entities(source))
+
+
+def test_a_date_time_root_key_finds_its_entity(source: Source) -> None:
+    """A queued key comes back from JSON in the server's text form of a date-time; the
+    entity must still be found (not reported deleted), and a deleted one reported so."""
+    micro = sa.DateTime().with_variant(sa.dialects.mysql.DATETIME(fsp=6), "mysql")
+    md = sa.MetaData()
+    shifts = sa.Table(
+        "shifts",
+        md,
+        sa.Column("site", sa.String(10), primary_key=True),
+        sa.Column("starts", micro, primary_key=True),
+        sa.Column("note", sa.String(20)),
+    )
+    staff = sa.Table(
+        "shift_staff",
+        md,
+        sa.Column("site", sa.String(10), primary_key=True),
+        sa.Column("starts", micro, primary_key=True),
+        sa.Column("person", sa.String(10), primary_key=True),
+        sa.ForeignKeyConstraint(["site", "starts"], ["shifts.site", "shifts.starts"]),
+    )
+    source.create(shifts, staff)
+    kept, gone = dt.datetime(2026, 1, 1, 12, 0, 0, 123456), dt.datetime(2026, 1, 2, 8, 30)
+    with source.engine().begin() as conn:
+        conn.execute(
+            shifts.insert(), [{"site": "A", "starts": t, "note": "n"} for t in (kept, gone)]
+        )
+        conn.execute(
+            staff.insert(), [{"site": "A", "starts": t, "person": "p"} for t in (kept, gone)]
+        )
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["SHIFTS"], ongoing=True)
+    with source.engine().begin() as conn:
+        conn.execute(shifts.update().where(shifts.c.starts == kept).values(note="changed"))
+        conn.execute(staff.delete().where(staff.c.starts == gone))
+        conn.execute(shifts.delete().where(shifts.c.starts == gone))
+    [result] = api.export_ongoing(config, threads=1)
+    folder = source.tmp_path / "exports" / "entities"
+    lines = [
+        json.loads(line)
+        for f in result.files
+        for line in gzip.decompress((folder / f.name).read_bytes()).decode().splitlines()
+    ]
+    by_deleted = {bool(record.get("DELETED")): record for record in lines}
+    assert len(lines) == 2 and set(by_deleted) == {True, False}
+    assert by_deleted[False]["DATA"]["shifts"][0]["note"] == "changed"
+    assert by_deleted[False]["DATA"]["shift_staff"][0]["person"] == "p"
+    assert by_deleted[True]["DATA"] == {"shifts": [], "shift_staff": []}

@@ -16,7 +16,7 @@ import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, TypeVar
 
 import orjson
@@ -53,6 +53,7 @@ class _Table:
         order: the table's own primary key, for a stable row order within an entity.
         text_times: positions of date-time columns (SQLite keeps those as ISO text).
         nullable: whether a fetched row may still hold a NULL (None).
+        key_times: positions in the key of date and date-time columns (see `_normal`).
         json: each row as JSON text made by the server, and the FROM that needs (None:
             this table is read through the Python path).
     """
@@ -66,6 +67,7 @@ class _Table:
     order: tuple[str, ...]
     text_times: tuple[int, ...]
     nullable: bool
+    key_times: frozenset[int]
     json: JsonSource | None
 
 
@@ -106,6 +108,7 @@ class EntityReader:
             tuple(pk.get("constrained_columns") or key),
             times if self.db.dialect == "sqlite" else (),
             any(_may_be_null(e, c) for e, c in zip(selected, columns, strict=True)),
+            frozenset(i for i, name in enumerate(key) if _is_time(columns, name)),
             row_json(self.db.dialect, clause, columns, self.zone),
         )
 
@@ -311,7 +314,7 @@ class EntityReader:
         empty: dict[str, list[dict[str, Any]]] = {table.name: [] for table in self.tables}
         lines = []
         for key in keys:
-            found = _normal(key)
+            found = _normal(key, self.root.key_times)
             if found in roots:
                 lines.append(self._record(stamp, found, key, roots, children))
             else:
@@ -377,6 +380,9 @@ class EntityReader:
         # grouped and made dicts by C code (groupby, map, zip) wherever no value needs a
         # Python step.
         fetched = columns_.fetch_all(conn, query)
+        # Groups come from the keys as stored (a page goes on from them), before any value
+        # is made the record's.
+        groups = list(map(table.group_of, fetched))
         times = table.text_times
         if times or table.nullable:
             fetched = [
@@ -385,12 +391,13 @@ class EntityReader:
             ]
         if table is self.root and not by_text:
             # A root key is unique: each group is one row (a 1-tuple), made all in C.
-            rows = zip(_dicts(table.columns, fetched))
-            return dict(zip(map(table.group_of, fetched), rows, strict=True))
+            return dict(zip(groups, zip(_dicts(table.columns, fetched)), strict=True))
         grouped: dict[Group, list[dict[str, Any]]] = {}
-        for group, group_rows in itertools.groupby(fetched, table.group_of):
-            made = list(_dicts(table.columns, group_rows))
-            found = grouped.setdefault(_normal(_key(group)) if by_text else group, made)
+        pairs = zip(groups, fetched, strict=True)
+        for group, in_group in itertools.groupby(pairs, operator.itemgetter(0)):
+            made = list(_dicts(table.columns, map(operator.itemgetter(1), in_group)))
+            named = _normal(_key(group), table.key_times) if by_text else group
+            found = grouped.setdefault(named, made)
             if found is not made:  # the query's order did not keep the group together
                 found.extend(made)
         return grouped
@@ -459,10 +466,30 @@ def _json_text(text: str) -> str:
     return orjson.dumps(text).decode()
 
 
-def _normal(key: Key) -> Key:
+def _normal(key: Key, times: frozenset[int]) -> Key:
     """A key compared as text: a queued key comes back from JSON (where a number may be a
-    Decimal) while the same key read from its row has the column's own type."""
-    return tuple(str(value) for value in key)
+    Decimal, a date-time a string in the server's JSON form) while the same key read from
+    its row has the column's own type. Date and date-time values (at `times`) are compared
+    in one ISO form."""
+    return tuple(_iso(value) if index in times else str(value) for index, value in enumerate(key))
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).isoformat()
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day).isoformat()
+    return str(value)
+
+
+def _is_time(columns: Sequence[Any], name: str) -> bool:
+    kind = next(c["type"] for c in columns if c["name"] == name)
+    return isinstance(kind, sa.DateTime | sa.Date)
 
 
 def _tuple(columns: Sequence[sa.ColumnClause[Any]]) -> Any:

@@ -9,7 +9,7 @@
 | text | a string, trailing spaces trimmed |
 | integer | a number |
 | exact numeric | a number with every digit (never rounded through a float) |
-| float | a number, the shortest text that reads back to the same float |
+| float | a number that reads back to the same float (non-finite: `NaN`, `Infinity`) |
 | boolean | `true` / `false` |
 | date | `"YYYY-MM-DD"` |
 | timestamp | `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` in UTC; naive values are read in the source's zone |
