@@ -85,3 +85,16 @@ def _postgresql_value(
     if isinstance(kind, sa.LargeBinary):
         return sa.func.coalesce(sa.func.encode(value, "hex"), "")
     return None
+
+
+def grouped_rows(
+    json: JsonSource, keys: Sequence[sa.ColumnElement[Any]], order: Sequence[Any]
+) -> sa.Select[Any]:
+    """A child table's rows, one result row per root key: the key, then the rows' JSON
+    texts joined by commas in `order` (the inside of the record's array). One row per
+    entity instead of one per child row, and the joining done by the server."""
+    from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+    text, source = json
+    joined = sa.func.string_agg(text, aggregate_order_by(sa.literal(","), *order))
+    return sa.select(*keys, joined).select_from(source).group_by(*keys)
