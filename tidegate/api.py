@@ -24,6 +24,13 @@ from tidegate.entities.ongoing import OngoingResult, OngoingSettings, run_ongoin
 from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError, EntityRefused
 from tidegate.jobs import recorded_run
+from tidegate.load.inventory import Inventory, Problem
+from tidegate.load.loader import LoadResult
+from tidegate.load.loader import Progress as LoadProgress
+from tidegate.load.loader import load as load_location
+from tidegate.load.schemas import newest_schemas
+from tidegate.load.target import DIALECTS, Target, ddl
+from tidegate.load.verify import verify as verify_location
 from tidegate.lock import job_lock
 from tidegate.model import Change, Claim, InitReport, JobName, RunRecord, now_us, to_us
 from tidegate.runs import RunCounters
@@ -392,3 +399,52 @@ def list_runs(
     """Run history, newest first (`tidegate runs`)."""
     with source(config) as db:
         return runs.history(db, job=job, limit=limit)
+
+
+def verify(config: Config, location: str | None = None) -> tuple[Inventory, list[Problem]]:
+    """Check every export at the location (default: [output] location) without loading:
+    the exports found and every problem with them."""
+    return verify_location(_read_location(config, location))
+
+
+def load(
+    config: Config,
+    location: str | None = None,
+    target_url: str | None = None,
+    progress: LoadProgress = lambda _export: None,
+) -> LoadResult:
+    """Apply every complete export not yet applied to the target (default: [target] url),
+    in order, each exactly once; refuses, naming the file, anything tampered, incomplete
+    or out of order, leaving the target as it was."""
+    target = Target(target_url or config.target.url)
+    try:
+        return load_location(
+            _read_location(config, location), target, ZoneInfo(config.source.timezone), progress
+        )
+    finally:
+        target.dispose()
+
+
+def target_ddl(
+    config: Config,
+    dialect: str | None = None,
+    *,
+    partitioned: bool = False,
+    location: str | None = None,
+) -> str:
+    """The SQL creating the target tables for the newest schema of every table exported at
+    the location, for a dialect (default: [target] url's)."""
+    chosen = dialect or Target(config.target.url).dialect
+    chosen = "mysql" if chosen == "mariadb" else chosen
+    if chosen not in DIALECTS:
+        raise ConfigError(
+            f"--dialect {dialect!r} is not a target dialect", f"use one of {', '.join(DIALECTS)}"
+        )
+    schemas = newest_schemas(_read_location(config, location))
+    return ddl(schemas, chosen, partitioned=partitioned)
+
+
+def _read_location(config: Config, location: str | None) -> Location:
+    if location is None:
+        return _location(config)
+    return Location(location, label="LOCATION")

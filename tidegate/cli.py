@@ -541,6 +541,95 @@ def runs(
     out.print(table)
 
 
+Location = Annotated[
+    str | None,
+    typer.Argument(
+        help="A directory or fsspec URL holding exports (default: [output] location).",
+        metavar="[LOCATION]",
+    ),
+]
+
+
+@app.command()
+@reports_errors
+def verify(
+    location: Location = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check every export at LOCATION (checksums, completeness, chain) without loading."""
+    inventory, problems = api.verify(_options.config(), location)
+    summary = {
+        "table_exports": len(inventory.tables),
+        "entity_runs": len(inventory.runs),
+        "problems": [{"file": p.file, "message": p.message} for p in problems],
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        for problem in problems:
+            out.print(str(problem), highlight=False, markup=False)
+        out.print(
+            f"{len(inventory.tables)} table export(s), {len(inventory.runs)} entity run(s): "
+            + (f"{len(problems)} problem(s)" if problems else "all verified"),
+            highlight=False,
+        )
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def load(
+    location: Location = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target database URL ([target] url).", metavar="URL")
+    ] = None,
+) -> None:
+    """Apply every complete export not yet applied at LOCATION to the target, in order."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("loading", total=None)
+        result = api.load(
+            _options.config(),
+            location,
+            target,
+            progress=lambda export: bar.update(task, description=f"loading {export}"),
+        )
+    if not result.tables and not result.runs:
+        out.print("nothing to load: every complete export is applied", highlight=False)
+    else:
+        out.print(
+            f"loaded {len(result.tables)} table export(s) ({result.rows} row(s) written or "
+            f"deleted) and {len(result.runs)} entity run(s) ({result.records} record(s))",
+            highlight=False,
+        )
+    if result.waiting:
+        out.print(f"{result.waiting} is still being written: loaded up to it", highlight=False)
+
+
+@app.command("target-ddl")
+@reports_errors
+def target_ddl(
+    dialect: Annotated[
+        str | None,
+        typer.Option(
+            help="postgresql, sqlite, duckdb or mysql (mariadb) (default: [target] url's).",
+            metavar="NAME",
+        ),
+    ] = None,
+    partitioned: Annotated[
+        bool, typer.Option(help="Hash-partition tables by primary key where the dialect can.")
+    ] = False,
+    location: Annotated[
+        str | None,
+        typer.Option(help="Where the exports are ([output] location).", metavar="LOCATION"),
+    ] = None,
+) -> None:
+    """Print the SQL that creates the target tables for the exported tables."""
+    text = api.target_ddl(_options.config(), dialect, partitioned=partitioned, location=location)
+    print(text, end="")
+
+
 def _job_name(job: str | None) -> JobName | None:
     jobs: tuple[JobName, ...] = ("init", "claim", "tables", "initial", "ongoing", "load")
     if job is None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO
 
 from tidegate.errors import SourceError
+from tidegate.formats.csvrows import RecordCounter
 
 CHUNK_BYTES = 256 * 1024
 PIPE_BYTES = 1024 * 1024
@@ -122,22 +123,3 @@ def stream_lines(
             yield [line + b"\n" for line in lines]
     if rest:
         yield [rest + b"\n"]
-
-
-class RecordCounter:
-    """Counts CSV records in a byte stream cut anywhere: line ends outside double quotes.
-
-    A doubled quote inside a quoted field toggles twice, so it leaves the count right.
-    """
-
-    def __init__(self) -> None:
-        self.quoted = False
-
-    def feed(self, chunk: bytes) -> int:
-        if not self.quoted and b'"' not in chunk:
-            return chunk.count(b"\n")
-        pieces = chunk.split(b'"')
-        outside = pieces[1::2] if self.quoted else pieces[0::2]
-        if len(pieces) % 2 == 0:  # an odd number of quotes
-            self.quoted = not self.quoted
-        return sum(piece.count(b"\n") for piece in outside)

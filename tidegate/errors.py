@@ -68,6 +68,14 @@ class OutputError(TidegateError):
     """The output location cannot be written (missing, read-only, full)."""
 
 
+class LoadError(TidegateError):
+    """An export cannot be loaded: tampered, incomplete, out of order, or hostile."""
+
+
+class TargetError(TidegateError):
+    """The target database cannot be reached or written."""
+
+
 class JobBusy(TidegateError):
     """Another process holds the lock of the same job."""
 

@@ -68,6 +68,30 @@ class Location:
             if entry.get("type") == "directory"
         )
 
+    def files(self, *parts: str) -> list[str]:
+        """Names of the files directly in a folder below the root (none if it is missing)."""
+        try:
+            entries = self.fs.ls(self.path(*parts), detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise self._error("list files", error) from None
+        return sorted(
+            entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            for entry in entries
+            if entry.get("type") == "file"
+        )
+
+    @contextmanager
+    def reading(self, *parts: str) -> Iterator[BinaryIO]:
+        """A file below the root, open to read (a stream: large files are not loaded)."""
+        try:
+            handle = self.fs.open(self.path(*parts), "rb")
+        except FileNotFoundError:
+            raise OutputError(f"{'/'.join(parts)} is missing from {self.url}") from None
+        with handle:
+            yield handle
+
     def exists(self, *parts: str) -> bool:
         """Whether a file or folder exists below the root."""
         return bool(self.fs.exists(self.path(*parts)))

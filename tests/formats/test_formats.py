@@ -186,7 +186,7 @@ def test_zip_members_carry_sha1_files_and_the_zip_digest_is_of_its_bytes() -> No
 def test_record_counter_counts_csv_records_however_the_stream_is_cut(
     rows: list[list[str]], cuts: list[int]
 ) -> None:
-    from tidegate.clients import RecordCounter
+    from tidegate.formats.csvrows import RecordCounter
 
     data = "".join(csv_chunks(["a"], rows)).encode()
     counter = RecordCounter()

@@ -105,7 +105,7 @@ def run_initial(
                 "INIT_EXPORT",
                 run,
                 started,
-                result.entities,
+                {name: readers[name].definition() for name in result.entities},
                 settings.threads,
                 result.records_per_file,
                 [asdict(f) for f in result.files],

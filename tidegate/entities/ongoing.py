@@ -131,7 +131,7 @@ def run_ongoing(
                 "INC_EXPORT",
                 run,
                 started,
-                sorted(by_id[e].name for e in {e for e, _pk in chosen}),
+                {by_id[e].name: readers[e].definition() for e in {e for e, _pk in chosen}},
                 settings.threads,
                 result.records_per_file,
                 [asdict(f) for f in result.files],

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.clients import client, stream_lines
-from tidegate.db import Database, inline_sql
+from tidegate.db import Database, inline_sql, portable_type
 from tidegate.entities import columns as columns_
 from tidegate.entities import sqliteshell
 from tidegate.entities.catalog import Entity
@@ -59,6 +59,7 @@ class _Table:
         text_times: positions of date-time columns (SQLite keeps those as ISO text).
         nullable: whether a fetched row may still hold a NULL (None).
         key_times: positions in the key of date and date-time columns (see `_normal`).
+        described: the table as a loader needs it (see `EntityReader.definition`).
         json: each row as JSON text made by the server, and the FROM that needs (None:
             this table is read through the Python path).
     """
@@ -74,6 +75,7 @@ class _Table:
     nullable: bool
     key_times: frozenset[int]
     json: JsonSource | None
+    described: dict[str, Any]
 
 
 class EntityReader:
@@ -115,7 +117,25 @@ class EntityReader:
             any(_may_be_null(e, c) for e, c in zip(selected, columns, strict=True)),
             frozenset(i for i, name in enumerate(key) if _is_time(columns, name)),
             row_json(self.db.dialect, clause, columns, self.zone),
+            {
+                "name": name,
+                "root_key": list(key),
+                "primary_key": list(pk.get("constrained_columns") or key),
+                "columns": [
+                    {
+                        "name": c["name"],
+                        "type": portable_type(c["type"]),
+                        "nullable": bool(c.get("nullable", True)),
+                    }
+                    for c in columns
+                ],
+            },
         )
+
+    def definition(self) -> dict[str, Any]:
+        """The entity's tables for the run manifest: columns (portable types), primary key,
+        and the columns holding the root's key, root first."""
+        return {"tables": [table.described for table in self.tables]}
 
     def count(self) -> int:
         """How many entities there are (roots)."""

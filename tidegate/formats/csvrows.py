@@ -157,3 +157,22 @@ def csv_chunks(
         if counter is not None:
             counter[0] += pending
         yield records.take()
+
+
+class RecordCounter:
+    """Counts CSV records in a byte stream cut anywhere: line ends outside double quotes.
+
+    A doubled quote inside a quoted field toggles twice, so it leaves the count right.
+    """
+
+    def __init__(self) -> None:
+        self.quoted = False
+
+    def feed(self, chunk: bytes) -> int:
+        if not self.quoted and b'"' not in chunk:
+            return chunk.count(b"\n")
+        pieces = chunk.split(b'"')
+        outside = pieces[1::2] if self.quoted else pieces[0::2]
+        if len(pieces) % 2 == 0:  # an odd number of quotes
+            self.quoted = not self.quoted
+        return sum(piece.count(b"\n") for piece in outside)

@@ -171,15 +171,18 @@ def run_manifest(
     kind: str,
     run: int,
     created: datetime,
-    entities: Sequence[str],
+    definitions: Mapping[str, Mapping[str, Any]],
     threads: int,
     records_per_file: int,
     files: Sequence[Mapping[str, object]],
 ) -> bytes:
     """A run's manifest, written after all its files: a run without one is incomplete.
 
-    `files` lists each file's name, entity, thread, seq, records, bytes and sha1, in the
-    order a consumer applies them (entity, thread, seq).
+    `definitions` describes each exported entity's tables for a loader: every table's
+    columns (portable types, as in a table export's schema), primary key, and `root_key`,
+    the columns holding the root's key. `files` lists each file's name, entity, thread,
+    seq, records, bytes and sha1, in the order a consumer applies them (entity, thread,
+    seq).
     """
     return orjson.dumps(
         {
@@ -187,7 +190,8 @@ def run_manifest(
             "kind": kind,
             "run": run,
             "created": timestamp_text(created, UTC),
-            "entities": list(entities),
+            "entities": sorted(definitions),
+            "definitions": dict(definitions),
             "threads": threads,
             "records_per_file": records_per_file,
             "records": sum(int(str(f["records"])) for f in files),

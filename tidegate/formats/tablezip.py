@@ -11,6 +11,7 @@ data descriptors instead) and the sha1 of the whole zip is computed as it is wri
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -19,7 +20,10 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, BinaryIO
 
+from tidegate.errors import FormatError
 from tidegate.formats.hashing import HashingWriter
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
 
 isal_zlib: ModuleType | None
 try:
@@ -40,6 +44,19 @@ def _deflater() -> Any:
 def sha1_line(digest: str, file_name: str) -> bytes:
     """A checksum file's content, in `sha1sum` format (`sha1sum -c` checks it in place)."""
     return f"{digest}  {file_name}\n".encode()
+
+
+def parse_sha1_line(data: bytes, file_name: str, where: str) -> str:
+    """The digest a checksum file holds for `file_name`.
+
+    Raises:
+        FormatError: the file is not one `sha1sum` line for that file.
+    """
+    text = data.decode("ascii", "replace")
+    digest, _, named = text.rstrip("\n").partition("  ")
+    if len(data) > 4096 or not _HEX40.fullmatch(digest) or named != file_name:
+        raise FormatError(f"{where}: not a sha1sum line for {file_name}")
+    return digest
 
 
 @dataclass(frozen=True)

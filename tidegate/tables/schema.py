@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from tidegate.db import Database
+from tidegate.db import Database, portable_type
 from tidegate.formats.naming import member_name
 from tidegate.model import CapturedTable
 
@@ -63,39 +63,6 @@ class TableSpec:
                 for c in self.columns
             ],
         }
-
-
-def portable_type(column_type: Any) -> str:
-    """A portable name for a column's type: what the loader creates in the target."""
-    checks: list[tuple[type[Any], str]] = [
-        (sa.Boolean, "boolean"),
-        (sa.SmallInteger, "smallint"),
-        (sa.BigInteger, "bigint"),
-        (sa.Integer, "integer"),
-        (sa.Float, "float"),
-        (sa.Numeric, "numeric"),
-        (sa.DateTime, "timestamp"),
-        (sa.Date, "date"),
-        (sa.Time, "time"),
-        (sa.LargeBinary, "binary"),
-        (sa.JSON, "json"),
-        (sa.String, "text"),
-    ]
-    for kind, name in checks:
-        if isinstance(column_type, kind):
-            if name == "timestamp" and getattr(column_type, "timezone", False):
-                return "timestamptz"
-            if name == "numeric":
-                precision = getattr(column_type, "precision", None)
-                scale = getattr(column_type, "scale", None)
-                if precision is not None:
-                    return f"numeric({precision},{scale or 0})"
-            if name == "text" and getattr(column_type, "length", None):
-                return f"varchar({column_type.length})"
-            return name
-    if type(column_type).__name__ in ("BYTEA", "BLOB", "VARBINARY", "BINARY"):
-        return "binary"
-    return "text"
 
 
 def _sql_type(db: Database, column_type: Any) -> str:

@@ -1,0 +1,193 @@
+"""A table export's zip, opened as hostile input.
+
+Before any member is read, the archive must hold exactly the members its manifest and
+schema call for: each name plain (no `/`, `\\`, `..`, leading `.`, absolute path), no
+links, no member twice, nothing else. Each member is read as a stream, its sha1 checked
+against its `.sha1` member as it ends, and its size bounded: at most `MAX_MEMBER_BYTES`
+uncompressed, and at most `MAX_RATIO` times its compressed size (a zip bomb is refused
+before it is inflated). A CSV line longer than `MAX_LINE_BYTES` is refused, so memory
+stays bounded whatever the file holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import stat
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tidegate.errors import LoadError
+from tidegate.formats.manifest import Manifest
+from tidegate.formats.naming import SCHEMA_MEMBER, sha1_name
+from tidegate.formats.tableschema import TableSchema, parse_schema_document
+from tidegate.formats.tablezip import parse_sha1_line
+
+MAX_MEMBER_BYTES = 64 * 1024**3  # 64 GiB uncompressed
+MAX_RATIO = 200  # deflate level 1 gives 3-10x on CSV; repetitive columns reach ~50x
+RATIO_FLOOR = 1024 * 1024  # members smaller than this are not held to the ratio
+MAX_LINE_BYTES = 64 * 1024 * 1024
+CHUNK = 1024 * 1024
+
+# csv fields may be as long as a line may be.
+csv.field_size_limit(MAX_LINE_BYTES)
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """The members of one table in an export."""
+
+    schema: TableSchema
+    rows: str
+    deleted: str
+
+
+class ExportArchive:
+    """An opened, checked table-export zip."""
+
+    def __init__(self, handle: BinaryIO, where: str, manifest: Manifest) -> None:
+        self.where = where
+        try:
+            self.zip = zipfile.ZipFile(handle)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise LoadError(f"{where}: not a readable zip ({error})") from None
+        self.infos = self._checked_members()
+        if SCHEMA_MEMBER not in self.infos:
+            raise self._error(f"has no {SCHEMA_MEMBER}")
+        self.schema_version, schemas = _schema(self, f"{where}/{SCHEMA_MEMBER}")
+        self.all_schemas = schemas
+        by_name = {schema.name: schema for schema in schemas}
+        self.tables: list[TableFiles] = []
+        expected = {SCHEMA_MEMBER}
+        for entry in manifest.tables:
+            if entry.name not in by_name:
+                raise self._error(f"lists table {entry.name!r}, which its schema does not describe")
+            deleted = entry.file.removesuffix(".csv") + ".deleted.csv"
+            self.tables.append(TableFiles(by_name[entry.name], entry.file, deleted))
+            expected.add(entry.file)
+            if entry.deleted:
+                expected.add(deleted)
+        expected |= {sha1_name(name) for name in expected}
+        extra = sorted(set(self.infos) - expected)
+        missing = sorted(expected - set(self.infos))
+        if extra:
+            raise self._error(f"holds {extra[0]!r}, which its manifest does not list")
+        if missing:
+            raise self._error(f"lacks {missing[0]!r}, which its manifest lists")
+        if manifest.schema_version != self.schema_version:
+            raise self._error("its schema version differs from its manifest's")
+
+    def _error(self, message: str) -> LoadError:
+        return LoadError(f"{self.where}: {message}", "the export was altered: export it again")
+
+    def _checked_members(self) -> dict[str, zipfile.ZipInfo]:
+        infos: dict[str, zipfile.ZipInfo] = {}
+        for info in self.zip.infolist():
+            name = info.filename
+            if (
+                not name
+                or "/" in name
+                or "\\" in name
+                or name.startswith(".")
+                or ":" in name
+                or any(ord(c) < 32 for c in name)
+            ):
+                raise self._error(f"holds a member with an unsafe name {name!r}")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise self._error(f"holds a link {name!r}")
+            if name in infos:
+                raise self._error(f"holds {name!r} twice")
+            if info.file_size > MAX_MEMBER_BYTES or (
+                info.file_size > RATIO_FLOOR
+                and info.file_size > MAX_RATIO * max(info.compress_size, 1)
+            ):
+                raise self._error(
+                    f"member {name!r} would inflate to {info.file_size} bytes from "
+                    f"{info.compress_size} (limits: {MAX_MEMBER_BYTES} bytes, {MAX_RATIO}x)"
+                )
+            infos[name] = info
+        return infos
+
+    def digest(self, name: str) -> str:
+        """The sha1 a member's `.sha1` member gives it."""
+        data = self._read_small(sha1_name(name))
+        try:
+            return parse_sha1_line(data, name, f"{self.where}/{sha1_name(name)}")
+        except Exception as error:
+            raise self._error(str(error)) from None
+
+    def _read_small(self, name: str) -> bytes:
+        with self.zip.open(self.infos[name]) as member:
+            data = member.read(4097)
+        return data
+
+    def chunks(self, name: str) -> Iterator[bytes]:
+        """A member's bytes, streamed; its sha1 checked at the end (an error then means
+        nothing read from it may be kept)."""
+        expected = self.digest(name)
+        sha1 = hashlib.sha1()
+        try:
+            with self.zip.open(self.infos[name]) as member:
+                while chunk := member.read(CHUNK):
+                    sha1.update(chunk)
+                    yield chunk
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise self._error(f"member {name!r} is damaged ({error})") from None
+        if sha1.hexdigest() != expected:
+            raise self._error(f"member {name!r} does not match its sha1")
+
+    def records(self, name: str) -> Iterator[list[str]]:
+        """A CSV member's records (the header first), as lists of fields; a line too long
+        or text that is not UTF-8 is refused, naming the member."""
+        where = f"{self.where}/{name}"
+        raw = io.BufferedReader(_ChunkReader(self.chunks(name)), CHUNK)
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            yield from csv.reader(_bounded(text, where), strict=True)
+        except UnicodeDecodeError:
+            raise LoadError(f"{where}: not UTF-8 text") from None
+        except csv.Error as error:
+            raise LoadError(f"{where}: not valid CSV ({error})") from None
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+def _schema(archive: ExportArchive, where: str) -> tuple[str, list[TableSchema]]:
+    data = b"".join(archive.chunks(SCHEMA_MEMBER))
+    try:
+        return parse_schema_document(data, where)
+    except Exception as error:
+        raise LoadError(str(error), "the export was altered: export it again") from None
+
+
+def _bounded(lines: io.TextIOWrapper, where: str) -> Iterator[str]:
+    while line := lines.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES:
+            raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
+        yield line
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over an iterator of byte chunks (for TextIOWrapper)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self.rest:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.rest = chunk
+        size = min(len(buffer), len(self.rest))
+        buffer[:size] = self.rest[:size]
+        self.rest = self.rest[size:]
+        return size

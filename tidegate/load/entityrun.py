@@ -1,0 +1,229 @@
+"""Applying one entity run (initial or ongoing) to the target, inside the caller's
+transaction.
+
+Files are read in the manifest's order, each streamed: its bytes hashed (sha1 and size
+checked against the manifest when it ends), un-gzipped, split into lines of at most
+`MAX_LINE_BYTES`, each line one record. Records are applied in batches: a record whose
+`TIMESTAMP` is not newer than the one the target holds for that entity is skipped;
+otherwise the entity's rows are deleted from every one of its tables (by the root-key
+columns) and the record's rows inserted, or only deleted for a `DELETED` record.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+from decimal import Decimal
+from typing import Any, BinaryIO, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate.errors import LoadError
+from tidegate.formats.runmanifest import EntityTable, RunFile, RunManifest
+from tidegate.load.target import version_table
+from tidegate.load.values import Convert, converter
+from tidegate.storage import Location
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+BATCH_RECORDS = 1000
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Record:
+    entity: str
+    stamp: str
+    key: tuple[str, ...]
+    deleted: bool
+    data: dict[str, list[dict[str, Any]]]
+
+
+class _Entity:
+    """An entity's tables in the target, with their value converters."""
+
+    def __init__(
+        self, name: str, tables: Sequence[EntityTable], targets: dict[str, sa.Table], zone: tzinfo
+    ) -> None:
+        self.name = name
+        self.tables = [(t, targets[t.schema.name]) for t in tables]
+        self.converts: dict[str, dict[str, Convert]] = {
+            t.schema.name: {c.name: converter(c, zone) for c in t.schema.columns} for t in tables
+        }
+
+
+def apply_run(
+    conn: Connection,
+    location: Location,
+    folder: str,
+    manifest: RunManifest,
+    targets: dict[str, sa.Table],
+    zone: tzinfo,
+) -> int:
+    """Apply every record of the run; the number applied (skipped ones not counted)."""
+    entities = {
+        name: _Entity(name, tables, targets, zone) for name, tables in manifest.definitions.items()
+    }
+    applied = 0
+    for file in manifest.files:
+        batch: list[_Record] = []
+        for record in _records(location, folder, file, entities):
+            batch.append(record)
+            if len(batch) >= BATCH_RECORDS:
+                applied += _apply(conn, entities, batch)
+                batch = []
+        if batch:
+            applied += _apply(conn, entities, batch)
+    return applied
+
+
+def _records(
+    location: Location, folder: str, file: RunFile, entities: dict[str, _Entity]
+) -> Iterator[_Record]:
+    where = f"{folder}/{file.name}"
+    count = 0
+    with location.reading(folder, file.name) as handle:
+        hashed = _Hashing(handle)
+        try:
+            with gzip.GzipFile(fileobj=cast(BinaryIO, hashed), mode="rb") as lines:
+                while line := lines.readline(MAX_LINE_BYTES + 1):
+                    if len(line) > MAX_LINE_BYTES:
+                        raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
+                    count += 1
+                    yield _record(line, f"{where}: record {count}", entities)
+        except (OSError, EOFError, zlib.error) as error:
+            raise LoadError(f"{where}: not a complete gzip file ({error})") from None
+    if count != file.records or hashed.size != file.bytes or hashed.sha1.hexdigest() != file.sha1:
+        raise LoadError(
+            f"{where}: does not match its manifest (records, size or sha1)",
+            "the file was altered or cut short: export the run again",
+        )
+
+
+def _record(line: bytes, where: str, entities: dict[str, _Entity]) -> _Record:
+    try:
+        record = json.loads(line, parse_float=Decimal)
+    except (ValueError, RecursionError) as error:
+        raise LoadError(f"{where}: not a JSON record ({str(error)[:80]})") from None
+    if not isinstance(record, dict):
+        raise LoadError(f"{where}: not a JSON object")
+    entity = entities.get(record.get("OBJ"))  # type: ignore[arg-type]
+    if entity is None:
+        raise LoadError(f"{where}: entity {record.get('OBJ')!r} is not defined by its manifest")
+    width = len(entity.tables[0][0].root_key)
+    key = tuple(record.get(f"PK{i}") for i in range(1, width + 1))
+    stamp, data = record.get("TIMESTAMP"), record.get("DATA")
+    if (
+        not all(isinstance(k, str) for k in key)
+        or not isinstance(stamp, str)
+        or not isinstance(data, dict)
+    ):
+        raise LoadError(f"{where}: TIMESTAMP, PK fields and DATA are missing or wrong")
+    names = {t.schema.name for t, _ in entity.tables}
+    if set(data) != names or not all(isinstance(rows, list) for rows in data.values()):
+        raise LoadError(f"{where}: DATA must hold exactly the tables {sorted(names)}")
+    return _Record(entity.name, stamp, key, record.get("DELETED") is True, data)  # type: ignore[arg-type]
+
+
+def _apply(conn: Connection, entities: dict[str, _Entity], batch: list[_Record]) -> int:
+    """Apply the newest record of each entity key in the batch that is newer than what
+    the target holds."""
+    newest: dict[tuple[str, str], _Record] = {}
+    for record in batch:
+        ident = (record.entity, _key_sha1(record.key))
+        if ident not in newest or record.stamp >= newest[ident].stamp:
+            newest[ident] = record
+    held = _held(conn, list(newest))
+    chosen = [r for ident, r in newest.items() if held.get(ident, "") < r.stamp]
+    by_entity: dict[str, list[_Record]] = {}
+    for record in chosen:
+        by_entity.setdefault(record.entity, []).append(record)
+    for name, records in by_entity.items():
+        _replace(conn, entities[name], records)
+    _remember(conn, held, chosen)
+    return len(chosen)
+
+
+def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
+    root_key = entity.tables[0][0].root_key
+    root_converts = entity.converts[entity.tables[0][0].schema.name]
+    keys = [
+        tuple(root_converts[c](v) for c, v in zip(root_key, r.key, strict=True)) for r in records
+    ]
+    for described, table in entity.tables:
+        columns = [table.c[c] for c in described.root_key]
+        match = (
+            sa.tuple_(*columns).in_(keys)
+            if len(columns) > 1
+            else columns[0].in_([k[0] for k in keys])
+        )
+        conn.execute(table.delete().where(match))
+        converts = entity.converts[described.schema.name]
+        rows = [
+            _row(row, converts, described.schema.name)
+            for record in records
+            if not record.deleted
+            for row in record.data[described.schema.name]
+        ]
+        if rows:
+            conn.execute(table.insert(), rows)
+
+
+def _row(row: Any, converts: dict[str, Convert], table: str) -> dict[str, Any]:
+    if not isinstance(row, dict) or set(row) != set(converts):
+        raise LoadError(f"a row of {table!r} does not hold exactly its columns")
+    try:
+        return {name: converts[name](value) for name, value in row.items()}
+    except (ValueError, TypeError) as error:
+        raise LoadError(f"a row of {table!r}: {error}") from None
+
+
+def _held(conn: Connection, idents: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    v = version_table.c
+    rows = conn.execute(
+        sa.select(v.entity, v.key_sha1, v.stamp).where(sa.tuple_(v.entity, v.key_sha1).in_(idents))
+    )
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def _remember(conn: Connection, held: dict[tuple[str, str], str], chosen: list[_Record]) -> None:
+    v = version_table.c
+    for record in chosen:
+        ident = (record.entity, _key_sha1(record.key))
+        if ident in held:
+            conn.execute(
+                version_table.update()
+                .where(v.entity == ident[0], v.key_sha1 == ident[1])
+                .values(stamp=record.stamp)
+            )
+    new = [
+        {"entity": r.entity, "key_sha1": _key_sha1(r.key), "stamp": r.stamp}
+        for r in chosen
+        if (r.entity, _key_sha1(r.key)) not in held
+    ]
+    if new:
+        conn.execute(version_table.insert(), new)
+
+
+def _key_sha1(key: tuple[str, ...]) -> str:
+    return hashlib.sha1(json.dumps(list(key)).encode()).hexdigest()
+
+
+class _Hashing:
+    """A read-only file that hashes and counts what is read through it."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.sha1 = hashlib.sha1()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.sha1.update(data)
+        self.size += len(data)
+        return data

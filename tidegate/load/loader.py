@@ -1,0 +1,141 @@
+"""`tidegate load`: every complete export not yet applied, in order, each exactly once.
+
+Order: table-export folders in chain order, then entity runs (initial runs, then ongoing
+runs, each by run number; within a run, the manifest's file order). Before an export is
+applied it is verified whole (verify.py); then it is applied in one target transaction
+that also records it in `tidegate_applied`, so a load killed at any point is simply run
+again: an export is in the target entirely, with its record, or not at all.
+
+Refused, naming the file, with the target left as it was: anything verify finds wrong
+with an export about to be applied, and a table-export folder whose `hwm-from` does not
+continue the chain the target holds (an export is missing). A folder still being written
+(no `.extracted.xml` yet) is where loading stops, without error, if no complete folder
+follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+
+import sqlalchemy as sa
+
+from tidegate.errors import LoadError
+from tidegate.formats.tableschema import TableSchema
+from tidegate.load.archive import ExportArchive
+from tidegate.load.entityrun import apply_run
+from tidegate.load.inventory import ENTITY_FOLDER, EntityRun, TableFolder, take_inventory
+from tidegate.load.tablefolder import apply_folder
+from tidegate.load.target import Target, applied_table
+from tidegate.load.verify import check_entity_run, check_table_folder
+from tidegate.storage import Location
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class LoadResult:
+    """What a load applied."""
+
+    tables: list[str] = field(default_factory=list)  # folders applied, in order
+    runs: list[str] = field(default_factory=list)  # entity runs applied, in order
+    rows: int = 0  # table rows written or deleted
+    records: int = 0  # entity records applied (older ones skipped)
+    waiting: str = ""  # a folder still being written, where loading stopped
+
+
+def load(location: Location, target: Target, zone: tzinfo, progress: Progress) -> LoadResult:
+    inventory = take_inventory(location)
+    applied = target.applied()
+    result = LoadResult()
+    for folder in _pending_folders(inventory.tables, applied, result):
+        progress(folder.folder)
+        result.rows += _apply_folder(location, target, folder, zone)
+        result.tables.append(folder.folder)
+    for run in inventory.runs:
+        if run.label in applied:
+            continue
+        progress(run.label)
+        result.records += _apply_run(location, target, run, zone)
+        result.runs.append(run.label)
+    return result
+
+
+def _pending_folders(
+    folders: list[TableFolder], applied: dict[str, int], result: LoadResult
+) -> list[TableFolder]:
+    """The folders to apply, in order, their chain checked against the target's."""
+    done = [f for f in folders if f.folder in applied]
+    position = max((applied[f.folder] for f in done), default=None)
+    pending = [
+        f for f in folders if f.folder not in applied and (not done or f.name > done[-1].name)
+    ]
+    chosen = []
+    for index, folder in enumerate(pending):
+        if folder.manifest is None:
+            if any(f.manifest is not None for f in pending[index + 1 :]):
+                raise LoadError(
+                    f"{folder.folder}: has no .extracted.xml, and later exports follow it",
+                    "the export is incomplete or was removed: export it again, or restart",
+                )
+            result.waiting = folder.folder
+            break
+        if position is None and folder.manifest.kind != "snapshot":
+            raise LoadError(
+                f"{folder.folder}: the target holds no export yet, and this one is not a "
+                "snapshot: the exports before it are missing",
+                "load from a location that holds the stream's first export",
+            )
+        if position is not None and folder.manifest.hwm_from.audit_key != position:
+            raise LoadError(
+                f"{folder.folder}: hwm-from {folder.manifest.hwm_from.audit_key} does not "
+                f"follow the last export loaded (hwm-to {position}): an export is missing",
+                "find the missing export folder, or load into a new target",
+            )
+        position = folder.manifest.hwm_to.audit_key
+        chosen.append(folder)
+    return chosen
+
+
+def _apply_folder(location: Location, target: Target, folder: TableFolder, zone: tzinfo) -> int:
+    problems = check_table_folder(location, folder)
+    if problems:
+        raise LoadError(str(problems[0]), "the export was altered or cut short: export it again")
+    assert folder.manifest is not None
+    name = folder.name
+    with location.reading(folder.folder, name.zip_name) as handle:
+        archive = ExportArchive(handle, f"{folder.folder}/{name.zip_name}", folder.manifest)
+        try:
+            tables = target.prepare([files.schema for files in archive.tables])
+            with target.transaction() as conn:
+                rows = apply_folder(conn, target.dialect, archive, folder.manifest, tables, zone)
+                _record(conn, folder.folder, "tables", folder.manifest.hwm_to.audit_key)
+        finally:
+            archive.close()
+    return rows
+
+
+def _apply_run(location: Location, target: Target, run: EntityRun, zone: tzinfo) -> int:
+    problems = check_entity_run(location, run)
+    if problems:
+        raise LoadError(str(problems[0]), "the run's files were altered or cut short")
+    schemas: list[TableSchema] = [
+        table.schema for tables in run.manifest.definitions.values() for table in tables
+    ]
+    tables = target.prepare(schemas)
+    with target.transaction() as conn:
+        records = apply_run(conn, location, ENTITY_FOLDER, run.manifest, tables, zone)
+        _record(conn, run.label, "entities", run.run)
+    return records
+
+
+def _record(conn: sa.Connection, export: str, kind: str, position: int) -> None:
+    conn.execute(
+        applied_table.insert().values(
+            export=export,
+            kind=kind,
+            applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            position=position,
+        )
+    )

@@ -1,0 +1,252 @@
+"""The target database: connecting, its tables made from exported schemas, and the records
+of what was applied.
+
+Target tables are created from the portable types an export carries (`TYPES` below, per
+dialect); a table that exists gets the columns it lacks added (nullable: its rows predate
+them). A column whose type changed is left as it is. DDL runs before an export's
+transaction, and is idempotent, so a load killed between the two is simply run again.
+
+Two control tables record progress, written in the same transaction as the data:
+
+- `tidegate_applied`: one row per applied export (`export_<K>_…` or `INIT_EXPORT_<run>`);
+- `tidegate_entity_version`: per entity key, the `TIMESTAMP` of the record the target
+  holds, so an older record (from a new initial export, say) is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from tidegate.errors import TargetError
+from tidegate.formats.tableschema import TableSchema, base_type
+
+DIALECTS = ("postgresql", "sqlite", "duckdb", "mysql")
+PARTITIONS = 8
+
+metadata = sa.MetaData()
+applied_table = sa.Table(
+    "tidegate_applied",
+    metadata,
+    sa.Column("export", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("applied_at", sa.String(40), nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),  # hwm-to, or the run number
+)
+version_table = sa.Table(
+    "tidegate_entity_version",
+    metadata,
+    sa.Column("entity", sa.String(255), primary_key=True),
+    sa.Column("key_sha1", sa.String(40), primary_key=True),
+    sa.Column("stamp", sa.String(40), nullable=False),
+)
+
+
+class Target:
+    """A target database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError:
+            raise TargetError(
+                f"[target] url {url!r} is not a database URL",
+                "use e.g. postgresql://user@host/db, sqlite:///target.db, duckdb:///t.duckdb",
+            ) from None
+        self.dialect = (
+            "mysql"
+            if parsed.get_backend_name() in ("mysql", "mariadb")
+            else (parsed.get_backend_name())
+        )
+        if self.dialect not in DIALECTS:
+            raise TargetError(
+                f"[target] url: {self.dialect} targets are not supported",
+                f"use one of {', '.join(DIALECTS)}",
+            )
+        self.engine = _engine(parsed)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as error:
+            raise TargetError(f"target {self.safe_url}: {_first_line(error)}") from None
+
+    @property
+    def safe_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def prepare(self, schemas: Sequence[TableSchema]) -> dict[str, sa.Table]:
+        """Create missing tables (and the control tables), add missing columns; the target's
+        tables for `schemas`, by name."""
+        try:
+            with self.engine.begin() as conn:
+                metadata.create_all(conn)
+                existing = set(sa.inspect(conn).get_table_names())
+                tables = {}
+                for schema in schemas:
+                    table = target_table(schema, self.dialect)
+                    if schema.name not in existing:
+                        table.create(conn)
+                    else:
+                        _add_columns(conn, table, self.dialect)
+                    tables[schema.name] = table
+                return tables
+        except sa.exc.OperationalError as error:
+            raise TargetError(f"target {self.safe_url}: {_first_line(error)}") from None
+
+    def applied(self) -> dict[str, int]:
+        """Applied exports: name -> position."""
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            rows = conn.execute(sa.select(applied_table.c.export, applied_table.c.position))
+            return {row[0]: int(row[1]) for row in rows}
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _engine(url: sa.engine.URL) -> Engine:
+    backend = url.get_backend_name()
+    try:
+        if backend == "sqlite" and url.database and url.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+        if backend == "postgresql" and url.get_driver_name() in ("psycopg2", ""):
+            url = url.set(drivername="postgresql+psycopg")
+        if backend in ("mysql", "mariadb") and url.get_driver_name() in ("mysqldb", ""):
+            url = url.set(drivername=f"{backend}+pymysql")
+        return sa.create_engine(url)
+    except (ImportError, sa.exc.ArgumentError) as error:
+        raise TargetError(f"[target] url: {error}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(getattr(error, "orig", error)).strip().splitlines()[0]
+
+
+def column_type(portable: str, dialect: str, *, in_key: bool = False) -> Any:
+    """The SQLAlchemy type a portable type becomes in a target of `dialect`."""
+    from sqlalchemy.dialects import mysql
+
+    kind = base_type(portable)
+    sized = portable[portable.index("(") + 1 : -1] if "(" in portable else ""
+    if kind == "numeric":
+        if sized:
+            precision, scale = (int(x) for x in sized.split(","))
+            return sa.Numeric(precision, scale)
+        # Unconstrained numerics: the widest the target has (MariaDB's DECIMAL defaults to
+        # (10,0), DuckDB's to (18,3)).
+        return {"mysql": mysql.DECIMAL(65, 30), "duckdb": sa.Numeric(38, 10)}.get(
+            dialect, sa.Numeric()
+        )
+    if kind == "text":
+        if sized:
+            return sa.String(int(sized))
+        return sa.String(255) if in_key and dialect == "mysql" else sa.Text()
+    if dialect == "mysql":
+        special = {
+            "timestamp": mysql.DATETIME(fsp=6),
+            "timestamptz": mysql.DATETIME(fsp=6),
+            "time": mysql.TIME(fsp=6),
+            "binary": mysql.LONGBLOB(),
+        }
+        if kind in special:
+            return special[kind]
+    return {
+        "boolean": sa.Boolean(),
+        "smallint": sa.SmallInteger(),
+        "integer": sa.Integer(),
+        "bigint": sa.BigInteger(),
+        "float": sa.Double(),
+        "timestamp": sa.DateTime(),
+        "timestamptz": sa.DateTime(timezone=True),
+        "date": sa.Date(),
+        "time": sa.Time(),
+        "binary": sa.LargeBinary(),
+        "json": sa.JSON(),
+    }[kind]
+
+
+def target_table(
+    schema: TableSchema, dialect: str, *, partitioned: bool = False, meta: sa.MetaData | None = None
+) -> sa.Table:
+    """The target table for an exported table's schema."""
+    options: dict[str, Any] = {}
+    if partitioned and dialect == "postgresql":
+        first = sa.column(schema.primary_key[0]).compile(dialect=_dialect(dialect))
+        options["postgresql_partition_by"] = f"HASH ({first})"
+    if partitioned and dialect == "mysql":
+        keys = ", ".join(
+            str(sa.column(k).compile(dialect=_dialect(dialect))) for k in schema.primary_key
+        )
+        options["mysql_partition_by"] = f"KEY ({keys})"
+        options["mysql_partitions"] = str(PARTITIONS)
+    return sa.Table(
+        schema.name,
+        meta if meta is not None else sa.MetaData(),
+        *[
+            sa.Column(
+                c.name,
+                column_type(c.type, dialect, in_key=c.name in schema.primary_key),
+                nullable=c.nullable and c.name not in schema.primary_key,
+                autoincrement=False,
+            )
+            for c in schema.columns
+        ],
+        sa.PrimaryKeyConstraint(*schema.primary_key),
+        **options,
+    )
+
+
+def _add_columns(conn: Connection, table: sa.Table, dialect: str) -> None:
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    preparer = conn.dialect.identifier_preparer
+    for column in table.columns:
+        if column.name in present:
+            continue
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+            f"{preparer.format_column(column)} {kind}"
+        )
+
+
+def _dialect(name: str) -> sa.engine.Dialect:
+    if name == "duckdb":
+        import duckdb_engine
+
+        return duckdb_engine.Dialect()
+    from sqlalchemy.dialects import registry
+
+    loaded: Any = registry.load(name)
+    return loaded()  # type: ignore[no-any-return]
+
+
+def ddl(schemas: Sequence[TableSchema], dialect: str, *, partitioned: bool = False) -> str:
+    """The SQL creating target tables for `schemas` (what `load` would create)."""
+    engine_dialect = _dialect(dialect)
+    statements = []
+    if partitioned and dialect in ("sqlite", "duckdb"):
+        statements.append(f"-- {dialect} has no table partitioning: plain tables follow")
+    for schema in schemas:
+        table = target_table(schema, dialect, partitioned=partitioned)
+        create = str(
+            sa.schema.CreateTable(table, if_not_exists=True).compile(dialect=engine_dialect)
+        )
+        statements.append(create.strip() + ";")
+        if partitioned and dialect == "postgresql":
+            name = engine_dialect.identifier_preparer.format_table(table)
+            for part in range(PARTITIONS):
+                child = engine_dialect.identifier_preparer.quote(f"{schema.name}_p{part}")
+                statements.append(
+                    f"CREATE TABLE IF NOT EXISTS {child} PARTITION OF {name} "
+                    f"FOR VALUES WITH (MODULUS {PARTITIONS}, REMAINDER {part});"
+                )
+    return "\n\n".join(statements) + "\n"
