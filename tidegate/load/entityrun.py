@@ -48,12 +48,18 @@ class _Entity:
     """An entity's tables in the target, with their value converters."""
 
     def __init__(
-        self, name: str, tables: Sequence[EntityTable], targets: dict[str, sa.Table], zone: tzinfo
+        self,
+        name: str,
+        tables: Sequence[EntityTable],
+        targets: dict[str, sa.Table],
+        zone: tzinfo,
+        dialect: str,
     ) -> None:
         self.name = name
         self.tables = [(t, targets[t.schema.name]) for t in tables]
         self.converts: dict[str, dict[str, Convert]] = {
-            t.schema.name: {c.name: converter(c, zone) for c in t.schema.columns} for t in tables
+            t.schema.name: {c.name: converter(c, zone, dialect) for c in t.schema.columns}
+            for t in tables
         }
 
 
@@ -64,10 +70,12 @@ def apply_run(
     manifest: RunManifest,
     targets: dict[str, sa.Table],
     zone: tzinfo,
+    dialect: str,
 ) -> int:
     """Apply every record of the run; the number applied (skipped ones not counted)."""
     entities = {
-        name: _Entity(name, tables, targets, zone) for name, tables in manifest.definitions.items()
+        name: _Entity(name, tables, targets, zone, dialect)
+        for name, tables in manifest.definitions.items()
     }
     applied = 0
     for file in manifest.files:

@@ -125,7 +125,9 @@ def _apply_run(location: Location, target: Target, run: EntityRun, zone: tzinfo)
     ]
     tables = target.prepare(schemas)
     with target.transaction() as conn:
-        records = apply_run(conn, location, ENTITY_FOLDER, run.manifest, tables, zone)
+        records = apply_run(
+            conn, location, ENTITY_FOLDER, run.manifest, tables, zone, target.dialect
+        )
         _record(conn, run.label, "entities", run.run)
     return records
 

@@ -42,7 +42,7 @@ def apply_folder(
             conn.execute(table.delete())
         changed += _merge(conn, dialect, archive, files, table, entry, zone)
         if entry.deleted:
-            changed += _delete(conn, archive, files, table, entry)
+            changed += _delete(conn, dialect, archive, files, table, entry)
     return changed
 
 
@@ -58,7 +58,7 @@ def _merge(
     columns = [c.name for c in files.schema.columns]
     stage = _stage(conn, table, columns, "tidegate_stage")
     count = 0
-    for batch in _batches(archive, files.rows, files.schema, columns, zone):
+    for batch in _batches(archive, files.rows, files.schema, columns, zone, dialect):
         conn.execute(stage.insert(), batch)
         count += len(batch)
     if count != entry.rows:
@@ -72,12 +72,17 @@ def _merge(
 
 
 def _delete(
-    conn: Connection, archive: ExportArchive, files: TableFiles, table: sa.Table, entry: TableEntry
+    conn: Connection,
+    dialect: str,
+    archive: ExportArchive,
+    files: TableFiles,
+    table: sa.Table,
+    entry: TableEntry,
 ) -> int:
     key = list(files.schema.primary_key)
     stage = _stage(conn, table, key, "tidegate_deleted")
     count = 0
-    for batch in _batches(archive, files.deleted, files.schema, key, None):
+    for batch in _batches(archive, files.deleted, files.schema, key, UTC, dialect):
         conn.execute(stage.insert(), batch)
         count += len(batch)
     target_key = sa.tuple_(*[table.c[k] for k in key]) if len(key) > 1 else table.c[key[0]]
@@ -137,7 +142,8 @@ def _batches(
     member: str,
     schema: TableSchema,
     columns: Sequence[str],
-    zone: tzinfo | None,
+    zone: tzinfo,
+    dialect: str,
 ) -> Iterator[list[dict[str, Any]]]:
     """The member's records as dicts of converted values, BATCH_ROWS at a time, after its
     header is checked against the columns the schema gives it."""
@@ -149,7 +155,7 @@ def _batches(
             f"{where}: its header {header!r} is not the table's columns {list(columns)!r}",
             "the export was altered: export it again",
         )
-    converts: list[Convert] = [converter(schema.column(c), zone or UTC) for c in columns]
+    converts: list[Convert] = [converter(schema.column(c), zone, dialect) for c in columns]
     batch: list[dict[str, Any]] = []
     for line, record in enumerate(records, start=2):
         if len(record) != len(columns):

@@ -138,14 +138,15 @@ def column_type(portable: str, dialect: str, *, in_key: bool = False) -> Any:
     kind = base_type(portable)
     sized = portable[portable.index("(") + 1 : -1] if "(" in portable else ""
     if kind == "numeric":
-        if sized:
-            precision, scale = (int(x) for x in sized.split(","))
+        precision, scale = (int(x) for x in sized.split(",")) if sized else (None, None)
+        if dialect == "duckdb":
+            # DuckDB's widest is (38,10) by default here; its dialect binds a Decimal as a
+            # float, so its values travel as text, which DuckDB reads exactly.
+            return _ExactDecimal(precision or 38, scale if scale is not None else 10)
+        if precision is not None:
             return sa.Numeric(precision, scale)
-        # Unconstrained numerics: the widest the target has (MariaDB's DECIMAL defaults to
-        # (10,0), DuckDB's to (18,3)).
-        return {"mysql": mysql.DECIMAL(65, 30), "duckdb": sa.Numeric(38, 10)}.get(
-            dialect, sa.Numeric()
-        )
+        # Unconstrained: the widest the target has (MariaDB's DECIMAL defaults to (10,0)).
+        return mysql.DECIMAL(65, 30) if dialect == "mysql" else sa.Numeric()
     if kind == "text":
         if sized:
             return sa.String(int(sized))
@@ -172,6 +173,19 @@ def column_type(portable: str, dialect: str, *, in_key: bool = False) -> Any:
         "binary": sa.LargeBinary(),
         "json": sa.JSON(),
     }[kind]
+
+
+class _ExactDecimal(sa.types.UserDefinedType[Any]):
+    """DECIMAL(p,s) whose values are sent as text, untouched (see `column_type`)."""
+
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        self.precision = precision
+        self.scale = scale
+
+    def get_col_spec(self, **_: Any) -> str:
+        return f"DECIMAL({self.precision},{self.scale})"
 
 
 def target_table(
@@ -206,7 +220,7 @@ def target_table(
 
 
 def _add_columns(conn: Connection, table: sa.Table, dialect: str) -> None:
-    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    present = set(_column_names(conn, table.name, dialect))
     preparer = conn.dialect.identifier_preparer
     for column in table.columns:
         if column.name in present:
@@ -216,6 +230,19 @@ def _add_columns(conn: Connection, table: sa.Table, dialect: str) -> None:
             f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
             f"{preparer.format_column(column)} {kind}"
         )
+
+
+def _column_names(conn: Connection, table: str, dialect: str) -> list[str]:
+    """A table's column names (DuckDB's SQLAlchemy dialect cannot reflect columns, so the
+    servers are asked through information_schema)."""
+    if dialect == "sqlite":
+        return [c["name"] for c in sa.inspect(conn).get_columns(table)]
+    schema = "DATABASE()" if dialect == "mysql" else "current_schema()"
+    query = sa.text(
+        "SELECT column_name FROM information_schema.columns "
+        f"WHERE table_name = :table AND table_schema = {schema}"
+    )
+    return [str(row[0]) for row in conn.execute(query, {"table": table})]
 
 
 def _dialect(name: str) -> sa.engine.Dialect:

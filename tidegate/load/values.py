@@ -24,14 +24,18 @@ from tidegate.formats.tableschema import ColumnSchema, base_type
 Convert = Callable[[Any], Any]
 
 
-def converter(column: ColumnSchema, zone: tzinfo) -> Convert:
+def converter(column: ColumnSchema, zone: tzinfo, dialect: str) -> Convert:
     """The function turning one exported value (CSV text, or a JSON value) of a column into
-    the value to write; it raises ValueError for a value the column cannot hold."""
+    the value to write to a target of `dialect`; it raises ValueError for a value the
+    column cannot hold."""
     kind = base_type(column.type)
     empty: Any = "" if kind == "text" and not column.nullable else None
     parse: Convert = _PARSERS.get(kind, _text)
     if kind == "timestamp":
         parse = functools.partial(_naive, zone=zone)
+    if kind == "numeric" and dialect == "duckdb":
+        # DuckDB's driver binds a Decimal as a double: the text keeps every digit.
+        parse = lambda value: str(_numeric(value))  # noqa: E731
 
     def convert(value: Any) -> Any:
         if value == "" or value is None:
