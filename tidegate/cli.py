@@ -593,7 +593,7 @@ def load(
             _options.config(),
             location,
             target,
-            progress=lambda export: bar.update(task, description=f"loading {export}"),
+            progress=lambda doing: bar.update(task, description=doing),
         )
     if not result.tables and not result.runs:
         out.print("nothing to load: every complete export is applied", highlight=False)

@@ -25,7 +25,13 @@ from tidegate.errors import LoadError
 from tidegate.formats.tableschema import TableSchema
 from tidegate.load.archive import ExportArchive
 from tidegate.load.entityrun import apply_run
-from tidegate.load.inventory import ENTITY_FOLDER, EntityRun, TableFolder, take_inventory
+from tidegate.load.inventory import (
+    ENTITY_FOLDER,
+    EntityRun,
+    Problem,
+    TableFolder,
+    take_inventory,
+)
 from tidegate.load.tablefolder import apply_folder
 from tidegate.load.target import Target, applied_table
 from tidegate.load.verify import check_entity_run, check_table_folder
@@ -49,17 +55,30 @@ def load(location: Location, target: Target, zone: tzinfo, progress: Progress) -
     inventory = take_inventory(location)
     applied = target.applied()
     result = LoadResult()
-    for folder in _pending_folders(inventory.tables, applied, result):
-        progress(folder.folder)
+    folders = _pending_folders(inventory.tables, applied, result)
+    runs = [run for run in inventory.runs if run.label not in applied]
+    # Everything to apply is verified first: a bad export anywhere leaves the target as it
+    # was, not loaded up to it.
+    for folder in folders:
+        progress(f"verifying {folder.folder}")
+        _refuse(check_table_folder(location, folder))
+    for run in runs:
+        progress(f"verifying {run.label}")
+        _refuse(check_entity_run(location, run))
+    for folder in folders:
+        progress(f"loading {folder.folder}")
         result.rows += _apply_folder(location, target, folder, zone)
         result.tables.append(folder.folder)
-    for run in inventory.runs:
-        if run.label in applied:
-            continue
-        progress(run.label)
+    for run in runs:
+        progress(f"loading {run.label}")
         result.records += _apply_run(location, target, run, zone)
         result.runs.append(run.label)
     return result
+
+
+def _refuse(problems: list[Problem]) -> None:
+    if problems:
+        raise LoadError(str(problems[0]), "the export was altered or cut short: export it again")
 
 
 def _pending_folders(
@@ -99,9 +118,6 @@ def _pending_folders(
 
 
 def _apply_folder(location: Location, target: Target, folder: TableFolder, zone: tzinfo) -> int:
-    problems = check_table_folder(location, folder)
-    if problems:
-        raise LoadError(str(problems[0]), "the export was altered or cut short: export it again")
     assert folder.manifest is not None
     name = folder.name
     with location.reading(folder.folder, name.zip_name) as handle:
@@ -117,9 +133,6 @@ def _apply_folder(location: Location, target: Target, folder: TableFolder, zone:
 
 
 def _apply_run(location: Location, target: Target, run: EntityRun, zone: tzinfo) -> int:
-    problems = check_entity_run(location, run)
-    if problems:
-        raise LoadError(str(problems[0]), "the run's files were altered or cut short")
     schemas: list[TableSchema] = [
         table.schema for tables in run.manifest.definitions.values() for table in tables
     ]

@@ -85,7 +85,7 @@ def check_table_folder(location: Location, folder: TableFolder) -> list[Problem]
             finally:
                 archive.close()
     except (TidegateError, OSError) as error:
-        return [Problem(folder.folder, getattr(error, "message", str(error)))]
+        return [_problem(f"{folder.folder}/{name.zip_name}", error)]
 
 
 def _member_problems(archive: ExportArchive, folder: TableFolder) -> Iterator[Problem]:
@@ -138,6 +138,17 @@ def check_entity_run(location: Location, run: EntityRun) -> list[Problem]:
         elif records != file.records:
             problems.append(Problem(where, f"{records} records, the manifest says {file.records}"))
     return problems
+
+
+def _problem(file: str, error: Exception) -> Problem:
+    """A problem from an error whose message may already start with a file's path."""
+    message = getattr(error, "message", str(error))
+    found, _, rest = message.partition(": ")
+    return (
+        Problem(found, rest)
+        if rest and found.startswith(file.split("/")[0])
+        else Problem(file, message)
+    )
 
 
 def _file_sha1(location: Location, *parts: str) -> str:

@@ -1,0 +1,259 @@
+"""Tampered, incomplete and hostile exports: named by `verify`, refused by `load` (one
+error line naming the file, exit 1), and the target left as it was."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+import shutil
+import stat
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import tidegate
+from tests.conftest import Source
+from tests.entities.test_initial import fill, order_tables
+from tests.load.test_roundtrip import change
+from tests.tables.helpers import sample_tables
+from tests.test_cli import assert_one_error, run
+from tidegate import api
+from tidegate.load import archive
+
+
+@pytest.fixture
+def exports(sqlite_source: Source, tmp_path: Path) -> Path:
+    """Three table-export folders and two entity runs of a SQLite source."""
+    source = sqlite_source
+    source.create(*sample_tables(), *order_tables())
+    fill(source, 6)
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    rng = random.Random(3)
+    change(source, rng, 10)
+    tidegate.export_tables(config)
+    api.export_initial(config, threads=1)
+    for _ in range(2):
+        change(source, rng, 6)
+        with source.engine().begin() as conn:
+            conn.exec_driver_sql("UPDATE orders SET note = 'changed' WHERE order_no <= 2")
+        tidegate.export_tables(config)
+        api.export_ongoing(config, threads=1)
+    folders = table_folders(tmp_path / "exports")
+    assert len(folders) == 3
+    return tmp_path / "exports"
+
+
+def table_folders(location: Path) -> list[Path]:
+    return sorted(
+        (p for p in location.iterdir() if p.name.startswith("export_")),
+        key=lambda p: int(p.name.split("_")[1]),
+    )
+
+
+def cli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    config = f'[target]\nurl = "sqlite:///{tmp_path / "target.db"}"\n'
+    return run(tmp_path, *args, config=config)
+
+
+def assert_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "target.db"
+    if not target.exists():
+        return
+    engine = sa.create_engine(f"sqlite:///{target}")
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        if "tidegate_applied" in tables:
+            assert conn.exec_driver_sql("SELECT count(*) FROM tidegate_applied").scalar() == 0
+        for table in ("parent", "orders"):
+            if table in tables:
+                assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0
+    engine.dispose()
+
+
+def refused(tmp_path: Path, location: Path, names: str) -> None:
+    """verify names the file and exits 1; load exits 1 with one error line naming it; the
+    target holds nothing."""
+    code, out, _err = cli(tmp_path, "verify", str(location))
+    assert code == 1 and names in out, out
+    code, _out, err = cli(tmp_path, "load", str(location))
+    assert code == 1, err
+    assert_one_error(err, rf"Error: .*{names}.*")
+    assert_target_untouched(tmp_path)
+
+
+def test_the_untouched_exports_verify_and_load(exports: Path, tmp_path: Path) -> None:
+    code, out, _ = cli(tmp_path, "verify", str(exports))
+    assert code == 0 and "all verified" in out, out
+    code, out, err = cli(tmp_path, "load", str(exports))
+    assert code == 0, err
+    assert "loaded 3 table export(s)" in out
+    code, out, _ = cli(tmp_path, "load", str(exports))
+    assert code == 0 and "nothing to load" in out
+
+
+# --- tampering -------------------------------------------------------------------------------
+
+
+def flip_a_byte(location: Path) -> str:
+    middle = table_folders(location)[1]
+    zipped = middle / f"{middle.name}.zip"
+    data = bytearray(zipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    zipped.write_bytes(bytes(data))
+    return zipped.name
+
+
+def truncate_entity_file(location: Path) -> str:
+    victim = sorted((location / "entities").glob("INC_EXPORT_*.json.gz"))[0]
+    victim.write_bytes(victim.read_bytes()[:-9])
+    return victim.name
+
+
+def delete_middle_folder(location: Path) -> str:
+    folders = table_folders(location)
+    shutil.rmtree(folders[1])
+    return folders[2].name
+
+
+def delete_a_manifest(location: Path) -> str:
+    middle = table_folders(location)[1]
+    (middle / f"{middle.name}.extracted.xml").unlink()
+    return middle.name
+
+
+def swap_two_manifests(location: Path) -> str:
+    first, second = table_folders(location)[1:]
+    a, b = first / f"{first.name}.extracted.xml", second / f"{second.name}.extracted.xml"
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    return first.name
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        flip_a_byte,
+        truncate_entity_file,
+        delete_middle_folder,
+        delete_a_manifest,
+        swap_two_manifests,
+    ],
+)
+def test_tampered_exports_are_named_and_refused(
+    exports: Path, tmp_path: Path, tamper: Callable[[Path], str]
+) -> None:
+    refused(tmp_path, exports, tamper(exports))
+
+
+# --- hostile archives ------------------------------------------------------------------------
+# Each rewrites the first folder's zip, then makes every checksum right again, so only the
+# loader's own checks stand between the archive and the target.
+
+
+def rewrite(location: Path, change_members: Callable[[dict[str, bytes]], None]) -> Path:
+    folder = table_folders(location)[0]
+    zipped = folder / f"{folder.name}.zip"
+    with zipfile.ZipFile(zipped) as source:
+        members = {info.filename: source.read(info) for info in source.infolist()}
+    change_members(members)
+    for name in [n for n in members if not n.endswith(".sha1")]:
+        members[f"{name}.sha1"] = f"{hashlib.sha1(members[name]).hexdigest()}  {name}\n".encode()
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in members.items():
+            if name.startswith("LINK:"):
+                info = zipfile.ZipInfo(name.removeprefix("LINK:"))
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                target.writestr(info, data)
+            else:
+                target.writestr(name, data)
+    digest = hashlib.sha1(zipped.read_bytes()).hexdigest()
+    (folder / f"{folder.name}.zip.sha1").write_text(f"{digest}  {zipped.name}\n")
+    return folder
+
+
+def with_extra_field(csv: bytes) -> bytes:
+    header, first, rest = csv.split(b"\n", 2)
+    return b"\n".join([header, first + b",extra", rest])
+
+
+HOSTILE: dict[str, tuple[Callable[[dict[str, bytes]], None], str]] = {
+    "dot-dot member": (lambda m: m.update({"../evil.csv": b"x"}), "unsafe name"),
+    "slash member": (lambda m: m.update({"a/b.csv": b"x"}), "unsafe name"),
+    "absolute member": (lambda m: m.update({"/tmp/evil.csv": b"x"}), "unsafe name"),
+    "link member": (lambda m: m.update({"LINK:evil.csv": b"/etc/passwd"}), "link"),
+    "zip bomb": (lambda m: m.update({"parent.csv": b"\0" * (64 * 1024 * 1024)}), "inflate"),
+    "extra field": (
+        lambda m: m.update({"parent.csv": with_extra_field(m["parent.csv"])}),
+        "fields",
+    ),
+    "unknown column": (
+        lambda m: m.update({"parent.csv": b"id,sneaky" + m["parent.csv"][2:]}),
+        "header",
+    ),
+    "invalid utf-8": (
+        lambda m: m.update({"parent.csv": m["parent.csv"] + b"99,\xff\xfe,,,,,,,\n"}),
+        "UTF-8",
+    ),
+    "unknown table": (
+        lambda m: m.update(
+            {"tidegate.schema.json": m["tidegate.schema.json"].replace(b'"parent"', b'"other"', 1)}
+        ),
+        "schema",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archives_are_refused(exports: Path, tmp_path: Path, case: str) -> None:
+    change_members, says = HOSTILE[case]
+    folder = rewrite(exports, change_members)
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1, err
+    assert_one_error(err, rf"Error: {folder.name}/.*")
+    assert says in err
+    assert_target_untouched(tmp_path)
+    assert not (exports.parent / "evil.csv").exists() and not Path("/tmp/evil.csv").exists()
+
+
+def test_a_line_past_the_limit_is_refused(
+    exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive, "MAX_LINE_BYTES", 4096)
+    folder = rewrite(
+        exports,
+        lambda m: m.update({"parent.csv": m["parent.csv"] + b"7," + b"y" * 5000 + b",,,,,,,\n"}),
+    )
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1
+    assert_one_error(err, rf"Error: {folder.name}/.*longer than 4096 bytes.*")
+    assert_target_untouched(tmp_path)
+
+
+def test_json_nested_past_the_limit_is_refused(exports: Path, tmp_path: Path) -> None:
+    """An entity file whose record nests 100,000 arrays deep (checksums made right)."""
+    manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
+    import json
+
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["files"][0]
+    deep = b'{"OBJ":"ORDERS","TIMESTAMP":"x","PK1":"a","PK2":"1","DATA":' + b"[" * 100_000
+    data = gzip.compress(deep + b"\n")
+    (exports / "entities" / entry["name"]).write_bytes(data)
+    entry.update(records=1, bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1
+    assert_one_error(err, rf"Error: entities/{entry['name']}: record 1: not a JSON record.*")
+    # The table exports before it were applied, each whole; no entity run was.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    with engine.connect() as conn:
+        kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()
+        assert set(kinds) == {"tables"}
+    engine.dispose()
