@@ -16,7 +16,7 @@ import hashlib
 import io
 import stat
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -138,6 +138,39 @@ class ExportArchive:
             raise self._error(f"member {name!r} is damaged ({error})") from None
         if sha1.hexdigest() != expected:
             raise self._error(f"member {name!r} does not match its sha1")
+
+    def body(self, member: str, columns: Sequence[str]) -> Iterator[bytes]:
+        """The member's bytes after its header line, which must name `columns`; no line may be
+        longer than MAX_LINE_BYTES."""
+        where = f"{self.where}/{member}"
+        chunks = self.chunks(member)
+        head = b""
+        while b"\n" not in head:
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            head += chunk
+            if len(head) > MAX_LINE_BYTES:
+                raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
+        header, _, rest = head.partition(b"\n")
+        try:
+            names = next(csv.reader([header.decode("utf-8")]), [])
+        except UnicodeDecodeError:
+            raise LoadError(f"{where}: not UTF-8 text") from None
+        if names != list(columns):
+            raise LoadError(
+                f"{where}: its header {names!r} is not the table's columns {list(columns)!r}",
+                "the export was altered: export it again",
+            )
+        since_newline = len(rest) - rest.rfind(b"\n") - 1 if b"\n" in rest else len(rest)
+        if rest:
+            yield rest
+        for chunk in chunks:
+            last = chunk.rfind(b"\n")
+            since_newline = len(chunk) - last - 1 if last >= 0 else since_newline + len(chunk)
+            if since_newline > MAX_LINE_BYTES or (last >= 0 and chunk.find(b"\n") > MAX_LINE_BYTES):
+                raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
+            yield chunk
 
     def records(self, name: str) -> Iterator[list[str]]:
         """A CSV member's records (the header first), as lists of fields; a line too long

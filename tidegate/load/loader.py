@@ -125,7 +125,7 @@ def _apply_folder(location: Location, target: Target, folder: TableFolder, zone:
         try:
             tables = target.prepare([files.schema for files in archive.tables])
             with target.transaction() as conn:
-                rows = apply_folder(conn, target.dialect, archive, folder.manifest, tables, zone)
+                rows = apply_folder(conn, target.dialect, archive, folder.manifest, tables)
                 _record(conn, folder.folder, "tables", folder.manifest.hwm_to.audit_key)
         finally:
             archive.close()

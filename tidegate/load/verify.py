@@ -14,7 +14,8 @@ import hashlib
 import zlib
 from collections.abc import Iterator
 
-from tidegate.errors import TidegateError
+from tidegate.errors import LoadError, TidegateError
+from tidegate.formats.csvrows import RecordCounter
 from tidegate.formats.tablezip import parse_sha1_line
 from tidegate.load.archive import ExportArchive
 from tidegate.load.inventory import (
@@ -97,11 +98,12 @@ def _member_problems(archive: ExportArchive, folder: TableFolder) -> Iterator[Pr
         ):
             if member == files.deleted and not entry.deleted:
                 continue
-            records = archive.records(member)
-            if next(records, None) != header:
-                yield Problem(f"{archive.where}/{member}", "its header is not the table's columns")
+            counter = RecordCounter()
+            try:
+                count = sum(counter.feed(chunk) for chunk in archive.body(member, header))
+            except LoadError as error:
+                yield _problem(f"{archive.where}/{member}", error)
                 continue
-            count = sum(1 for _ in records)
             if count != expected:
                 yield Problem(
                     f"{archive.where}/{member}", f"{count} records, its manifest says {expected}"
