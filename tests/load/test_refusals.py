@@ -178,6 +178,11 @@ def rewrite(location: Path, change_members: Callable[[dict[str, bytes]], None]) 
     return folder
 
 
+def with_bad_utf8(csv: bytes) -> bytes:
+    header, first, rest = csv.split(b"\n", 2)
+    return b"\n".join([header, first.replace(b",", b",\xff\xfe", 1), rest])
+
+
 def with_extra_field(csv: bytes) -> bytes:
     header, first, rest = csv.split(b"\n", 2)
     return b"\n".join([header, first + b",extra", rest])
@@ -197,10 +202,7 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes]], None], str]] = {
         lambda m: m.update({"parent.csv": b"id,sneaky" + m["parent.csv"][2:]}),
         "header",
     ),
-    "invalid utf-8": (
-        lambda m: m.update({"parent.csv": m["parent.csv"] + b"99,\xff\xfe,,,,,,,\n"}),
-        "UTF-8",
-    ),
+    "invalid utf-8": (lambda m: m.update({"parent.csv": with_bad_utf8(m["parent.csv"])}), "UTF-8"),
     "unknown table": (
         lambda m: m.update(
             {"tidegate.schema.json": m["tidegate.schema.json"].replace(b'"parent"', b'"other"', 1)}
