@@ -49,12 +49,11 @@ LOADER = textwrap.dedent(r"""
         if point == "between-exports" and len(loads) == 2:
             pause()  # one export committed, the next not begun
     if point == "inside-merge":
-        original_upsert = tablefolder._upsert
-        def upsert(*args):
-            statement = original_upsert(*args)
-            pause()
-            return statement
-        tablefolder._upsert = upsert
+        original_counted = tablefolder._counted
+        def counted(*args):
+            original_counted(*args)
+            pause()  # a table's rows loaded, the export's transaction open
+        tablefolder._counted = counted
     if point == "inside-entity-run":
         original_replace = entityrun._replace
         def replace(*args):

@@ -143,15 +143,13 @@ class ExportArchive:
         """The member's bytes after its header line, which must name `columns`; no line may be
         longer than MAX_LINE_BYTES."""
         where = f"{self.where}/{member}"
-        chunks = self.chunks(member)
+        chunks = _line_bounded(self.chunks(member), where)
         head = b""
         while b"\n" not in head:
             chunk = next(chunks, None)
             if chunk is None:
                 break
             head += chunk
-            if len(head) > MAX_LINE_BYTES:
-                raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
         header, _, rest = head.partition(b"\n")
         try:
             names = next(csv.reader([header.decode("utf-8")]), [])
@@ -162,24 +160,19 @@ class ExportArchive:
                 f"{where}: its header {names!r} is not the table's columns {list(columns)!r}",
                 "the export was altered: export it again",
             )
-        since_newline = len(rest) - rest.rfind(b"\n") - 1 if b"\n" in rest else len(rest)
         if rest:
             yield rest
-        for chunk in chunks:
-            last = chunk.rfind(b"\n")
-            since_newline = len(chunk) - last - 1 if last >= 0 else since_newline + len(chunk)
-            if since_newline > MAX_LINE_BYTES or (last >= 0 and chunk.find(b"\n") > MAX_LINE_BYTES):
-                raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
-            yield chunk
+        yield from chunks
 
     def records(self, name: str) -> Iterator[list[str]]:
         """A CSV member's records (the header first), as lists of fields; a line too long
         or text that is not UTF-8 is refused, naming the member."""
         where = f"{self.where}/{name}"
-        raw = io.BufferedReader(_ChunkReader(self.chunks(name)), CHUNK)
+        chunks = _line_bounded(self.chunks(name), where)
+        raw = io.BufferedReader(_ChunkReader(chunks), CHUNK)
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         try:
-            yield from csv.reader(_bounded(text, where), strict=True)
+            yield from csv.reader(text, strict=True)
         except UnicodeDecodeError:
             raise LoadError(f"{where}: not UTF-8 text") from None
         except csv.Error as error:
@@ -197,11 +190,22 @@ def _schema(archive: ExportArchive, where: str) -> tuple[str, list[TableSchema]]
         raise LoadError(str(error), "the export was altered: export it again") from None
 
 
-def _bounded(lines: io.TextIOWrapper, where: str) -> Iterator[str]:
-    while line := lines.readline(MAX_LINE_BYTES + 1):
-        if len(line) > MAX_LINE_BYTES:
+def _line_bounded(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    """The same chunks, refused as soon as a line runs past MAX_LINE_BYTES (checked per
+    chunk in C: how far the last newline is from the chunk's end, and the first from its
+    start)."""
+    since_newline = 0
+    for chunk in chunks:
+        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+        if last < 0:
+            since_newline += len(chunk)
+        elif since_newline + first > MAX_LINE_BYTES:
+            since_newline = MAX_LINE_BYTES + 1
+        else:
+            since_newline = len(chunk) - last - 1
+        if since_newline > MAX_LINE_BYTES:
             raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
-        yield line
+        yield chunk
 
 
 class _ChunkReader(io.RawIOBase):

@@ -35,8 +35,8 @@ def converted(
     value = sa.func.nullif(staged, "") if dialect != "sqlite" or kind != "binary" else staged
     if kind == "boolean" and dialect in ("sqlite", "mysql"):  # no boolean type to cast to
         return sa.case(
-            (value.in_(["true", "t", "1"]), sa.literal_column("1")),
-            (value.in_(["false", "f", "0"]), sa.literal_column("0")),
+            (sa.or_(*(value == text for text in ("true", "t", "1"))), sa.literal_column("1")),
+            (sa.or_(*(value == text for text in ("false", "f", "0"))), sa.literal_column("0")),
         )
     if kind == "binary":
         if dialect == "sqlite":

@@ -57,11 +57,13 @@ def load(location: Location, target: Target, zone: tzinfo, progress: Progress) -
     result = LoadResult()
     folders = _pending_folders(inventory.tables, applied, result)
     runs = [run for run in inventory.runs if run.label not in applied]
-    # Everything to apply is verified first: a bad export anywhere leaves the target as it
-    # was, not loaded up to it.
+    # Everything to apply is checked first (a zip against its .sha1, its members against
+    # its manifest; entity files whole): a damaged export anywhere leaves the target as it
+    # was. Members' contents are checked as they are applied, each export in its own
+    # transaction.
     for folder in folders:
         progress(f"verifying {folder.folder}")
-        _refuse(check_table_folder(location, folder))
+        _refuse(check_table_folder(location, folder, deep=False))
     for run in runs:
         progress(f"verifying {run.label}")
         _refuse(check_entity_run(location, run))

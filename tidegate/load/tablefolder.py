@@ -12,15 +12,16 @@ fails) raises before the transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.errors import LoadError
-from tidegate.formats.manifest import Manifest
-from tidegate.formats.tableschema import TableSchema
+from tidegate.formats.manifest import Manifest, TableEntry
+from tidegate.formats.tableschema import TableSchema, base_type
 from tidegate.load.archive import ExportArchive
 from tidegate.load.casts import converted, staged_type
 
@@ -41,10 +42,16 @@ def apply_folder(
         if entry.whole:
             conn.execute(table.delete())
         columns = [c.name for c in files.schema.columns]
-        stage = _staged(conn, dialect, archive, files.rows, files.schema, columns, entry.rows)
-        if entry.rows:
-            conn.execute(_upsert(dialect, table, stage, files.schema))
-        stage.drop(conn)
+        binary = any(base_type(c.type) == "binary" for c in files.schema.columns)
+        if dialect == "postgresql" and entry.whole and not binary:
+            _copy_whole(conn, table, archive, files.rows, files.schema, entry.rows)
+        elif dialect == "sqlite":
+            _sqlite_rows(conn, table, archive, files.rows, files.schema, entry, binary)
+        else:
+            stage = _staged(conn, dialect, archive, files.rows, files.schema, columns, entry.rows)
+            if entry.rows:
+                conn.execute(_upsert(dialect, table, stage, files.schema))
+            stage.drop(conn)
         changed += entry.rows
         if entry.deleted:
             key = list(files.schema.primary_key)
@@ -55,6 +62,151 @@ def apply_folder(
             stage.drop(conn)
             changed += entry.deleted
     return changed
+
+
+def _copy_whole(
+    conn: Connection,
+    table: sa.Table,
+    archive: ExportArchive,
+    member: str,
+    schema: TableSchema,
+    expected: int,
+) -> None:
+    """PostgreSQL, a table exported whole into a table just emptied: COPY straight into it
+    (the server parses and types every value; an empty field in a NOT NULL text column is
+    the empty string)."""
+    columns = [c.name for c in schema.columns]
+    preparer = conn.dialect.identifier_preparer
+    not_null = [
+        preparer.quote(c.name)
+        for c in schema.columns
+        if base_type(c.type) == "text" and not c.nullable
+    ]
+    force = f", FORCE_NOT_NULL ({', '.join(not_null)})" if not_null else ""
+    names = ", ".join(preparer.quote(c) for c in columns)
+    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN (FORMAT csv{force})"
+    _counted(
+        archive,
+        member,
+        expected,
+        lambda: _copy_rows(conn, statement, archive.body(member, columns)),
+    )
+
+
+def _sqlite_rows(
+    conn: Connection,
+    table: sa.Table,
+    archive: ExportArchive,
+    member: str,
+    schema: TableSchema,
+    entry: TableEntry,
+    binary: bool,
+) -> None:
+    """SQLite: one INSERT (an upsert unless the table was just emptied), its values
+    converted in SQL, run by the driver over the parsed records (executemany: the loop is
+    in C; SQLite is in this process, so nothing is gained by staging)."""
+    columns = [c.name for c in schema.columns]
+    values = {
+        c.name: converted(sa.bindparam(f"v{i}"), c, table.c[c.name].type, "sqlite")
+        for i, c in enumerate(schema.columns)
+    }
+    from sqlalchemy.dialects import sqlite
+
+    insert: Any = sqlite.insert(table).values(values).inline()  # no RETURNING
+    others = [c for c in columns if c not in schema.primary_key]
+    if not entry.whole:
+        excluded = {c: insert.excluded[c] for c in others}
+        insert = (
+            insert.on_conflict_do_update(index_elements=list(schema.primary_key), set_=excluded)
+            if others
+            else insert.on_conflict_do_nothing(index_elements=list(schema.primary_key))
+        )
+    # Constants written into the SQL, and one positional parameter per use of a field: the
+    # driver then binds plain tuples picked from each record in C (a record's field may be
+    # used more than once by its conversion).
+    compiled = _inline_constants(insert, conn.dialect).compile(dialect=conn.dialect)
+    order = [int(name[1:]) for name in compiled.positiontup or []]
+    pick: Any = operator.itemgetter(*order) if len(order) > 1 else lambda r: (r[order[0]],)
+    records = _fields(archive, member, schema, binary)
+    raw: Any = conn.connection.driver_connection
+
+    def run() -> int:
+        return int(raw.executemany(str(compiled), map(pick, records)).rowcount)
+
+    _counted(archive, member, entry.rows, run)
+
+
+def _inline_constants(statement: Any, dialect: sa.engine.Dialect) -> Any:
+    """The statement with every bound value but the row's fields (`v<i>`) written into its
+    SQL as a literal (they are this module's own constants: "", "true", 1, …)."""
+
+    def inline(element: Any, **_: Any) -> Any:
+        if isinstance(element, sa.BindParameter) and not _is_field(element.key):
+            literal = sa.literal(element.value, element.type)
+            text = literal.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+            return sa.literal_column(str(text), element.type)
+        return None
+
+    return sa.sql.visitors.replacement_traverse(statement, {}, inline)
+
+
+def _is_field(name: str) -> bool:
+    return name[:1] == "v" and name[1:].isdigit()
+
+
+def _fields(
+    archive: ExportArchive, member: str, schema: TableSchema, binary: bool
+) -> Iterator[list[Any]]:
+    """A member's records after its header (checked), each with as many fields as the
+    table has columns; hex turned into bytes in binary columns."""
+    columns = [c.name for c in schema.columns]
+    where = f"{archive.where}/{member}"
+    records = archive.records(member)
+    header = next(records, None)
+    if header != columns:
+        raise LoadError(
+            f"{where}: its header {header!r} is not the table's columns {columns!r}",
+            "the export was altered: export it again",
+        )
+    hexed = [i for i, c in enumerate(schema.columns) if base_type(c.type) == "binary"]
+    width = len(columns)
+    for number, record in enumerate(records, start=1):
+        if len(record) != width:
+            raise LoadError(f"{where}: record {number} has {len(record)} fields, not {width}")
+        if binary:
+            for index in hexed:
+                try:
+                    record[index] = bytes.fromhex(record[index]) if record[index] else None  # type: ignore[call-overload]
+                except ValueError:
+                    raise LoadError(f"{where}: record {number}: not hex") from None
+        yield record
+
+
+def _counted(archive: ExportArchive, member: str, expected: int, load: Any) -> None:
+    """Run a bulk load; its row count must be the manifest's. A database error (a value
+    its column cannot hold) names the member."""
+    where = f"{archive.where}/{member}"
+    try:
+        count = load()
+    except sa.exc.DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
+    except Exception as error:  # the driver's own errors, raised outside SQLAlchemy
+        if isinstance(error, LoadError):
+            raise
+        reason = str(error).strip().splitlines()[0]
+        raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
+    if count != expected:
+        raise LoadError(f"{where}: {count} records, its manifest says {expected}")
+
+
+def _copy_rows(conn: Connection, statement: str, chunks: Iterator[bytes]) -> int:
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        return int(cursor.rowcount)
 
 
 def _staged(
@@ -75,17 +227,15 @@ def _staged(
     )
     stage.drop(conn, checkfirst=True)
     stage.create(conn)
-    where = f"{archive.where}/{member}"
-    try:
-        if dialect == "postgresql":
-            count = _copy(conn, stage, archive, member, columns)
-        else:
-            count = _insert(conn, stage, archive, member, schema, columns)
-    except sa.exc.DBAPIError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
-    if count != expected:
-        raise LoadError(f"{where}: {count} records, its manifest says {expected}")
+    if dialect == "postgresql":
+        _counted(archive, member, expected, lambda: _copy(conn, stage, archive, member, columns))
+    else:
+        _counted(
+            archive,
+            member,
+            expected,
+            lambda: _insert(conn, stage, archive, member, schema, columns),
+        )
     return stage
 
 
@@ -93,16 +243,10 @@ def _copy(
     conn: Connection, stage: sa.Table, archive: ExportArchive, member: str, columns: Sequence[str]
 ) -> int:
     """PostgreSQL: the member's bytes straight into COPY (the server parses the CSV)."""
-    chunks = archive.body(member, columns)
     preparer = conn.dialect.identifier_preparer
     names = ", ".join(preparer.quote(c) for c in columns)
     statement = f"COPY {preparer.format_table(stage)} ({names}) FROM STDIN (FORMAT csv)"
-    raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cursor:
-        with cursor.copy(statement) as copy:
-            for chunk in chunks:
-                copy.write(chunk)
-        return int(cursor.rowcount)
+    return _copy_rows(conn, statement, archive.body(member, columns))
 
 
 def _insert(

@@ -1,0 +1,212 @@
+"""`tidegate load` of a full export beside a raw bulk load of the same CSV.
+
+A PostgreSQL source table `parent` (the table_export.py data: 8 mixed columns, text with
+commas, quotes, newlines, NULLs and non-ASCII) is exported once by `tidegate export
+tables` (untimed), and its `parent.csv` extracted from the zip (untimed). Then, each round,
+into empty targets:
+
+- PostgreSQL: `tidegate load LOCATION --target …` (a fresh schema) beside the raw baseline
+  `psql -c "\\copy parent FROM 'parent.csv' CSV HEADER"` into an empty table of the same
+  types;
+- SQLite: `tidegate load LOCATION --target sqlite:///…` (a fresh file) beside the raw
+  baseline `sqlite3 t.db ".import --csv --skip 1 parent.csv parent"` into an empty table.
+
+Every command is its own process, timed as a whole with its peak RSS (GNU time). The
+tidegate time includes Python start-up, reading and checking the zip (sha1 of the zip and
+of every member, record counts), staging, the typed merge and its bookkeeping. Each
+target is checked to hold every row afterwards. Throughput is judged at `--rows`; memory
+at every size in `--scales` plus `--rows`.
+
+Run from the repository root:
+
+    .venv/bin/python bench/load.py                      # 1M rows (+100k for memory)
+    .venv/bin/python bench/load.py --rows 200000 --scales 20000 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from harness import measure, progress, scratch_database, tidegate_commit, verdict
+from psycopg import sql
+from table_export import PG_TABLES, Size, make_pg_source
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+GOAL = 0.50  # tidegate rows/s at least this x the raw baseline's
+RSS_FLAT = 1.25
+TIDEGATE = [sys.executable, "-m", "tidegate"]
+PARENT_SQLITE = (
+    "CREATE TABLE parent (id INTEGER PRIMARY KEY, customer TEXT, email TEXT, "
+    "amount NUMERIC(12,2), ratio REAL, status TEXT, created_at TIMESTAMP, note TEXT)"
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    seconds: float
+    rss_kib: int
+
+
+def export_once(url: str, schema: str, rows: int, work: Path) -> tuple[Path, Path]:
+    """The source, its export (a location), and parent.csv extracted from it."""
+    make_pg_source(url, schema, Size(rows, 0))
+    config = work / "tidegate.toml"
+    config.write_text(
+        f'[source]\nurl = "{url}"\nschema = "{schema}"\n'
+        f'[output]\nlocation = "{work / "exports"}"\n[tables]\ninclude = ["parent"]\n'
+    )
+    for command in (["init"], ["export", "tables"]):
+        subprocess.run([*TIDEGATE, "-c", str(config), *command], check=True, capture_output=True)
+    folder = next((work / "exports").glob("export_*"))
+    with zipfile.ZipFile(next(folder.glob("*.zip"))) as archive:
+        archive.extract("parent.csv", work)
+    return config, work / "parent.csv"
+
+
+def pg_target(url: str, number: int) -> tuple[str, str]:
+    """A fresh schema: (its name, a URL whose search_path is it)."""
+    schema = f"target_{number}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return schema, f"{url}?options=-csearch_path%3D{schema}"
+
+
+def count_pg(url: str, schema: str) -> int:
+    with psycopg.connect(url) as conn:
+        query = sql.SQL("SELECT count(*) FROM {}.parent").format(sql.Identifier(schema))
+        row = conn.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
+
+def count_sqlite(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM parent").fetchone()[0])
+
+
+def run_round(
+    url: str, config: Path, csv_file: Path, work: Path, number: int, rows: int
+) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    location = str(work / "exports")
+    # PostgreSQL: raw COPY into an empty typed table.
+    schema, target = pg_target(url, number * 2)
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(PG_TABLES.split(";")[0])
+    sample, _ = measure(["psql", "-q", target, "-c", f"\\copy parent FROM '{csv_file}' CSV HEADER"])
+    assert count_pg(url, schema) == rows
+    results["postgresql raw: psql \\copy"] = Result(sample.seconds, sample.rss_kib)
+    schema, target = pg_target(url, number * 2 + 1)
+    sample, _ = measure([*TIDEGATE, "-c", str(config), "load", location, "--target", target])
+    assert count_pg(url, schema) == rows, "tidegate did not load every row into PostgreSQL"
+    results["postgresql tidegate load"] = Result(sample.seconds, sample.rss_kib)
+    # SQLite: raw .import into an empty typed table.
+    raw_db, tidegate_db = work / f"raw_{number}.db", work / f"tidegate_{number}.db"
+    with sqlite3.connect(raw_db) as conn:
+        conn.execute(PARENT_SQLITE)
+    sample, _ = measure(["sqlite3", str(raw_db), f".import --csv --skip 1 {csv_file} parent"])
+    assert count_sqlite(raw_db) == rows
+    results["sqlite raw: sqlite3 .import"] = Result(sample.seconds, sample.rss_kib)
+    sample, _ = measure(
+        [*TIDEGATE, "-c", str(config), "load", location, "--target", f"sqlite:///{tidegate_db}"]
+    )
+    assert count_sqlite(tidegate_db) == rows, "tidegate did not load every row into SQLite"
+    results["sqlite tidegate load"] = Result(sample.seconds, sample.rss_kib)
+    raw_db.unlink()
+    tidegate_db.unlink()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--scales", default="100000", help="row counts for the memory check")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    options = parser.parse_args()
+    sizes = sorted({*(int(s) for s in options.scales.split(",") if s), options.rows})
+    medians: dict[int, dict[str, Result]] = {}
+    for rows in sizes:
+        rounds = options.rounds if rows == options.rows else 1
+        with scratch_database(options.url) as url, tempfile.TemporaryDirectory() as scratch:
+            work = Path(scratch)
+            progress(f"exporting {rows:,} rows")
+            config, csv_file = export_once(url, "source", rows, work)
+            collected: dict[str, list[Result]] = {}
+            for number in range(rounds):
+                for case, result in run_round(url, config, csv_file, work, number, rows).items():
+                    collected.setdefault(case, []).append(result)
+                    progress(
+                        f"{rows:>9,} rows  round {number + 1}  {case:<28} {result.seconds:7.2f} s  {result.rss_kib / 1024:6.1f} MiB"
+                    )
+            medians[rows] = {
+                case: Result(
+                    statistics.median(r.seconds for r in results), max(r.rss_kib for r in results)
+                )
+                for case, results in collected.items()
+            }
+            shutil.rmtree(work / "exports")
+    report(medians, options)
+
+
+def report(medians: dict[int, dict[str, Result]], options: argparse.Namespace) -> None:
+    if options.json:
+        print(
+            json.dumps(
+                {
+                    rows: {c: r.__dict__ for c, r in cases.items()}
+                    for rows, cases in medians.items()
+                },
+                indent=2,
+            )
+        )
+        return
+    print(f"median of {options.rounds} round(s) at {options.rows:,} rows (1 round at other sizes)")
+    print(
+        f"{'rows':>10}  {'case':<28} {'wall s':>7} {'rows/s':>10} {'peak RSS MiB':>13} {'x raw':>6}"
+    )
+    for rows, cases in medians.items():
+        for case, result in cases.items():
+            base = cases[
+                case.split(" ")[0]
+                + (
+                    " raw: psql \\copy"
+                    if case.startswith("postgresql")
+                    else " raw: sqlite3 .import"
+                )
+            ]
+            ratio = base.seconds / result.seconds
+            print(
+                f"{rows:>10,}  {case:<28} {result.seconds:7.2f} {rows / result.seconds:10,.0f} {result.rss_kib / 1024:13.1f} {ratio:6.2f}"
+            )
+    top = medians[options.rows]
+    for database, raw in (
+        ("postgresql", "postgresql raw: psql \\copy"),
+        ("sqlite", "sqlite raw: sqlite3 .import"),
+    ):
+        ratio = top[raw].seconds / top[f"{database} tidegate load"].seconds
+        print(
+            f"goal: {database} rows/s >= {GOAL:.2f} x raw at {options.rows:,}: {ratio:.2f}  {verdict(ratio >= GOAL)}"
+        )
+        rss = [medians[rows][f"{database} tidegate load"].rss_kib for rows in medians]
+        flat = max(rss) / min(rss)
+        print(
+            f"goal: {database} peak RSS flat (largest/smallest <= {RSS_FLAT}): {flat:.2f}  {verdict(flat <= RSS_FLAT)}"
+        )
+    print(f"tidegate {tidegate_commit()}, Python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
