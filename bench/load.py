@@ -149,7 +149,8 @@ def main() -> None:
                 for case, result in run_round(url, config, csv_file, work, number, rows).items():
                     collected.setdefault(case, []).append(result)
                     progress(
-                        f"{rows:>9,} rows  round {number + 1}  {case:<28} {result.seconds:7.2f} s  {result.rss_kib / 1024:6.1f} MiB"
+                        f"{rows:>9,} rows  round {number + 1}  {case:<28} "
+                        f"{result.seconds:7.2f} s  {result.rss_kib / 1024:6.1f} MiB"
                     )
             medians[rows] = {
                 case: Result(
@@ -189,7 +190,8 @@ def report(medians: dict[int, dict[str, Result]], options: argparse.Namespace) -
             ]
             ratio = base.seconds / result.seconds
             print(
-                f"{rows:>10,}  {case:<28} {result.seconds:7.2f} {rows / result.seconds:10,.0f} {result.rss_kib / 1024:13.1f} {ratio:6.2f}"
+                f"{rows:>10,}  {case:<28} {result.seconds:7.2f} "
+                f"{rows / result.seconds:10,.0f} {result.rss_kib / 1024:13.1f} {ratio:6.2f}"
             )
     top = medians[options.rows]
     for database, raw in (
@@ -198,12 +200,14 @@ def report(medians: dict[int, dict[str, Result]], options: argparse.Namespace) -
     ):
         ratio = top[raw].seconds / top[f"{database} tidegate load"].seconds
         print(
-            f"goal: {database} rows/s >= {GOAL:.2f} x raw at {options.rows:,}: {ratio:.2f}  {verdict(ratio >= GOAL)}"
+            f"goal: {database} rows/s >= {GOAL:.2f} x raw at {options.rows:,}: "
+            f"{ratio:.2f}  {verdict(ratio >= GOAL)}"
         )
         rss = [medians[rows][f"{database} tidegate load"].rss_kib for rows in medians]
         flat = max(rss) / min(rss)
         print(
-            f"goal: {database} peak RSS flat (largest/smallest <= {RSS_FLAT}): {flat:.2f}  {verdict(flat <= RSS_FLAT)}"
+            f"goal: {database} peak RSS flat (largest/smallest <= {RSS_FLAT}): "
+            f"{flat:.2f}  {verdict(flat <= RSS_FLAT)}"
         )
     print(f"tidegate {tidegate_commit()}, Python {sys.version.split()[0]}")
 
