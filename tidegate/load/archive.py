@@ -168,18 +168,28 @@ class ExportArchive:
         """A CSV member's records (the header first), as lists of fields; a line too long
         or text that is not UTF-8 is refused, naming the member."""
         where = f"{self.where}/{name}"
-        chunks = _line_bounded(self.chunks(name), where)
+        try:
+            yield from self.reader(name)
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise csv_error(where, error) from None
+
+    def reader(self, name: str) -> Iterator[list[str]]:
+        """`records` without the wrapping generator, for bulk loads that iterate in C: its
+        UnicodeDecodeError and csv.Error are the caller's to turn into `csv_error`."""
+        chunks = _line_bounded(self.chunks(name), f"{self.where}/{name}")
         raw = io.BufferedReader(_ChunkReader(chunks), CHUNK)
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        try:
-            yield from csv.reader(text, strict=True)
-        except UnicodeDecodeError:
-            raise LoadError(f"{where}: not UTF-8 text") from None
-        except csv.Error as error:
-            raise LoadError(f"{where}: not valid CSV ({error})") from None
+        return csv.reader(text, strict=True)
 
     def close(self) -> None:
         self.zip.close()
+
+
+def csv_error(where: str, error: Exception) -> LoadError:
+    """The one-line error for a CSV member that cannot be read."""
+    if isinstance(error, UnicodeDecodeError):
+        return LoadError(f"{where}: not UTF-8 text")
+    return LoadError(f"{where}: not valid CSV ({error})")
 
 
 def _schema(archive: ExportArchive, where: str) -> tuple[str, list[TableSchema]]:

@@ -12,7 +12,7 @@ fails) raises before the transaction commits.
 
 from __future__ import annotations
 
-import operator
+import csv
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from tidegate.errors import LoadError
 from tidegate.formats.manifest import Manifest, TableEntry
 from tidegate.formats.tableschema import TableSchema, base_type
-from tidegate.load.archive import ExportArchive
+from tidegate.load.archive import ExportArchive, csv_error
 from tidegate.load.casts import converted, staged_type
 
 BATCH_ROWS = 10_000
@@ -103,15 +103,16 @@ def _sqlite_rows(
     binary: bool,
 ) -> None:
     """SQLite: one INSERT (an upsert unless the table was just emptied), its values
-    converted in SQL, run by the driver over the parsed records (executemany: the loop is
-    in C; SQLite is in this process, so nothing is gained by staging)."""
-    columns = [c.name for c in schema.columns]
-    values = {
-        c.name: converted(sa.bindparam(f"v{i}"), c, table.c[c.name].type, "sqlite")
-        for i, c in enumerate(schema.columns)
-    }
+    converted in SQL, run by the driver over the parsed records: `executemany` loops in C,
+    binding each record as it is (field i is parameter ?i+1, used as often as its
+    conversion needs; the driver refuses a record with another number of fields)."""
     from sqlalchemy.dialects import sqlite
 
+    columns = [c.name for c in schema.columns]
+    values: dict[str, Any] = {}
+    for number, column in enumerate(schema.columns, start=1):
+        conversion = converted(sa.bindparam("field"), column, table.c[column.name].type, "sqlite")
+        values[column.name] = sa.literal_column(_numbered(conversion, number))
     insert: Any = sqlite.insert(table).values(values).inline()  # no RETURNING
     others = [c for c in columns if c not in schema.primary_key]
     if not entry.whole:
@@ -121,37 +122,40 @@ def _sqlite_rows(
             if others
             else insert.on_conflict_do_nothing(index_elements=list(schema.primary_key))
         )
-    # Constants written into the SQL, and one positional parameter per use of a field: the
-    # driver then binds plain tuples picked from each record in C (a record's field may be
-    # used more than once by its conversion).
-    compiled = _inline_constants(insert, conn.dialect).compile(dialect=conn.dialect)
-    order = [int(name[1:]) for name in compiled.positiontup or []]
-    pick: Any = operator.itemgetter(*order) if len(order) > 1 else lambda r: (r[order[0]],)
+    statement = str(insert.compile(dialect=conn.dialect))
     records = _fields(archive, member, schema, binary)
     raw: Any = conn.connection.driver_connection
 
     def run() -> int:
-        return int(raw.executemany(str(compiled), map(pick, records)).rowcount)
+        return int(raw.executemany(statement, records).rowcount)
 
     _counted(archive, member, entry.rows, run)
 
 
-def _inline_constants(statement: Any, dialect: sa.engine.Dialect) -> Any:
-    """The statement with every bound value but the row's fields (`v<i>`) written into its
-    SQL as a literal (they are this module's own constants: "", "true", 1, …)."""
+def _numbered(expression: sa.ColumnElement[Any], number: int) -> str:
+    """A column's conversion as SQL text, its constants written in and its one parameter
+    (named `field`) turned into `?<number>`. The text holds no identifier and no value from
+    an export (only casts.py's own constants), so the replacement cannot hit anything
+    else."""
+    from sqlalchemy.dialects import sqlite
+
+    named = sqlite.dialect(paramstyle="named")
+    text = str(_inline_constants(expression, named).compile(dialect=named))
+    return text.replace(":field", f"?{number}")
+
+
+def _inline_constants(expression: Any, dialect: sa.engine.Dialect) -> Any:
+    """The expression with every bound value but the record's field written into its SQL
+    as a literal (they are casts.py's own constants: "", "true", 1, …)."""
 
     def inline(element: Any, **_: Any) -> Any:
-        if isinstance(element, sa.BindParameter) and not _is_field(element.key):
+        if isinstance(element, sa.BindParameter) and element.key != "field":
             literal = sa.literal(element.value, element.type)
             text = literal.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
             return sa.literal_column(str(text), element.type)
         return None
 
-    return sa.sql.visitors.replacement_traverse(statement, {}, inline)
-
-
-def _is_field(name: str) -> bool:
-    return name[:1] == "v" and name[1:].isdigit()
+    return sa.sql.visitors.replacement_traverse(expression, {}, inline)
 
 
 def _fields(
@@ -161,24 +165,26 @@ def _fields(
     table has columns; hex turned into bytes in binary columns."""
     columns = [c.name for c in schema.columns]
     where = f"{archive.where}/{member}"
-    records = archive.records(member)
+    records = archive.reader(member) if not binary else archive.records(member)
     header = next(records, None)
     if header != columns:
         raise LoadError(
             f"{where}: its header {header!r} is not the table's columns {columns!r}",
             "the export was altered: export it again",
         )
+    if not binary:
+        yield from records  # the driver counts each record's fields
+        return
     hexed = [i for i, c in enumerate(schema.columns) if base_type(c.type) == "binary"]
     width = len(columns)
     for number, record in enumerate(records, start=1):
         if len(record) != width:
             raise LoadError(f"{where}: record {number} has {len(record)} fields, not {width}")
-        if binary:
-            for index in hexed:
-                try:
-                    record[index] = bytes.fromhex(record[index]) if record[index] else None  # type: ignore[call-overload]
-                except ValueError:
-                    raise LoadError(f"{where}: record {number}: not hex") from None
+        for index in hexed:
+            try:
+                record[index] = bytes.fromhex(record[index]) if record[index] else None  # type: ignore[call-overload]
+            except ValueError:
+                raise LoadError(f"{where}: record {number}: not hex") from None
         yield record
 
 
@@ -191,6 +197,8 @@ def _counted(archive: ExportArchive, member: str, expected: int, load: Any) -> N
     except sa.exc.DBAPIError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise csv_error(where, error) from None
     except Exception as error:  # the driver's own errors, raised outside SQLAlchemy
         if isinstance(error, LoadError):
             raise
