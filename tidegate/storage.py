@@ -56,30 +56,23 @@ class Location:
 
     def folders(self) -> list[str]:
         """Names of the folders directly below the root (none if the root is missing)."""
-        try:
-            entries = self.fs.ls(self.root, detail=True)
-        except FileNotFoundError:
-            return []
-        except OSError as error:
-            raise self._error("list folders", error) from None
-        return sorted(
-            entry["name"].rstrip("/").rsplit("/", 1)[-1]
-            for entry in entries
-            if entry.get("type") == "directory"
-        )
+        return self._entries("directory", self.root)
 
     def files(self, *parts: str) -> list[str]:
         """Names of the files directly in a folder below the root (none if it is missing)."""
+        return self._entries("file", self.path(*parts))
+
+    def _entries(self, kind: str, path: str) -> list[str]:
         try:
-            entries = self.fs.ls(self.path(*parts), detail=True)
+            entries = self.fs.ls(path, detail=True)
         except FileNotFoundError:
             return []
         except OSError as error:
-            raise self._error("list files", error) from None
+            raise self._error(f"list {path}", error) from None
         return sorted(
             entry["name"].rstrip("/").rsplit("/", 1)[-1]
             for entry in entries
-            if entry.get("type") == "file"
+            if entry.get("type") == kind
         )
 
     @contextmanager
