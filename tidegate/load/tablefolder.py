@@ -1,13 +1,17 @@
 """Applying one table-export folder to the target, inside the caller's transaction.
 
-For each table in the export: its CSV is staged as text in a temporary table (PostgreSQL:
-`COPY` of the CSV bytes as they come out of the zip; elsewhere, bulk inserts of the parsed
-fields), then merged by primary key in one set-based statement that also converts the
-text to the columns' types (casts.py): `INSERT … SELECT … ON CONFLICT DO UPDATE`, or
-`ON DUPLICATE KEY UPDATE` on MariaDB. Deleted keys are staged the same way and deleted in
-one statement. A table exported whole (a snapshot) replaces the table's rows. Any error (a
-CSV that does not match its header, a value its column cannot hold, a member whose sha1
-fails) raises before the transaction commits.
+Per table, in one statement each, the text of the CSV turned into the columns' types by
+the target in SQL (casts.py), not in Python:
+
+- PostgreSQL, a table exported whole: emptied, then `COPY`ed straight from the zip member;
+- SQLite: one `INSERT … ON CONFLICT DO UPDATE` run by the driver over the parsed records;
+- otherwise: the records staged as text in a temporary table (PostgreSQL: `COPY`), then
+  merged by primary key with `INSERT … SELECT … ON CONFLICT DO UPDATE` (`ON DUPLICATE KEY
+  UPDATE` on MariaDB).
+
+Deleted keys are staged the same way and deleted in one statement. Any error (a CSV that
+does not match its header, a value its column cannot hold, a member whose sha1 fails, a
+record count other than the manifest's) raises before the transaction commits.
 """
 
 from __future__ import annotations
@@ -318,15 +322,9 @@ def _upsert(dialect: str, table: sa.Table, stage: sa.Table, schema: TableSchema)
         updates = {c: insert.inserted[c] for c in others} or {key[0]: insert.inserted[key[0]]}
         merged: sa.Executable = insert.on_duplicate_key_update(updates)
         return merged
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
+    from sqlalchemy.dialects import postgresql  # DuckDB's dialect is PostgreSQL's
 
-        # SQLite needs a WHERE to tell an upsert's SELECT from a join's ON.
-        upsert: Any = sqlite.insert(table).from_select(columns, rows.where(sa.true()))
-    else:  # PostgreSQL and DuckDB
-        from sqlalchemy.dialects import postgresql
-
-        upsert = postgresql.insert(table).from_select(columns, rows)
+    upsert: Any = postgresql.insert(table).from_select(columns, rows)
     if not others:
         merged = upsert.on_conflict_do_nothing(index_elements=key)
     else:
