@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import random
 import shutil
 import stat
@@ -90,6 +91,9 @@ def refused(tmp_path: Path, location: Path, names: str) -> None:
 def test_the_untouched_exports_verify_and_load(exports: Path, tmp_path: Path) -> None:
     code, out, _ = cli(tmp_path, "verify", str(exports))
     assert code == 0 and "all verified" in out, out
+    code, out, _ = cli(tmp_path, "verify", str(exports), "--json")
+    assert code == 0
+    assert json.loads(out) == {"table_exports": 3, "entity_runs": 3, "problems": []}
     code, out, err = cli(tmp_path, "load", str(exports))
     assert code == 0, err
     assert "loaded 3 table export(s)" in out
@@ -248,8 +252,6 @@ def test_a_line_past_the_limit_is_refused(
 def test_json_nested_past_the_limit_is_refused(exports: Path, tmp_path: Path) -> None:
     """An entity file whose record nests 100,000 arrays deep (checksums made right)."""
     manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
-    import json
-
     manifest = json.loads(manifest_path.read_text())
     entry = manifest["files"][0]
     deep = b'{"OBJ":"ORDERS","TIMESTAMP":"x","PK1":"a","PK2":"1","DATA":' + b"[" * 100_000

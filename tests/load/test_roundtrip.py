@@ -79,3 +79,24 @@ def test_entity_exports_load(
     api.load(config)
     assert_target_equals_source(source, target, *ENTITY_TABLES, trimmed=True)
     target.dispose()
+
+
+def test_a_column_added_in_the_source_is_added_in_the_target(
+    sqlite_source: Source, target: TargetDb
+) -> None:
+    """Schema evolution: the next export carries the new column; load adds it (older rows
+    NULL) and fills it for the rows that changed."""
+    source = sqlite_source
+    source.create(*sample_tables())
+    config = source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    change(source, random.Random(5), 8)
+    tidegate.export_tables(config)
+    api.load(config)
+    with source.engine().begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE parent ADD COLUMN extra INTEGER")
+        conn.exec_driver_sql("UPDATE parent SET extra = id * 10")
+    tidegate.init(config)  # capture picks up the new column
+    tidegate.export_tables(config, until_caught_up=True)
+    api.load(config)
+    assert_target_equals_source(source, target, "parent", "child line")
