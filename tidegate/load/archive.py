@@ -179,6 +179,7 @@ class ExportArchive:
         chunks = _line_bounded(self.chunks(name), f"{self.where}/{name}")
         raw = io.BufferedReader(_ChunkReader(chunks), CHUNK)
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        text._CHUNK_SIZE = CHUNK  # type: ignore[attr-defined]  # decode in large pieces
         return csv.reader(text, strict=True)
 
     def close(self) -> None:
@@ -219,11 +220,12 @@ def _line_bounded(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
 
 
 class _ChunkReader(io.RawIOBase):
-    """A file object over an iterator of byte chunks (for TextIOWrapper)."""
+    """A file object over an iterator of byte chunks (for TextIOWrapper); a chunk is
+    handed out through a memoryview, never copied piecewise."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks = chunks
-        self.rest = b""
+        self.rest = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -233,7 +235,7 @@ class _ChunkReader(io.RawIOBase):
             chunk = next(self.chunks, None)
             if chunk is None:
                 return 0
-            self.rest = chunk
+            self.rest = memoryview(chunk)
         size = min(len(buffer), len(self.rest))
         buffer[:size] = self.rest[:size]
         self.rest = self.rest[size:]
