@@ -140,6 +140,13 @@ def swap_two_manifests(location: Path) -> str:
     return first.name
 
 
+def corrupt_an_entity_manifest(location: Path) -> str:
+    victim = sorted((location / "entities").glob("INC_EXPORT_*.manifest.json"))[0]
+    text = victim.read_text()
+    victim.write_text(text[: len(text) // 2])
+    return victim.name
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
@@ -148,6 +155,7 @@ def swap_two_manifests(location: Path) -> str:
         delete_middle_folder,
         delete_a_manifest,
         swap_two_manifests,
+        corrupt_an_entity_manifest,
     ],
 )
 def test_tampered_exports_are_named_and_refused(

@@ -148,7 +148,8 @@ class EntityFileName:
 
     @staticmethod
     def initial_subject(entity: str, prefix: str = "") -> str:
-        return f"{prefix}_{entity}" if prefix else entity
+        subject = f"{prefix}_{entity}" if prefix else entity
+        return file_safe(subject)  # a name with "/" or a leading "." stays one file name
 
     @staticmethod
     def parse(name: str) -> EntityFileName:
@@ -179,7 +180,9 @@ class EntityFileName:
         )
 
 
+# The subject (prefix and entity) is any text without a path separator or a leading dot;
+# the fixed fields after it are matched from the end.
 _ENTITY_FILE = re.compile(
-    r"(INIT_EXPORT|INC_EXPORT)(?:_([A-Za-z0-9_-]+?))?_(\d+)_(\d+)_(\d+)_(\d{14})(?:_(\d+))?"
+    r"(INIT_EXPORT|INC_EXPORT)(?:_([^/\\.][^/\\]*?))?_(\d+)_(\d+)_(\d+)_(\d{14})(?:_(\d+))?"
     r"\.json\.gz"
 )

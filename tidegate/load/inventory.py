@@ -16,10 +16,12 @@ ENTITY_FOLDER = "entities"
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong with a file of a location, for one line of output."""
+    """Something wrong with a file of a location, for one line of output. A problem that
+    is not `serious` is a note (a folder that is no export); load refuses the others."""
 
     file: str
     message: str
+    serious: bool = True
 
     def __str__(self) -> str:
         return f"{self.file}: {self.message}"
@@ -66,7 +68,7 @@ def take_inventory(location: Location) -> Inventory:
         try:
             name = ExportName.parse(folder)
         except FormatError:
-            inventory.problems.append(Problem(folder, "not an export folder (ignored)"))
+            inventory.problems.append(Problem(folder, "not an export folder (ignored)", False))
             continue
         inventory.tables.append(TableFolder(name, _table_manifest(location, name, inventory)))
     inventory.tables.sort(key=lambda t: t.name)

@@ -53,6 +53,7 @@ class LoadResult:
 
 def load(location: Location, target: Target, zone: tzinfo, progress: Progress) -> LoadResult:
     inventory = take_inventory(location)
+    _refuse([problem for problem in inventory.problems if problem.serious])
     applied = target.applied()
     result = LoadResult()
     folders = _pending_folders(inventory.tables, applied, result)
