@@ -121,11 +121,17 @@ def _server_lock(
 def _server_unlock(db: Database, conn: Connection, name: str) -> None:
     if conn.invalidated or conn.closed:
         return  # the server dropped the session, and with it the lock
-    if db.dialect == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _advisory_key(name)})
-    else:
-        conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-    conn.commit()
+    try:
+        if db.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _advisory_key(name)})
+        else:
+            conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+        conn.commit()
+    except sa.exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # The session is gone (the server ended it): its lock went with it. Raising here
+        # would hide the error that ended the run.
 
 
 @contextmanager

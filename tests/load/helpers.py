@@ -20,7 +20,7 @@ def normal(value: Any, *, loose: bool) -> Any:
     """A value as both sides can hold it: '' and NULL alike (the formats cannot tell them
     apart), booleans as integers, numbers as Decimals (as floats when a side is SQLite,
     which keeps NUMERIC as REAL), date-times parsed and in UTC without zone, bytes."""
-    if value is None or value == "":
+    if value is None or value == "" or value == b"":
         return None
     if isinstance(value, bool):
         return int(value)

@@ -1,0 +1,196 @@
+"""Faults beyond kills: a full disk and a read-only output location during an export, a
+source connection cut mid-stream, a target connection cut mid-load. Each ends with one
+clear error line and exit 1, nothing half-published or half-applied, and a clean
+recovery by the next run."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import tidegate
+from tests.conftest import Source
+from tests.load.conftest import make_target
+from tests.load.helpers import assert_target_equals_source
+from tests.load.test_roundtrip import change
+from tests.tables.helpers import assert_rebuild_equals_source, sample_tables
+from tests.test_cli import assert_one_error, run
+from tidegate import api
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs (needs the right to mount, as root in a container has)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def remount(mount: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mount)], check=True)
+
+
+def filled_source(source: Source, rows: int = 60) -> tidegate.Config:
+    source.create(*sample_tables())
+    config = source.config()
+    tidegate.init(config)
+    change(source, random.Random(2), rows)
+    return config
+
+
+def export_cli(source: Source, location: Path) -> tuple[int, str, str]:
+    config = (
+        f'[source]\nurl = "{source.url}"\n'
+        + (f'schema = "{source.schema}"\n' if source.schema else "")
+        + f'[output]\nlocation = "{location}"\n'
+    )
+    return run(source.tmp_path, "export", "tables", config=config)
+
+
+def published(location: Path) -> list[str]:
+    return sorted(p.name for p in location.glob("export_*"))
+
+
+def test_a_full_disk_stops_the_export_and_the_next_run_recovers(
+    sqlite_source: Source, small_disk: Path
+) -> None:
+    filled_source(sqlite_source)
+    with sqlite_source.engine().begin() as conn:  # about 1 MB of random text: no room
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+            "INSERT INTO parent (id, label) SELECT i, hex(randomblob(190)) FROM n"
+        )
+    location = small_disk / "exports"
+    code, _out, err = export_cli(sqlite_source, location)
+    assert code == 1
+    assert_one_error(err, r"Error: .*No space left on device.*")
+    assert published(location) == []  # nothing half-published
+    remount(small_disk, "size=64m")
+    code, _out, err = export_cli(sqlite_source, location)
+    assert code == 0, err
+    assert len(published(location)) == 1
+    assert_rebuild_equals_source(sqlite_source, location, *sample_tables())
+
+
+def test_a_read_only_location_stops_the_export_and_the_next_run_recovers(
+    sqlite_source: Source, small_disk: Path
+) -> None:
+    filled_source(sqlite_source, rows=10)
+    location = small_disk / "exports"
+    location.mkdir()
+    remount(small_disk, "ro")
+    code, _out, err = export_cli(sqlite_source, location)
+    assert code == 1
+    assert_one_error(err, r"Error: .*[Rr]ead-only file system.*")
+    remount(small_disk, "rw")
+    code, _out, err = export_cli(sqlite_source, location)
+    assert code == 0, err
+    assert_rebuild_equals_source(sqlite_source, location, *sample_tables())
+
+
+@pytest.fixture
+def pg_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Source]:
+    from tests.conftest import _make_source
+
+    yield from _make_source(request, "postgresql", tmp_path)
+
+
+def terminate_backends(url: str, application_name: str) -> int:
+    """Cut every connection of this test's tidegate from the server."""
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": application_name},
+        ).scalar()
+    admin.dispose()
+    return int(killed or 0)
+
+
+def test_a_source_connection_cut_mid_export_is_one_error_then_recovered(
+    pg_source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends the export's connections while its rows stream."""
+    filled_source(pg_source)
+    with pg_source.engine().begin() as conn:  # several chunks to stream: the cut falls inside
+        conn.exec_driver_sql(
+            f'INSERT INTO "{pg_source.schema}".parent (id, label) '
+            "SELECT i, repeat(md5(i::text), 6) FROM generate_series(1000, 200000) AS i"
+        )
+    monkeypatch.setenv("TIDEGATE_NO_CLIENTS", "1")  # read by libpq in this process
+    name = "tidegate-fault-test"
+    url = sa.make_url(pg_source.url).update_query_dict({"application_name": name})
+    pg_source.url = url.render_as_string(hide_password=False)
+    from tidegate.tables import readers
+
+    original = readers.PostgresReader.rows
+
+    def rows_then_cut(self: object, *args: object) -> Iterator[bytes]:
+        chunks = original(self, *args)  # type: ignore[arg-type]
+        first = next(chunks, None)
+        terminate_backends(pg_source.url, name)
+        if first is not None:
+            yield first
+        yield from chunks
+
+    monkeypatch.setattr(readers.PostgresReader, "rows", rows_then_cut)
+    code, _out, err = export_cli(pg_source, pg_source.tmp_path / "exports")
+    assert code == 1
+    assert "unexpected" not in err
+    assert_one_error(err, r"Error: .*(terminat|connection|closed|lost).*")
+    monkeypatch.setattr(readers.PostgresReader, "rows", original)
+    code, _out, err = export_cli(pg_source, pg_source.tmp_path / "exports")
+    assert code == 0, err
+    assert_rebuild_equals_source(pg_source, pg_source.tmp_path / "exports", *sample_tables())
+
+
+def test_a_target_connection_cut_mid_load_is_one_error_then_recovered(
+    request: pytest.FixtureRequest, sqlite_source: Source, tmp_path: Path
+) -> None:
+    target = make_target(request, "postgresql", tmp_path)
+    name = "tidegate-fault-load"
+    target.url = (
+        sa.make_url(target.url)
+        .update_query_dict({"application_name": name})
+        .render_as_string(hide_password=False)
+    )
+    filled_source(sqlite_source)
+    config = sqlite_source.config(f"target.url={target.url}")
+    tidegate.export_tables(config)
+    from tidegate.load import tablefolder
+
+    original = tablefolder._counted
+
+    def counted_then_cut(*args: object) -> None:
+        original(*args)  # type: ignore[arg-type]
+        terminate_backends(target.url, name)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tablefolder, "_counted", counted_then_cut)
+        code, _out, err = run(
+            tmp_path, "load", str(tmp_path / "exports"), "--target", target.url, config=""
+        )
+    assert code == 1
+    assert "unexpected" not in err
+    assert_one_error(err, r"Error: target .*")
+    result = api.load(config)
+    assert result.tables
+    assert_target_equals_source(sqlite_source, target, "parent", "child line")
+    target.dispose()
