@@ -100,3 +100,42 @@ def test_a_column_added_in_the_source_is_added_in_the_target(
     tidegate.export_tables(config, until_caught_up=True)
     api.load(config)
     assert_target_equals_source(source, target, "parent", "child line")
+
+
+def test_two_loads_at_once_apply_each_export_once(
+    request: pytest.FixtureRequest, sqlite_source: Source, tmp_path: object
+) -> None:
+    """Two loads race into one PostgreSQL target: one applies the exports, the other stops
+    at once with a clear error (or finds them applied); nothing is applied twice."""
+    import threading
+    from pathlib import Path
+
+    from tidegate.errors import TargetError
+
+    assert isinstance(tmp_path, Path)
+    target = make_target(request, "postgresql", tmp_path)
+    sqlite_source.create(*sample_tables())
+    config = sqlite_source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    change(sqlite_source, random.Random(4), 30)
+    tidegate.export_tables(config, until_caught_up=True)
+    errors: list[Exception] = []
+
+    def load() -> None:
+        try:
+            api.load(config)
+        except Exception as error:  # judged below: only the clash may fail a load
+            errors.append(error)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(e, TargetError) and "another load" in str(e) for e in errors), errors
+    api.load(config)
+    assert_target_equals_source(sqlite_source, target, "parent", "child line")
+    with target.engine().connect() as conn:
+        applied = conn.exec_driver_sql("SELECT export FROM tidegate_applied").scalars().all()
+    assert len(applied) == len(set(applied)) >= 1
+    target.dispose()

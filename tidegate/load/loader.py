@@ -52,6 +52,11 @@ class LoadResult:
 
 
 def load(location: Location, target: Target, zone: tzinfo, progress: Progress) -> LoadResult:
+    with target.exclusive():
+        return _load(location, target, zone, progress)
+
+
+def _load(location: Location, target: Target, zone: tzinfo, progress: Progress) -> LoadResult:
     inventory = take_inventory(location)
     _refuse([problem for problem in inventory.problems if problem.serious])
     applied = target.applied()

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -26,6 +26,8 @@ from sqlalchemy.engine import Connection, Engine
 from tidegate.errors import TargetError
 from tidegate.formats.tableschema import TableSchema, base_type
 
+T = TypeVar("T")
+LOCK_KEY = 0x7469_6465_6761_7465  # "tidegate": PostgreSQL's advisory-lock key for loads
 DIALECTS = ("postgresql", "sqlite", "duckdb", "mysql")
 PARTITIONS = 8
 
@@ -72,10 +74,48 @@ class Target:
         self.engine = _engine(parsed)
 
     @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One load at a time per target: a session lock on the server (PostgreSQL's
+        advisory lock, MariaDB's GET_LOCK) held for the whole load. SQLite and DuckDB
+        files lock themselves."""
+        if self.dialect not in ("postgresql", "mysql"):
+            yield
+            return
+        statements = {
+            "postgresql": ("SELECT pg_try_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+            "mysql": ("SELECT GET_LOCK(:key, 0)", "SELECT RELEASE_LOCK(:key)"),
+        }
+        take, release = statements[self.dialect]
+        key: object = LOCK_KEY if self.dialect == "postgresql" else "tidegate_load"
+        with self.engine.connect() as conn:
+            taken = conn.execute(sa.text(take), {"key": key}).scalar()
+            conn.commit()
+            if not taken:
+                raise TargetError(
+                    f"target {self.safe_url}: another load into it is running; not started",
+                    "wait for it to finish, then run load again",
+                )
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sa.exc.DBAPIError):  # a lost session freed it
+                    conn.execute(sa.text(release), {"key": key})
+                    conn.commit()
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """One transaction on the target; a lost connection or a clash with another load
+        (both recording the same export as applied) is one error line, and the
+        transaction is rolled back."""
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except sa.exc.IntegrityError as error:
+            raise TargetError(
+                f"target {self.safe_url}: another load applied the same export at the same "
+                f"time ({_first_line(error)}); this one was rolled back",
+                "run one load at a time per target; run it again to apply what is left",
+            ) from None
         except sa.exc.OperationalError as error:
             raise TargetError(f"target {self.safe_url}: {_first_line(error)}") from None
 
@@ -86,28 +126,44 @@ class Target:
     def prepare(self, schemas: Sequence[TableSchema]) -> dict[str, sa.Table]:
         """Create missing tables (and the control tables), add missing columns; the target's
         tables for `schemas`, by name."""
-        try:
-            with self.engine.begin() as conn:
-                metadata.create_all(conn)
-                existing = set(sa.inspect(conn).get_table_names())
-                tables = {}
-                for schema in schemas:
-                    table = target_table(schema, self.dialect)
-                    if schema.name not in existing:
-                        table.create(conn)
-                    else:
-                        _add_columns(conn, table, self.dialect)
-                    tables[schema.name] = table
-                return tables
-        except sa.exc.OperationalError as error:
-            raise TargetError(f"target {self.safe_url}: {_first_line(error)}") from None
+        return self._ddl(lambda conn: self._prepare(conn, schemas))
+
+    def _prepare(self, conn: Connection, schemas: Sequence[TableSchema]) -> dict[str, sa.Table]:
+        metadata.create_all(conn)
+        existing = set(sa.inspect(conn).get_table_names())
+        tables = {}
+        for schema in schemas:
+            table = target_table(schema, self.dialect)
+            if schema.name not in existing:
+                table.create(conn)
+            else:
+                _add_columns(conn, table, self.dialect)
+            tables[schema.name] = table
+        return tables
 
     def applied(self) -> dict[str, int]:
         """Applied exports: name -> position."""
-        with self.engine.begin() as conn:
+
+        def read(conn: Connection) -> dict[str, int]:
             metadata.create_all(conn)
             rows = conn.execute(sa.select(applied_table.c.export, applied_table.c.position))
             return {row[0]: int(row[1]) for row in rows}
+
+        return self._ddl(read)
+
+    def _ddl(self, work: Callable[[Connection], T]) -> T:
+        """Run DDL in a transaction of its own; a second load creating the same table at
+        the same moment makes it fail once, so it is tried again (the table is there)."""
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError) as error:
+                if attempt == 2:
+                    raise TargetError(f"target {self.safe_url}: {_first_line(error)}") from None
+            except sa.exc.OperationalError as error:
+                raise TargetError(f"target {self.safe_url}: {_first_line(error)}") from None
+        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         self.engine.dispose()
