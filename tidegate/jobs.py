@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import sqlalchemy as sa
+
 from tidegate import runs
 from tidegate.db import Database
+from tidegate.errors import SourceUnavailable
 from tidegate.lock import job_lock
 from tidegate.model import JobName
 from tidegate.runs import RunCounters
@@ -31,5 +34,25 @@ def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iter
             yield counters
         except BaseException as error:
             runs.finish(db, record, "failed", counters, str(error) or type(error).__name__)
+            if _connection_lost(error):
+                raise SourceUnavailable(
+                    f"the connection to the source was lost: {_first_line(error)}",
+                    "run it again: the run is redone from where it stopped",
+                ) from error
             raise
         runs.finish(db, record, "succeeded", counters)
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """An operational error of SQLAlchemy or of a driver used directly (COPY): the server
+    went away or ended the session."""
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) or any(
+        kind.__name__ in ("OperationalError", "InterfaceError") for kind in type(error).__mro__
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
