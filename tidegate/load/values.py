@@ -6,6 +6,9 @@ the empty string** (the only place the source could have had one). Date-times of
 export are written as stored and load as they are; an entity export's are UTC (`Z`) and
 load into a column without time zone in the source's zone ([source] timezone), so both
 kinds leave the same values in the target as in the source.
+
+These converters serve entity records; table-export CSV is converted by the target itself,
+in SQL, by the same rules (casts.py).
 """
 
 from __future__ import annotations
