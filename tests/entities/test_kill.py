@@ -110,6 +110,9 @@ def test_entity_exports_killed_and_rerun_lose_nothing(
     assert statuses["ORDERS"].initial_status == "in progress"
     redone = api.export_initial(config)
     assert redone is not None and redone.entities == ["ORDERS"]
+    # The killed run's files (no manifest) are gone; only the finished run's are left.
+    initial_files = {p.name for p in (tmp_path / "exports" / "entities").glob("INIT_EXPORT_*.gz")}
+    assert initial_files == {f.name for f in redone.files}
 
     kills = 0
     for round_number, point in enumerate(
@@ -123,6 +126,11 @@ def test_entity_exports_killed_and_rerun_lose_nothing(
 
     folder = tmp_path / "exports" / "entities"
     assert normalised(apply_runs(folder)) == normalised(source_entities(source))
+    # Every ongoing file left belongs to a finished run (killed runs' files were removed).
+    finished = {
+        int(p.name.split("_")[2].split(".")[0]) for p in folder.glob("INC_EXPORT_*.manifest.json")
+    }
+    assert {int(p.name.split("_")[2]) for p in folder.glob("INC_EXPORT_*.gz")} <= finished
     for manifest_path in folder.glob("INC_EXPORT_*.manifest.json"):
         keys = []
         for entry in json.loads(manifest_path.read_text())["files"]:

@@ -9,7 +9,10 @@ from typing import BinaryIO
 
 from isal import igzip_threaded
 
+from tidegate.errors import FormatError
 from tidegate.formats.hashing import HashingWriter
+from tidegate.formats.jsonl import manifest_name
+from tidegate.formats.naming import EntityExportKind, EntityFileName
 from tidegate.storage import Location
 
 FOLDER = "entities"
@@ -107,3 +110,25 @@ class WorkerFiles:
             self._next_file()
         self._finish()
         return self.written
+
+
+def remove_unfinished(location: Location, kind: EntityExportKind, run: int) -> list[str]:
+    """Remove the files of earlier runs of `kind` that have no manifest: runs killed before
+    they finished, whose files no consumer reads (run numbers are never reused, so they
+    would stay forever). The caller holds the job's lock, so no such run is still
+    writing. Returns the names removed."""
+    finished: dict[int, bool] = {}
+    removed = []
+    for name in location.files(FOLDER):
+        try:
+            parsed = EntityFileName.parse(name)
+        except FormatError:
+            continue
+        if parsed.kind != kind or parsed.run >= run:
+            continue
+        if parsed.run not in finished:
+            finished[parsed.run] = location.exists(FOLDER, manifest_name(kind, parsed.run))
+        if not finished[parsed.run]:
+            location.remove(FOLDER, name)
+            removed.append(name)
+    return removed

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from tidegate import control
 from tidegate.db import Database
 from tidegate.entities.catalog import Entity
-from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile
+from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile, remove_unfinished
 from tidegate.entities.snapshot import EntityReader
 from tidegate.formats.jsonl import manifest_name, run_manifest
 from tidegate.formats.naming import EntityFileName
@@ -76,6 +76,7 @@ def run_initial(
     progress: Progress,
 ) -> InitialResult:
     """Export every entity given, whole; the caller holds the `initial` job lock."""
+    remove_unfinished(location, "INIT_EXPORT", run)
     result = InitialResult(run)
     started = datetime.now(UTC)
     readers = {e.name: EntityReader(db, e, ZoneInfo(settings.timezone)) for e in entities}

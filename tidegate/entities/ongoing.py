@@ -28,7 +28,7 @@ from tidegate.capture import claim
 from tidegate.capture.ticks import ENTITY_KEYS
 from tidegate.db import Database
 from tidegate.entities.catalog import Entity
-from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile
+from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile, remove_unfinished
 from tidegate.entities.initial import Progress, files_cap
 from tidegate.entities.snapshot import EntityReader
 from tidegate.formats.jsonl import manifest_name, run_manifest
@@ -86,6 +86,7 @@ def run_ongoing(
     progress: Progress,
 ) -> OngoingResult:
     """Export the queued entities once each; the caller holds the `ongoing` job lock."""
+    remove_unfinished(location, "INC_EXPORT", run)
     result = OngoingResult(run)
     started = datetime.now(UTC)
     claim(db, queue=ENTITY_KEYS)
