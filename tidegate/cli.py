@@ -557,17 +557,22 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check every export at LOCATION (checksums, completeness, chain) without loading."""
-    inventory, problems = api.verify(_options.config(), location)
+    inventory, found = api.verify(_options.config(), location)
+    problems = [p for p in found if p.serious]
+    notes = [p for p in found if not p.serious]  # things that are no export, left alone
     summary = {
         "table_exports": len(inventory.tables),
         "entity_runs": len(inventory.runs),
         "problems": [{"file": p.file, "message": p.message} for p in problems],
+        "notes": [{"file": p.file, "message": p.message} for p in notes],
     }
     if as_json:
         print_json(summary)
     else:
         for problem in problems:
             out.print(str(problem), highlight=False, markup=False)
+        for note in notes:
+            out.print(f"note: {note}", highlight=False, markup=False)
         out.print(
             f"{len(inventory.tables)} table export(s), {len(inventory.runs)} entity run(s): "
             + (f"{len(problems)} problem(s)" if problems else "all verified"),

@@ -91,9 +91,15 @@ def refused(tmp_path: Path, location: Path, names: str) -> None:
 def test_the_untouched_exports_verify_and_load(exports: Path, tmp_path: Path) -> None:
     code, out, _ = cli(tmp_path, "verify", str(exports))
     assert code == 0 and "all verified" in out, out
+    (exports / "backups").mkdir()  # not an export: a note, not a problem
     code, out, _ = cli(tmp_path, "verify", str(exports), "--json")
     assert code == 0
-    assert json.loads(out) == {"table_exports": 3, "entity_runs": 3, "problems": []}
+    assert json.loads(out) == {
+        "table_exports": 3,
+        "entity_runs": 3,
+        "problems": [],
+        "notes": [{"file": "backups", "message": "not an export folder (ignored)"}],
+    }
     code, out, err = cli(tmp_path, "load", str(exports))
     assert code == 0, err
     assert "loaded 3 table export(s)" in out
