@@ -155,14 +155,19 @@ class ExportArchive:
             names = next(csv.reader([header.decode("utf-8")]), [])
         except UnicodeDecodeError:
             raise LoadError(f"{where}: not UTF-8 text") from None
-        if names != list(columns):
-            raise LoadError(
-                f"{where}: its header {names!r} is not the table's columns {list(columns)!r}",
-                "the export was altered: export it again",
-            )
+        self.check_header(member, names, columns)
         if rest:
             yield rest
         yield from chunks
+
+    def check_header(self, member: str, header: list[str] | None, columns: Sequence[str]) -> None:
+        """A CSV member's header must name exactly the columns the schema gives it."""
+        if header != list(columns):
+            raise LoadError(
+                f"{self.where}/{member}: its header {header!r} is not the table's columns "
+                f"{list(columns)!r}",
+                "the export was altered: export it again",
+            )
 
     def records(self, name: str) -> Iterator[list[str]]:
         """A CSV member's records (the header first), as lists of fields; a line too long

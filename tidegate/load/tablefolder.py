@@ -50,7 +50,7 @@ def apply_folder(
         if dialect == "postgresql" and entry.whole and not binary:
             _copy_whole(conn, table, archive, files.rows, files.schema, entry.rows)
         elif dialect == "sqlite":
-            _sqlite_rows(conn, table, archive, files.rows, files.schema, entry, binary)
+            _sqlite_rows(conn, table, archive, files.rows, files.schema, entry)
         else:
             stage = _staged(conn, dialect, archive, files.rows, files.schema, columns, entry.rows)
             if entry.rows:
@@ -80,15 +80,8 @@ def _copy_whole(
     (the server parses and types every value; an empty field in a NOT NULL text column is
     the empty string)."""
     columns = [c.name for c in schema.columns]
-    preparer = conn.dialect.identifier_preparer
-    not_null = [
-        preparer.quote(c.name)
-        for c in schema.columns
-        if base_type(c.type) == "text" and not c.nullable
-    ]
-    force = f", FORCE_NOT_NULL ({', '.join(not_null)})" if not_null else ""
-    names = ", ".join(preparer.quote(c) for c in columns)
-    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN (FORMAT csv{force})"
+    not_null = [c.name for c in schema.columns if base_type(c.type) == "text" and not c.nullable]
+    statement = _copy_statement(conn, table, columns, not_null)
     _counted(
         archive,
         member,
@@ -104,7 +97,6 @@ def _sqlite_rows(
     member: str,
     schema: TableSchema,
     entry: TableEntry,
-    binary: bool,
 ) -> None:
     """SQLite: one INSERT (an upsert unless the table was just emptied), its values
     converted in SQL, run by the driver over the parsed records: `executemany` loops in C,
@@ -118,16 +110,11 @@ def _sqlite_rows(
         conversion = converted(sa.bindparam("field"), column, table.c[column.name].type, "sqlite")
         values[column.name] = sa.literal_column(_numbered(conversion, number))
     insert: Any = sqlite.insert(table).values(values).inline()  # no RETURNING
-    others = [c for c in columns if c not in schema.primary_key]
     if not entry.whole:
-        excluded = {c: insert.excluded[c] for c in others}
-        insert = (
-            insert.on_conflict_do_update(index_elements=list(schema.primary_key), set_=excluded)
-            if others
-            else insert.on_conflict_do_nothing(index_elements=list(schema.primary_key))
-        )
+        insert = _on_conflict(insert, columns, schema.primary_key)
     statement = str(insert.compile(dialect=conn.dialect))
-    records = _fields(archive, member, schema, binary)
+    hexed = [i for i, c in enumerate(schema.columns) if base_type(c.type) == "binary"]
+    records = _records(archive, member, columns, hexed, driver_counts_fields=True)
     raw: Any = conn.connection.driver_connection
 
     def run() -> int:
@@ -162,24 +149,26 @@ def _inline_constants(expression: Any, dialect: sa.engine.Dialect) -> Any:
     return sa.sql.visitors.replacement_traverse(expression, {}, inline)
 
 
-def _fields(
-    archive: ExportArchive, member: str, schema: TableSchema, binary: bool
+def _records(
+    archive: ExportArchive,
+    member: str,
+    columns: Sequence[str],
+    hexed: Sequence[int],
+    *,
+    driver_counts_fields: bool = False,
 ) -> Iterator[list[Any]]:
-    """A member's records after its header (checked), each with as many fields as the
-    table has columns; hex turned into bytes in binary columns."""
-    columns = [c.name for c in schema.columns]
+    """A member's records after its header (checked against `columns`), each with as many
+    fields as there are columns, the hex at positions `hexed` turned into bytes. With
+    `driver_counts_fields` and nothing to turn, the parser's records pass untouched (the
+    driver refuses a record of another width), so no Python runs per record."""
     where = f"{archive.where}/{member}"
-    records = archive.reader(member) if not binary else archive.records(member)
-    header = next(records, None)
-    if header != columns:
-        raise LoadError(
-            f"{where}: its header {header!r} is not the table's columns {columns!r}",
-            "the export was altered: export it again",
-        )
-    if not binary:
-        yield from records  # the driver counts each record's fields
+    records = (
+        archive.records(member) if hexed or not driver_counts_fields else archive.reader(member)
+    )
+    archive.check_header(member, next(records, None), columns)
+    if driver_counts_fields and not hexed:
+        yield from records
         return
-    hexed = [i for i, c in enumerate(schema.columns) if base_type(c.type) == "binary"]
     width = len(columns)
     for number, record in enumerate(records, start=1):
         if len(record) != width:
@@ -188,7 +177,9 @@ def _fields(
             try:
                 record[index] = bytes.fromhex(record[index]) if record[index] else None  # type: ignore[call-overload]
             except ValueError:
-                raise LoadError(f"{where}: record {number}: not hex") from None
+                raise LoadError(
+                    f"{where}: record {number}: not hex: {record[index][:40]!r}"
+                ) from None
         yield record
 
 
@@ -246,7 +237,7 @@ def _staged(
             archive,
             member,
             expected,
-            lambda: _insert(conn, stage, archive, member, schema, columns),
+            lambda: _insert(conn, stage, archive, member, columns),
         )
     return stage
 
@@ -255,44 +246,29 @@ def _copy(
     conn: Connection, stage: sa.Table, archive: ExportArchive, member: str, columns: Sequence[str]
 ) -> int:
     """PostgreSQL: the member's bytes straight into COPY (the server parses the CSV)."""
-    preparer = conn.dialect.identifier_preparer
-    names = ", ".join(preparer.quote(c) for c in columns)
-    statement = f"COPY {preparer.format_table(stage)} ({names}) FROM STDIN (FORMAT csv)"
-    return _copy_rows(conn, statement, archive.body(member, columns))
+    return _copy_rows(conn, _copy_statement(conn, stage, columns), archive.body(member, columns))
+
+
+def _copy_statement(
+    conn: Connection, table: sa.Table, columns: Sequence[str], not_null: Sequence[str] = ()
+) -> str:
+    """`COPY table (columns) FROM STDIN` for CSV; an empty field in a `not_null` column is
+    the empty string, not NULL."""
+    quote = conn.dialect.identifier_preparer.quote
+    force = f", FORCE_NOT_NULL ({', '.join(quote(c) for c in not_null)})" if not_null else ""
+    names = ", ".join(quote(c) for c in columns)
+    table_name = conn.dialect.identifier_preparer.format_table(table)
+    return f"COPY {table_name} ({names}) FROM STDIN (FORMAT csv{force})"
 
 
 def _insert(
-    conn: Connection,
-    stage: sa.Table,
-    archive: ExportArchive,
-    member: str,
-    schema: TableSchema,
-    columns: Sequence[str],
+    conn: Connection, stage: sa.Table, archive: ExportArchive, member: str, columns: Sequence[str]
 ) -> int:
     """Other targets: the CSV parsed here, its fields inserted as they are (hex turned into
     bytes for SQLite's binary columns)."""
-    where = f"{archive.where}/{member}"
-    records = archive.records(member)
-    header = next(records, None)
-    if header != list(columns):
-        raise LoadError(
-            f"{where}: its header {header!r} is not the table's columns {list(columns)!r}",
-            "the export was altered: export it again",
-        )
-    binary = [i for i, c in enumerate(columns) if isinstance(stage.c[c].type, sa.LargeBinary)]
+    hexed = [i for i, c in enumerate(columns) if isinstance(stage.c[c].type, sa.LargeBinary)]
     count, batch = 0, []
-    for number, record in enumerate(records, start=1):
-        if len(record) != len(columns):
-            raise LoadError(
-                f"{where}: record {number} has {len(record)} fields, not {len(columns)}"
-            )
-        for index in binary:
-            try:
-                record[index] = bytes.fromhex(record[index]) if record[index] else None  # type: ignore[call-overload]
-            except ValueError:
-                raise LoadError(
-                    f"{where}: record {number}: not hex: {record[index][:40]!r}"
-                ) from None
+    for record in _records(archive, member, columns, hexed):
         batch.append(dict(zip(columns, record, strict=True)))
         if len(batch) >= BATCH_ROWS:
             conn.execute(stage.insert(), batch)
@@ -324,11 +300,16 @@ def _upsert(dialect: str, table: sa.Table, stage: sa.Table, schema: TableSchema)
         return merged
     from sqlalchemy.dialects import postgresql  # DuckDB's dialect is PostgreSQL's
 
-    upsert: Any = postgresql.insert(table).from_select(columns, rows)
-    if not others:
-        merged = upsert.on_conflict_do_nothing(index_elements=key)
-    else:
-        merged = upsert.on_conflict_do_update(
-            index_elements=key, set_={c: upsert.excluded[c] for c in others}
-        )
+    merged = _on_conflict(postgresql.insert(table).from_select(columns, rows), columns, key)
     return merged
+
+
+def _on_conflict(insert: Any, columns: Sequence[str], key: Sequence[str]) -> Any:
+    """An INSERT (SQLite's or PostgreSQL's, DuckDB's) that updates a row whose key exists:
+    every column but the key, or nothing when the key is all there is."""
+    others = [c for c in columns if c not in key]
+    if not others:
+        return insert.on_conflict_do_nothing(index_elements=list(key))
+    return insert.on_conflict_do_update(
+        index_elements=list(key), set_={c: insert.excluded[c] for c in others}
+    )
