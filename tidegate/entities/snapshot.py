@@ -227,12 +227,7 @@ class EntityReader:
                     yield [line]
 
     def _count_range(self, low: Key | None, high: Key | None) -> int:
-        keys = _columns(self.root, self.root.key)
-        query = sa.select(sa.func.count()).select_from(self.root.clause)
-        if low is not None:
-            query = query.where(_tuple(keys) >= _values(low))
-        if high is not None:
-            query = query.where(_tuple(keys) < _values(high))
+        query = self._in_range(sa.select(sa.func.count()).select_from(self.root.clause), low, high)
         with self.db.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
@@ -247,13 +242,9 @@ class EntityReader:
     ) -> tuple[list[bytes], Key | None]:
         root = self.root
         keys = _columns(root, root.key)
-        query = self._select(root).order_by(*keys).limit(BATCH_ROOTS)
-        if low is not None:
-            query = query.where(_tuple(keys) >= _values(low))
+        query = self._in_range(self._select(root), low, high).order_by(*keys).limit(BATCH_ROOTS)
         if after is not None:
             query = query.where(_tuple(keys) > _values(after))
-        if high is not None:
-            query = query.where(_tuple(keys) < _values(high))
         with self._snapshot() as conn:
             stamp = timestamp_text(datetime.now(UTC), UTC)
             if self.fast:
@@ -369,6 +360,15 @@ class EntityReader:
                 # where the server's default says otherwise.
                 conn.exec_driver_sql("SET LOCAL extra_float_digits = 3")
             yield conn
+
+    def _in_range(self, query: sa.Select[Any], low: Key | None, high: Key | None) -> sa.Select[Any]:
+        """The query limited to roots with a key in [low, high) (None: unbounded)."""
+        keys = _tuple(_columns(self.root, self.root.key))
+        if low is not None:
+            query = query.where(keys >= _values(low))
+        if high is not None:
+            query = query.where(keys < _values(high))
+        return query
 
     def _select(self, table: _Table) -> sa.Select[Any]:
         """The rows of a table, as the path this reader takes wants them: the root key's
