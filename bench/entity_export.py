@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from harness import measure, progress, scratch_database, tidegate_commit, verdict
+from harness import measure, progress, run_rounds, scratch_database, tidegate_commit, verdict
 from psycopg import sql
 
 try:
@@ -377,24 +377,11 @@ def measure_size(
     """Every round: the baseline and each thread count, the order rotating from round to
     round; outputs deleted after."""
     cases: list[tuple[str, Any]] = [
-        (BASELINE_CASE, lambda s, w: baseline_export(s, w, script)),
-        *[(tidegate_case(n), lambda s, w, n=n: tidegate_export(s, w, n)) for n in threads],
+        (BASELINE_CASE, lambda work: baseline_export(source, work, script)),
+        *[(tidegate_case(n), lambda work, n=n: tidegate_export(source, work, n)) for n in threads],
     ]
-    results: dict[str, list[Result]] = {name: [] for name, _ in cases}
-    for number in range(rounds):
-        shift = number % len(cases)
-        for name, case in cases[shift:] + cases[:shift]:
-            work = Path(tempfile.mkdtemp(dir=scratch))
-            try:
-                result = case(source, work)
-            finally:
-                shutil.rmtree(work)
-            results[name].append(result)
-            progress(
-                f"{source.database:<10} {source.size.entities:>9,} entities  round {number + 1}  "
-                f"{name:<24} {result.seconds:7.2f} s  {result.rss_kib / 1024:6.1f} MiB"
-            )
-    return results
+    label = f"{source.database:<10} {source.size.entities:>9,} entities"
+    return run_rounds(cases, rounds, scratch, label)
 
 
 # --- summary --------------------------------------------------------------------------------

@@ -1,18 +1,21 @@
 """What the benchmark scripts share: a scratch PostgreSQL database, running a command with
-its wall time and peak RSS, and the labels of a report."""
+its wall time and peak RSS, rounds of cases in rotating order, and the labels of a
+report."""
 
 from __future__ import annotations
 
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -102,3 +105,34 @@ def progress(line: str) -> None:
 
 def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
+
+
+class Timed(Protocol):
+    seconds: float
+    rss_kib: int
+
+
+T = TypeVar("T", bound=Timed)
+
+
+def run_rounds(
+    cases: list[tuple[str, Callable[[Path], T]]], rounds: int, scratch: Path, label: str
+) -> dict[str, list[T]]:
+    """Every case once a round, each in a work directory of its own (removed after), the
+    order rotating from round to round so that no case always goes first; a progress line
+    each, starting with `label`."""
+    results: dict[str, list[T]] = {name: [] for name, _ in cases}
+    for number in range(rounds):
+        shift = number % len(cases)
+        for name, case in cases[shift:] + cases[:shift]:
+            work = Path(tempfile.mkdtemp(dir=scratch))
+            try:
+                result = case(work)
+            finally:
+                shutil.rmtree(work)
+            results[name].append(result)
+            progress(
+                f"{label}  round {number + 1}  {name:<32} {result.seconds:7.2f} s  "
+                f"{result.rss_kib / 1024:6.1f} MiB"
+            )
+    return results

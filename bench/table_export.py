@@ -53,7 +53,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from harness import Sample, measure, progress, scratch_database, tidegate_commit, verdict
+from harness import (
+    Sample,
+    measure,
+    progress,
+    run_rounds,
+    scratch_database,
+    tidegate_commit,
+    verdict,
+)
 from psycopg import sql
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -267,21 +275,12 @@ TIDEGATE_CASE = "tidegate export tables"
 def measure_size(source: Source, rounds: int, scratch: Path) -> dict[str, list[Result]]:
     """Every round: the baseline and tidegate, in alternating order; outputs deleted after."""
     baseline_name, baseline = CASES[source.database]
-    results: dict[str, list[Result]] = {baseline_name: [], TIDEGATE_CASE: []}
-    for number in range(rounds):
-        order = [(baseline_name, baseline), (TIDEGATE_CASE, tidegate_export)]
-        for name, case in order if number % 2 == 0 else reversed(order):
-            work = Path(tempfile.mkdtemp(dir=scratch))
-            try:
-                result = case(source, work)
-            finally:
-                shutil.rmtree(work)
-            results[name].append(result)
-            progress(
-                f"{source.database:<10} {source.size.parents:>10,} parents  round {number + 1}  "
-                f"{name:<32} {result.seconds:7.2f} s  {result.rss_kib / 1024:6.1f} MiB"
-            )
-    return results
+    cases = [
+        (baseline_name, lambda work: baseline(source, work)),
+        (TIDEGATE_CASE, lambda work: tidegate_export(source, work)),
+    ]
+    label = f"{source.database:<10} {source.size.parents:>10,} parents"
+    return run_rounds(cases, rounds, scratch, label)
 
 
 # --- summary --------------------------------------------------------------------------------
