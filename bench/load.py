@@ -5,6 +5,8 @@ commas, quotes, newlines, NULLs and non-ASCII) is exported once by `tidegate exp
 tables` (untimed), and its `parent.csv` extracted from the zip (untimed). Then, each round,
 into empty targets:
 
+The four loads take turns going first from round to round:
+
 - PostgreSQL: `tidegate load LOCATION --target …` (a fresh schema) beside the raw baseline
   `psql -c "\\copy parent FROM 'parent.csv' CSV HEADER"` into an empty table of the same
   types;
@@ -26,6 +28,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sqlite3
@@ -36,9 +39,10 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from harness import measure, progress, scratch_database, tidegate_commit, verdict
+from harness import measure, progress, run_rounds, scratch_database, tidegate_commit, verdict
 from psycopg import sql
 from table_export import PG_TABLES, Size, make_pg_source
 
@@ -95,37 +99,49 @@ def count_sqlite(path: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM parent").fetchone()[0])
 
 
-def run_round(
-    url: str, config: Path, csv_file: Path, work: Path, number: int, rows: int
-) -> dict[str, Result]:
-    results: dict[str, Result] = {}
-    location = str(work / "exports")
-    # PostgreSQL: raw COPY into an empty typed table.
-    schema, target = pg_target(url, number * 2)
-    with psycopg.connect(target, autocommit=True) as conn:
-        conn.execute(PG_TABLES.split(";")[0])
-    sample, _ = measure(["psql", "-q", target, "-c", f"\\copy parent FROM '{csv_file}' CSV HEADER"])
-    assert count_pg(url, schema) == rows
-    results["postgresql raw: psql \\copy"] = Result(sample.seconds, sample.rss_kib)
-    schema, target = pg_target(url, number * 2 + 1)
-    sample, _ = measure([*TIDEGATE, "-c", str(config), "load", location, "--target", target])
-    assert count_pg(url, schema) == rows, "tidegate did not load every row into PostgreSQL"
-    results["postgresql tidegate load"] = Result(sample.seconds, sample.rss_kib)
-    # SQLite: raw .import into an empty typed table.
-    raw_db, tidegate_db = work / f"raw_{number}.db", work / f"tidegate_{number}.db"
-    with sqlite3.connect(raw_db) as conn:
-        conn.execute(PARENT_SQLITE)
-    sample, _ = measure(["sqlite3", str(raw_db), f".import --csv --skip 1 {csv_file} parent"])
-    assert count_sqlite(raw_db) == rows
-    results["sqlite raw: sqlite3 .import"] = Result(sample.seconds, sample.rss_kib)
-    sample, _ = measure(
-        [*TIDEGATE, "-c", str(config), "load", location, "--target", f"sqlite:///{tidegate_db}"]
-    )
-    assert count_sqlite(tidegate_db) == rows, "tidegate did not load every row into SQLite"
-    results["sqlite tidegate load"] = Result(sample.seconds, sample.rss_kib)
-    raw_db.unlink()
-    tidegate_db.unlink()
-    return results
+def load_cases(
+    url: str, config: Path, csv_file: Path, location: Path, rows: int
+) -> list[tuple[str, Any]]:
+    """The four loads, each into an empty target of its own, each checked to hold every
+    row; a case gets a fresh work directory."""
+    schemas = itertools.count()
+    tidegate_load = [*TIDEGATE, "-c", str(config), "load", str(location), "--target"]
+
+    def pg_raw(work: Path) -> Result:
+        schema, target = pg_target(url, next(schemas))
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(PG_TABLES.split(";")[0])
+        copy = f"\\copy parent FROM '{csv_file}' CSV HEADER"
+        sample, _ = measure(["psql", "-q", target, "-c", copy])
+        assert count_pg(url, schema) == rows
+        return Result(sample.seconds, sample.rss_kib)
+
+    def pg_tidegate(work: Path) -> Result:
+        schema, target = pg_target(url, next(schemas))
+        sample, _ = measure([*tidegate_load, target])
+        assert count_pg(url, schema) == rows, "tidegate did not load every row into PostgreSQL"
+        return Result(sample.seconds, sample.rss_kib)
+
+    def sqlite_raw(work: Path) -> Result:
+        database = work / "raw.db"
+        with sqlite3.connect(database) as conn:
+            conn.execute(PARENT_SQLITE)
+        sample, _ = measure(["sqlite3", str(database), f".import --csv --skip 1 {csv_file} parent"])
+        assert count_sqlite(database) == rows
+        return Result(sample.seconds, sample.rss_kib)
+
+    def sqlite_tidegate(work: Path) -> Result:
+        target = f"sqlite:///{work / 'tidegate.db'}"
+        sample, _ = measure([*tidegate_load, target])
+        assert count_sqlite(work / "tidegate.db") == rows, "tidegate did not load every row"
+        return Result(sample.seconds, sample.rss_kib)
+
+    return [
+        ("postgresql raw: psql \\copy", pg_raw),
+        ("postgresql tidegate load", pg_tidegate),
+        ("sqlite raw: sqlite3 .import", sqlite_raw),
+        ("sqlite tidegate load", sqlite_tidegate),
+    ]
 
 
 def main() -> None:
@@ -144,14 +160,8 @@ def main() -> None:
             work = Path(scratch)
             progress(f"exporting {rows:,} rows")
             config, csv_file = export_once(url, "source", rows, work)
-            collected: dict[str, list[Result]] = {}
-            for number in range(rounds):
-                for case, result in run_round(url, config, csv_file, work, number, rows).items():
-                    collected.setdefault(case, []).append(result)
-                    progress(
-                        f"{rows:>9,} rows  round {number + 1}  {case:<28} "
-                        f"{result.seconds:7.2f} s  {result.rss_kib / 1024:6.1f} MiB"
-                    )
+            cases = load_cases(url, config, csv_file, work / "exports", rows)
+            collected = run_rounds(cases, rounds, work, f"{rows:>9,} rows")
             medians[rows] = {
                 case: Result(
                     statistics.median(r.seconds for r in results), max(r.rss_kib for r in results)
