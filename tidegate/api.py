@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -28,6 +29,8 @@ from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.loader import LoadResult
 from tidegate.load.loader import Progress as LoadProgress
 from tidegate.load.loader import load as load_location
+from tidegate.load.position import LoadPosition
+from tidegate.load.position import load_position as position_at
 from tidegate.load.schemas import newest_schemas
 from tidegate.load.target import DIALECTS, Target, ddl
 from tidegate.load.verify import verify as verify_location
@@ -35,6 +38,8 @@ from tidegate.lock import job_lock
 from tidegate.model import Change, Claim, InitReport, JobName, RunRecord, now_us, to_us
 from tidegate.runs import RunCounters
 from tidegate.storage import Location
+from tidegate.tables.chain import ChainStatus
+from tidegate.tables.chain import chain_status as chain_of
 from tidegate.tables.export import ExportResult, ExportSettings, Progress, run_once
 from tidegate.tables.plan import Restart
 from tidegate.tables.stream import backlog_before
@@ -399,6 +404,44 @@ def list_runs(
     """Run history, newest first (`tidegate runs`)."""
     with source(config) as db:
         return runs.history(db, job=job, limit=limit)
+
+
+def chain_status(config: Config) -> ChainStatus:
+    """The table-export chain: last folder, high-water mark, pending changes, lag."""
+    with source(config) as db:
+        _require(db)
+        return chain_of(db)
+
+
+def load_position(
+    config: Config, location: str | None = None, target_url: str | None = None
+) -> LoadPosition:
+    """What the target (default: [target] url) has applied, and the complete exports at the
+    location (default: [output] location) it has not. Reads both; changes neither."""
+    return position_at(_read_location(config, location), target_url or config.target.url)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The whole pipeline at a glance: what the dashboard shows."""
+
+    source: str  # the source URL, password hidden
+    entities: list[EntityStatus]
+    chain: ChainStatus
+    load: LoadPosition
+    runs: list[RunRecord]  # newest first
+
+
+def overview(config: Config, *, runs_limit: int = 50) -> Overview:
+    """Entities, the table-export chain, the load position and recent runs, read in one
+    go over one source connection pool (`tidegate overview`)."""
+    with source(config) as db:
+        _require(db)
+        statuses = records.statuses(db, catalog(db, config.entities))
+        chain = chain_of(db)
+        history = runs.history(db, limit=runs_limit)
+        shown = db.display_url
+    return Overview(shown, statuses, chain, load_position(config), history)
 
 
 def verify(config: Config, location: str | None = None) -> tuple[Inventory, list[Problem]]:

@@ -21,12 +21,11 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tidegate import api
+from tidegate import api, views
 from tidegate.config import Config, load_config
 from tidegate.demo import run_demo
-from tidegate.entities.records import EntityStatus
 from tidegate.errors import TidegateError
-from tidegate.model import JobName, RunRecord
+from tidegate.model import JobName
 
 app = typer.Typer(
     name="tidegate",
@@ -174,7 +173,7 @@ def status(
     """Captured tables and their committed changes not yet claimed."""
     pending = api.pending_changes(_options.config())
     if as_json:
-        print_json([{"table": name, "pending": count} for name, count in pending.items()])
+        print_json([view.model_dump(mode="json") for view in views.pending_views(pending)])
         return
     table = Table("table", "pending changes")
     for name, count in pending.items():
@@ -401,22 +400,6 @@ entities_app = typer.Typer(help="List, enable and disable entities.", no_args_is
 app.add_typer(entities_app, name="entities")
 
 
-def _entity_json(status: EntityStatus) -> dict[str, Any]:
-    entity = status.entity
-    return {
-        "name": entity.name,
-        "tables": list(entity.tables),
-        "export_class": entity.export_class,
-        "eligible": entity.eligible,
-        "problem": entity.refusal(),
-        "enabled": status.enabled,
-        "initial_status": status.initial_status,
-        "initial_run": status.initial_run,
-        "ongoing": status.ongoing,
-        "queue_depth": status.queue_depth,
-    }
-
-
 @entities_app.command("list")
 @reports_errors
 def entities_list(
@@ -424,7 +407,10 @@ def entities_list(
 ) -> None:
     """Every entity: name, tables, export class, eligibility, initial status, ongoing flag,
     queue depth."""
-    listed = [_entity_json(status) for status in api.entities_list(_options.config())]
+    listed = [
+        views.entity_view(status).model_dump(mode="json")
+        for status in api.entities_list(_options.config())
+    ]
     if as_json:
         print_json(listed)
         return
@@ -493,21 +479,6 @@ def entities_reset(
     out.print(f"initial export reset: {', '.join(reset)}", highlight=False)
 
 
-def _run_json(record: RunRecord) -> dict[str, Any]:
-    return {
-        "job": record.job,
-        "run": record.run_number,
-        "status": record.status,
-        "started_at": record.started_at.isoformat(),
-        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
-        "duration_seconds": record.duration_seconds,
-        "rows": record.rows,
-        "files": record.files,
-        "bytes": record.bytes,
-        "error": record.error,
-    }
-
-
 @app.command()
 @reports_errors
 def runs(
@@ -520,7 +491,7 @@ def runs(
     """History of runs: job, run number, status, times, rows, files."""
     records = api.list_runs(_options.config(), job=_job_name(job), limit=limit)
     if as_json:
-        print_json([_run_json(record) for record in records])
+        print_json([views.run_view(record).model_dump(mode="json") for record in records])
         return
     table = Table(
         "job", "run", "status", "started (UTC)", "seconds", "rows", "files", "bytes", "error"
@@ -560,14 +531,8 @@ def verify(
     inventory, found = api.verify(_options.config(), location)
     problems = [p for p in found if p.serious]
     notes = [p for p in found if not p.serious]  # things that are no export, left alone
-    summary = {
-        "table_exports": len(inventory.tables),
-        "entity_runs": len(inventory.runs),
-        "problems": [{"file": p.file, "message": p.message} for p in problems],
-        "notes": [{"file": p.file, "message": p.message} for p in notes],
-    }
     if as_json:
-        print_json(summary)
+        print_json(views.verify_view(inventory, found).model_dump(mode="json"))
     else:
         for problem in problems:
             out.print(str(problem), highlight=False, markup=False)
@@ -633,6 +598,70 @@ def target_ddl(
     """Print the SQL that creates the target tables for the exported tables."""
     text = api.target_ddl(_options.config(), dialect, partitioned=partitioned, location=location)
     print(text, end="")
+
+
+@app.command()
+@reports_errors
+def overview(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The pipeline at a glance: table-export chain, load position, entities, recent runs
+    (what the dashboard shows)."""
+    view = views.overview_view(api.overview(_options.config()))
+    if as_json:
+        print_json(view.model_dump(mode="json"))
+        return
+    chain, position = view.chain, view.load
+    lines = [
+        f"source: {view.source}",
+        f"table exports: {chain.exports}, last {chain.last_folder or 'none'}"
+        + (f" (hwm {chain.audit_key})" if chain.audit_key is not None else ""),
+        f"pending changes: {chain.pending_changes}, lag {chain.lag_seconds:.1f} s"
+        + (f"; {chain.planned} is planned and not yet written" if chain.planned else ""),
+        f"target: {position.target}: {position.applied} export(s) applied, last table export "
+        f"{position.last_table_export or 'none'}, last entity run "
+        f"{position.last_entity_run or 'none'}",
+        f"to load: {len(position.pending_table_exports)} table export(s), "
+        f"{len(position.pending_entity_runs)} entity run(s)"
+        + (f"; {position.waiting} is being written" if position.waiting else ""),
+    ]
+    if position.error:
+        lines.append(f"target not readable: {position.error}")
+    for line in lines:
+        out.print(line, highlight=False, markup=False)
+    table = Table("entity", "class", "enabled", "ongoing", "initial", "queue")
+    for e in view.entities:
+        table.add_row(
+            e.name,
+            e.export_class,
+            "yes" if e.enabled else "no",
+            "on" if e.ongoing else "off",
+            e.initial_status,
+            str(e.queue_depth),
+        )
+    out.print(table)
+
+
+@app.command()
+@reports_errors
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on ([serve] host).", metavar="H")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="TCP port ([serve] port); 0 picks a free one.", metavar="P", min=0),
+    ] = None,
+) -> None:
+    """Web dashboard, JSON API and the [schedule], in one process, until interrupted."""
+    from tidegate.web.server import serve as run_server  # the web stack loads only here
+
+    run_server(  # returns on Ctrl-C or SIGTERM (uvicorn handles both)
+        _options.config(),
+        host,
+        port,
+        ready=lambda url: err.print(f"tidegate serve: dashboard at {url}", markup=False),
+    )
 
 
 def _job_name(job: str | None) -> JobName | None:

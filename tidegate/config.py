@@ -25,6 +25,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -528,6 +529,13 @@ class Config(BaseModel):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     origin: str = "defaults"
+
+    def secrets(self) -> tuple[str, ...]:
+        """The passwords in the source and target URLs and the serve token: texts that no
+        page or API answer may show."""
+        passwords = [urlsplit(url).password or "" for url in (self.source.url, self.target.url)]
+        decoded = [unquote(password) for password in passwords]  # as a driver would show it
+        return tuple(dict.fromkeys(s for s in (*passwords, *decoded, self.serve.token) if s))
 
 
 def _section_models() -> dict[str, type[BaseModel]]:

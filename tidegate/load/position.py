@@ -1,0 +1,101 @@
+"""Load position: what the target has applied, beside what the location holds.
+
+Read-only: it creates nothing in the target (a target that tidegate never loaded simply
+has nothing applied) and verifies nothing at the location (that is `verify`'s job); it
+lists the complete exports the next load would consider.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from tidegate.errors import TidegateError
+from tidegate.load.inventory import take_inventory
+from tidegate.load.target import Target, applied_table
+from tidegate.storage import Location
+
+
+@dataclass(frozen=True)
+class LoadPosition:
+    """How far the target is."""
+
+    target: str  # its URL, password hidden
+    applied: int  # exports applied, both kinds
+    last_table_export: str | None
+    last_entity_run: str | None
+    last_applied_at: str | None  # ISO 8601, UTC
+    pending_table_exports: tuple[str, ...]  # complete folders not yet applied, in order
+    pending_entity_runs: tuple[str, ...]
+    waiting: str | None  # a folder still being written
+    error: str = ""  # why the target or location could not be read, if it could not
+
+
+def load_position(location: Location, target_url: str) -> LoadPosition:
+    """The target's applied exports and the location's exports still to apply."""
+    target = Target(target_url)
+    try:
+        applied, error = _applied(target)
+    finally:
+        target.dispose()
+    try:
+        inventory = take_inventory(location)
+    except TidegateError as failure:
+        return _position(target.safe_url, applied, (), (), None, error or failure.message)
+    done = [folder.name for folder in inventory.tables if folder.folder in applied]
+    later = [
+        f for f in inventory.tables if f.folder not in applied and (not done or f.name > done[-1])
+    ]
+    complete = tuple(f.folder for f in later if f.manifest is not None)
+    waiting = next((f.folder for f in later if f.manifest is None), None)
+    runs = tuple(run.label for run in inventory.runs if run.label not in applied)
+    return _position(target.safe_url, applied, complete, runs, waiting, error)
+
+
+# name -> (kind, applied_at, position), in the order applied
+Applied = dict[str, tuple[str, str, int]]
+
+
+def _applied(target: Target) -> tuple[Applied, str]:
+    """The target's applied exports, read without creating anything in it."""
+    database = target.engine.url.database
+    if target.dialect in ("sqlite", "duckdb") and (not database or not os.path.exists(database)):
+        return {}, ""  # opening the file would create it
+    try:
+        with target.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(applied_table.name):
+                return {}, ""
+            columns = applied_table.c
+            query = sa.select(columns.export, columns.kind, columns.applied_at, columns.position)
+            ordered = query.order_by(columns.applied_at, columns.kind.desc(), columns.position)
+            return {row[0]: (row[1], row[2], int(row[3])) for row in conn.execute(ordered)}, ""
+    except sa.exc.SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        return {}, f"target {target.safe_url}: {reason}"
+
+
+def _position(
+    target: str,
+    applied: Applied,
+    pending_tables: tuple[str, ...],
+    pending_runs: tuple[str, ...],
+    waiting: str | None,
+    error: str,
+) -> LoadPosition:
+    tables = [
+        (position, name) for name, (kind, _at, position) in applied.items() if kind == "tables"
+    ]
+    runs = [name for name, (kind, _at, _position) in applied.items() if kind == "entities"]
+    return LoadPosition(
+        target=target,
+        applied=len(applied),
+        last_table_export=max(tables)[1] if tables else None,
+        last_entity_run=runs[-1] if runs else None,
+        last_applied_at=max((at for _kind, at, _p in applied.values()), default=None),
+        pending_table_exports=pending_tables,
+        pending_entity_runs=pending_runs,
+        waiting=waiting,
+        error=error,
+    )

@@ -1,0 +1,139 @@
+"""The web application of `tidegate serve`: dashboard pages, the JSON API, the schedule.
+
+:func:`create_app` builds it for a configuration; any ASGI server can run it, and
+`tidegate.web.server.serve` runs it under uvicorn. Its lifespan runs the `[schedule]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from tidegate.activity import AlreadyRunning, JobRunner
+from tidegate.config import Config
+from tidegate.errors import (
+    ConfigError,
+    EntityRefused,
+    JobBusy,
+    NotInitialized,
+    SourceError,
+    TidegateError,
+)
+from tidegate.scheduler import Scheduler, scheduled
+from tidegate.version import __version__
+from tidegate.web import routes_api
+from tidegate.web.security import Guard, redact
+
+STATIC = Path(__file__).parent / "static"
+
+# Refusals by error class: the first match decides (subclasses before their bases).
+_STATUS: tuple[tuple[type[TidegateError], int], ...] = (
+    (routes_api.WrongToken, 401),
+    (ConfigError, 400),
+    (EntityRefused, 409),
+    (JobBusy, 409),
+    (AlreadyRunning, 409),
+    (NotInitialized, 409),
+    (SourceError, 503),
+)
+
+
+def create_app(config: Config, *, run_schedule: bool = True) -> FastAPI:
+    """The dashboard and API for a configuration.
+
+    Args:
+        config: the configuration every page, answer and run uses.
+        run_schedule: run the `[schedule]` while the app is served.
+    """
+    runner = JobRunner(config)
+    scheduler = Scheduler(runner, config.schedule)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_schedule and scheduler.intervals:
+            async with scheduled(scheduler):
+                yield
+        else:
+            yield
+
+    response_class = _redacting(config.secrets())
+    app = FastAPI(
+        title="tidegate",
+        version=__version__,
+        description="The dashboard's JSON API. State changes are POSTs that carry the header "
+        "`X-Tidegate-Request: 1`; with a `[serve] token`, every request carries "
+        "`Authorization: Bearer <token>` or the session cookie of `POST /api/login`.",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # the interactive pages load scripts from a CDN; tidegate serves all
+        redoc_url=None,
+        lifespan=lifespan,
+        default_response_class=response_class,
+    )
+    app.state.config = config
+    app.state.runner = runner
+    app.state.scheduler = scheduler
+    app.include_router(routes_api.router)
+    _pages(app)
+    _error_handlers(app, response_class)
+    app.add_middleware(Guard, token=config.serve.token)
+    return app
+
+
+def _pages(app: FastAPI) -> None:
+    """The dashboard: static pages whose script reads the API (nothing secret in them)."""
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/login", include_in_schema=False)
+    def login_page() -> FileResponse:
+        return FileResponse(STATIC / "login.html")
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _error_handlers(app: FastAPI, response_class: type[JSONResponse]) -> None:
+    def refusal(status: int, error: str, hint: str = "") -> JSONResponse:
+        return response_class({"error": error, "hint": hint}, status_code=status)
+
+    @app.exception_handler(TidegateError)
+    async def tidegate_error(_request: Request, error: TidegateError) -> JSONResponse:
+        status = next((code for kind, code in _STATUS if isinstance(error, kind)), 400)
+        return refusal(status, error.message, error.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        # One line per problem, without the values sent (they might be a token).
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
+        ]
+        return refusal(400, "; ".join(problems), "see /api/openapi.json for what to send")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
+        hint = "see /api/openapi.json for each route's method" if error.status_code == 405 else ""
+        return refusal(error.status_code, str(error.detail), hint)
+
+
+def _redacting(secrets: Iterable[str]) -> type[JSONResponse]:
+    """A JSON response class that never sends one of the secrets."""
+    kept = tuple(secrets)
+
+    class RedactedJSONResponse(JSONResponse):
+        def render(self, content: Any) -> bytes:
+            return redact(super().render(content).decode(), kept).encode()
+
+    return RedactedJSONResponse
