@@ -171,3 +171,49 @@ def _make_source(request: pytest.FixtureRequest, dialect: str, tmp_path: Path) -
         source = _mysql_source(tmp_path, request.getfixturevalue("mysql_server"))
     yield source
     source.dispose()
+
+
+# --- one SQLite connection per thread at a time ---------------------------------------
+# SQLite allows one writer: a connection waiting to commit holds a PENDING lock that keeps
+# new readers out until every reader is done. A thread that opens a second connection to a
+# database while its first still holds a transaction can therefore wait for itself (through
+# another thread's commit) until the busy timeout. Every test fails if tidegate's code does
+# that: the pool is watched for a thread checking out a second connection to the same file.
+
+_held: dict[tuple[int, str], int] = {}
+
+
+def _sqlite_file(dbapi_connection: Any) -> str | None:
+    try:
+        rows = dbapi_connection.execute("PRAGMA database_list").fetchall()
+    except Exception:
+        return None
+    return next((row[2] for row in rows if row[1] == "main" and row[2]), None)
+
+
+@sa.event.listens_for(sa.pool.Pool, "checkout")
+def _one_connection_per_thread(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    import threading
+
+    if not hasattr(dbapi_connection, "create_function"):  # not sqlite3
+        return
+    path = _sqlite_file(dbapi_connection)
+    if path is None:
+        return
+    # Per pool: the test's own engines on the same file are the application's, not ours.
+    key = (threading.get_ident(), f"{id(proxy._pool)}:{path}")
+    record.info["tidegate_test_key"] = key
+    _held[key] = _held.get(key, 0) + 1
+    if _held[key] > 1:
+        _held[key] -= 1
+        record.info.pop("tidegate_test_key")
+        raise AssertionError(
+            f"a second connection to {path} opened by a thread that holds one already"
+        )
+
+
+@sa.event.listens_for(sa.pool.Pool, "checkin")
+def _connection_returned(dbapi_connection: Any, record: Any) -> None:
+    key = record.info.pop("tidegate_test_key", None) if record is not None else None
+    if key is not None:
+        _held[key] -= 1

@@ -28,19 +28,33 @@ def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iter
         NotInitialized: `tidegate init` has not been run.
     """
     with job_lock(db, job, wait_seconds=wait_seconds):
-        record = runs.start(db, job)
+        try:
+            record = runs.start(db, job)
+        except sa.exc.OperationalError as error:
+            raise _unavailable(error) from error
         counters = RunCounters(run_number=record.run_number)
         try:
             yield counters
         except BaseException as error:
             runs.finish(db, record, "failed", counters, str(error) or type(error).__name__)
             if _connection_lost(error):
-                raise SourceUnavailable(
-                    f"the connection to the source was lost: {_first_line(error)}",
-                    "run it again: the run is redone from where it stopped",
-                ) from error
+                raise _unavailable(error) from error
             raise
         runs.finish(db, record, "succeeded", counters)
+
+
+def _unavailable(error: BaseException) -> SourceUnavailable:
+    reason = _first_line(error)
+    if "database is locked" in reason:  # SQLite's busy timeout ran out
+        return SourceUnavailable(
+            "the source database stayed locked by another writer for the whole busy timeout",
+            "a transaction of the application holds SQLite's write lock: run it again once "
+            "that transaction has ended",
+        )
+    return SourceUnavailable(
+        f"the connection to the source was lost: {reason}",
+        "run it again: the run is redone from where it stopped",
+    )
 
 
 def _connection_lost(error: BaseException) -> bool:

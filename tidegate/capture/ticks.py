@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from tidegate import control
 from tidegate.capture.registry import capture_for
@@ -159,14 +160,16 @@ def read_claim(db: Database, audit_key: int) -> Iterator[Change]:
             )
 
 
-def oldest_pending_us(db: Database) -> int | None:
-    """The earliest data time among committed, unclaimed changes; None when none is."""
-    with db.engine.connect() as raw:
-        return (
-            control.bind(db, raw)
-            .execute(sa.select(sa.func.min(control.pending.c.data_us)))
-            .scalar()
-        )
+def oldest_pending_us(db: Database, conn: Connection) -> int | None:
+    """The earliest data time among committed, unclaimed changes; None when none is.
+
+    Read on the caller's connection: on SQLite a second connection opened while the first
+    holds a transaction can wait for itself, through another process's commit, until the
+    busy timeout.
+    """
+    return (
+        control.bind(db, conn).execute(sa.select(sa.func.min(control.pending.c.data_us))).scalar()
+    )
 
 
 def pending_by_table(db: Database) -> dict[str, int]:

@@ -67,8 +67,8 @@ def chain_status(db: Database) -> ChainStatus:
             sa.select(export.c.name).where(export.c.status == "planned").limit(1)
         ).scalar()
         pending = conn.execute(sa.select(sa.func.count()).select_from(control.pending)).scalar()
+        oldest = oldest_pending_us(db, raw)
     points = tuple(_point(row._mapping) for row in reversed(rows))
-    oldest = oldest_pending_us(db)
     now = now_us()
     return ChainStatus(
         exports=int(count or 0),

@@ -122,7 +122,7 @@ def _stream_state(db: Database, settings: ExportSettings) -> StreamState:
             max_span_us=settings.max_span // timedelta(microseconds=1),
             last=stream.last_published(db, conn),
             planned=stream.planned(db, conn),
-            oldest_pending_us=oldest_pending_us(db),
+            oldest_pending_us=oldest_pending_us(db, conn),
             max_claimed_key=stream.max_claimed_key(db, conn),
             tables=tables,
             unsnapshotted=stream.unsnapshotted(db, conn),

@@ -135,7 +135,7 @@ def backlog_before(db: Database, moment_us: int) -> bool:
     with db.engine.connect() as conn:
         last = last_published(db, conn)
         unfinished = planned(db, conn)
+        oldest = oldest_pending_us(db, conn)
     if unfinished is not None or (last is not None and last.reexport_unfinished):
         return True
-    oldest = oldest_pending_us(db)
     return oldest is not None and oldest < moment_us

@@ -230,7 +230,7 @@ function axis(chart, top) {
 function drawBars(chart, runs) {
   chart.replaceChildren();
   const most = Math.max(1, ...runs.map((r) => r.rows));
-  const width = 600 / Math.max(runs.length, 1);
+  const width = 600 / Math.max(runs.length, 30); // a few runs do not make fat bars
   runs.forEach((r, index) => {
     const height = Math.max(1, (r.rows / most) * 110);
     const bar = svg("rect", {

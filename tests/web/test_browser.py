@@ -1,0 +1,143 @@
+"""The dashboard in a real browser: headless Chromium (the system's), driven by Playwright,
+against `tidegate serve` running as its own process.
+
+The screenshot of the main flow is saved to ``$TIDEGATE_TEST_ARTIFACTS`` (default
+``test-artifacts/`` in the repository), as the CI run's artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REQUIRE_SERVERS
+from tests.web.conftest import Sample, Service, make_sample, start_service, stop_service
+from tidegate import api
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(
+    os.environ.get("TIDEGATE_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")
+)
+# Chromium as root in a container, with no network beyond this machine: no sandbox, no
+# GPU, and none of its own background connections (each would be refused, many at once).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SLOW = 30_000  # ms: a run on a busy two-core machine
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+        if REQUIRE_SERVERS:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _page(browser: object) -> tuple[object, list[str]]:
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})  # type: ignore[attr-defined]
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+    return page, problems
+
+
+def test_enable_two_entities_export_them_and_watch_the_queue(
+    browser: object, sample: Sample, service: Service
+) -> None:
+    expect = playwright_api.expect
+    page, problems = _page(browser)
+    page.goto(service.url)
+    names = ("ACCOUNT", "SHIPMENT", "SUPPLIER")
+    row = {name: page.locator(f'tr[data-entity-row="{name}"]') for name in names}
+    expect(row["ACCOUNT"]).to_be_visible()
+    expect(row["ACCOUNT"].locator('[data-field="enabled"]')).to_have_text("no")
+
+    # One multi-select action enables two entities (with ongoing capture, the default).
+    page.check('input[data-entity="ACCOUNT"]')
+    page.check('input[data-entity="SHIPMENT"]')
+    expect(page.locator("#selected-count")).to_have_text("2 selected")
+    page.click('[data-testid="enable-selected"]')
+    expect(page.locator("#message")).to_have_text("enabled: ACCOUNT, SHIPMENT")
+    for name in ("ACCOUNT", "SHIPMENT"):
+        expect(row[name].locator('[data-field="enabled"]')).to_have_text("yes")
+        expect(row[name].locator('[data-field="ongoing"]')).to_have_text("on")
+    expect(row["SUPPLIER"].locator('[data-field="enabled"]')).to_have_text("no")
+
+    # Start the initial export and watch it complete.
+    page.click('button[data-start="initial"]')
+    job = page.locator('tr[data-job="initial"]')
+    expect(job.locator('[data-field="state"]')).to_have_text("succeeded", timeout=SLOW)
+    expect(job.locator('[data-field="progress"]')).to_contain_text(
+        "initial run 1: ACCOUNT, SHIPMENT: 4 record(s)"
+    )
+    for name in ("ACCOUNT", "SHIPMENT"):
+        expect(row[name].locator('[data-field="initial"]')).to_have_text("complete (run 1)")
+    expect(row["ACCOUNT"].locator('[data-field="queue"]')).to_have_text("0")
+
+    # The application writes; the queue depth shows it without a reload.
+    sample.write("UPDATE account_note SET body = 'edited' WHERE account_id = 1 AND note_no = 1;")
+    expect(row["ACCOUNT"].locator('[data-field="queue"]')).to_have_text("1", timeout=SLOW)
+    expect(row["SHIPMENT"].locator('[data-field="queue"]')).to_have_text("0")
+
+    # The run is in the history, and the history's chart has drawn it.
+    history = page.locator('tr[data-run="initial:1"]')
+    expect(history.locator('[data-field="status"]')).to_have_text("succeeded")
+    assert page.locator("#rows-chart rect").count() >= 2
+
+    # And an ongoing export from the dashboard empties the queue again.
+    page.click('button[data-start="ongoing"]')
+    expect(page.locator('tr[data-job="ongoing"] [data-field="state"]')).to_have_text(
+        "succeeded", timeout=SLOW
+    )
+    expect(row["ACCOUNT"].locator('[data-field="queue"]')).to_have_text("0", timeout=SLOW)
+    expect(page.locator("#live-dot")).to_have_class(re.compile(r"\bok\b"))
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert not problems, problems
+    assert list((sample.exports / "entities").glob("INC_EXPORT_*.json.gz"))
+
+
+def test_the_login_page_opens_the_dashboard_with_the_token(browser: object, tmp_path: Path) -> None:
+    expect = playwright_api.expect
+    guarded = make_sample(tmp_path / "guarded", '[serve]\ntoken = "open-sesame-42"\n')
+    api.init(guarded.config())
+    service = start_service(guarded.config_path)
+    try:
+        page, problems = _page(browser)
+        page.goto(service.url)
+        expect(page).to_have_url(re.compile(r"/login$"))
+        page.fill("#token", "wrong")
+        page.click("button[type=submit]")
+        expect(page.locator("#login-error")).to_have_text("the token is wrong")
+        page.fill("#token", "open-sesame-42")
+        page.click("button[type=submit]")
+        expect(page.locator('tr[data-entity-row="ACCOUNT"]')).to_be_visible()
+        # The one refusal the page saw was the wrong token's.
+        assert all("401" in problem for problem in problems), problems
+    finally:
+        stop_service(service)
