@@ -194,3 +194,31 @@ def test_a_target_connection_cut_mid_load_is_one_error_then_recovered(
     assert result.tables
     assert_target_equals_source(sqlite_source, target, "parent", "child line")
     target.dispose()
+
+
+def test_a_sqlite_source_locked_past_the_busy_timeout_is_one_clear_line(
+    sqlite_source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application transaction that holds SQLite's write lock longer than the busy
+    timeout (shortened here from 60 s) stops a run with one line, and the next run works."""
+    import sqlite3
+
+    from tidegate import db as tidegate_db
+
+    config = filled_source(sqlite_source, rows=5)
+    monkeypatch.setattr(tidegate_db, "SQLITE_BUSY_TIMEOUT_SECONDS", 0.5)
+    (sqlite_source.tmp_path / "tidegate.toml").write_text(
+        f'[source]\nurl = "{sqlite_source.url}"\n[output]\nlocation = "{config.output.location}"\n'
+    )
+    holder = sqlite3.connect(sqlite_source.url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code, _out, err = run(sqlite_source.tmp_path, "export", "tables")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1
+    assert_one_error(err, r"Error: the source database stayed locked by another writer .*")
+    code, out, err = run(sqlite_source.tmp_path, "export", "tables")
+    assert code == 0, err
+    assert "snapshot" in out

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tidegate.config import Config, load_config
@@ -106,8 +106,8 @@ class Service:
     url: str
     process: subprocess.Popen[str]
 
-    def client(self, **options: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **options)  # type: ignore[arg-type]
+    def client(self, **options: object) -> httpx2.Client:
+        return httpx2.Client(base_url=self.url, timeout=30, **options)  # type: ignore[arg-type]
 
 
 def start_service(config_path: Path, *args: str) -> Service:
@@ -130,9 +130,9 @@ def start_service(config_path: Path, *args: str) -> Service:
     url = match.group(1)
     while time.monotonic() < deadline:
         try:
-            httpx.get(url + "favicon.svg", timeout=2)
+            httpx2.get(url + "favicon.svg", timeout=2)
             return Service(url, process)
-        except httpx.TransportError:
+        except httpx2.TransportError:
             time.sleep(0.1)
     process.kill()
     raise AssertionError("serve did not answer in time")

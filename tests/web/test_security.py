@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -116,8 +116,8 @@ def test_serve_on_a_public_address_requires_the_token(tmp_path: Path) -> None:
     try:
         port = service.url.rsplit(":", 1)[1].strip("/")
         here = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{here}/api/entities").status_code == 401
-        answer = httpx.get(f"{here}/api/entities", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert httpx2.get(f"{here}/api/entities").status_code == 401
+        answer = httpx2.get(f"{here}/api/entities", headers={"Authorization": f"Bearer {TOKEN}"})
         assert answer.status_code == 200
     finally:
         stop_service(service)
