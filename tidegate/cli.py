@@ -707,3 +707,8 @@ def demo(
             "this is a bug; please report it with the demo folder",
         )
     out.print("the target equals the source, table by table", highlight=False)
+    out.print(
+        f"see it all in the dashboard: tidegate --config {directory / 'tidegate.toml'} serve",
+        highlight=False,
+        markup=False,
+    )
