@@ -97,6 +97,23 @@ def test_table_without_primary_key_is_refused_before_anything_is_installed(
     assert tidegate.init(source.config('tables.exclude=["audit_trail"]')).installed == ("customer",)
 
 
+def test_a_column_name_export_files_cannot_carry_is_refused_at_init(source: Source) -> None:
+    """Regression (found by the name fuzz test): a column named with a control character
+    was captured and exported, and then the loader refused the export's schema."""
+    odd = sa.Table(
+        "odd",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("a\x1fb", sa.Text),
+    )
+    source.create(customer_table(), odd)
+    with pytest.raises(CaptureError) as refused:
+        tidegate.init(source.config())
+    assert str(refused.value).startswith("table 'odd': column 'a\\x1fb' has a control character")
+    assert "exclude" in refused.value.hint
+    assert tidegate.init(source.config('tables.exclude=["odd"]')).installed == ("customer",)
+
+
 NASTY_TABLE = 'we"ird; DROP TABLE victim;--'
 NASTY_COLUMNS = ["select", "a b", "ünï €", "50% :off", "it's"]
 

@@ -195,3 +195,12 @@ def test_record_counter_counts_csv_records_however_the_stream_is_cut(
         found += counter.feed(data[position : position + size])
         position += size
     assert found == len(rows) + 1  # and the header
+
+
+def test_a_sha1_line_for_a_non_ascii_file_name_reads_back() -> None:
+    """Regression: checksum lines were read as ASCII, so a table named with a letter such as
+    'Ü' or a no-break space failed `verify` (found by the name fuzz test)."""
+    from tidegate.formats.tablezip import parse_sha1_line, sha1_line
+
+    for name in ("Ünï.csv", "\xa0.csv", "日本.deleted.csv"):
+        assert parse_sha1_line(sha1_line("a" * 40, name), name, "here") == "a" * 40

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import replace
 
 from sqlalchemy import exc
@@ -20,6 +19,7 @@ from tidegate.db import (
     time_kind,
 )
 from tidegate.errors import CaptureError
+from tidegate.formats.tableschema import MAX_NAME, portable_name
 from tidegate.model import CapturedTable, InitReport, TimeColumn
 from tidegate.runs import require_installed
 
@@ -44,12 +44,7 @@ def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[Captu
             "check [tables] include and exclude, and [source] schema",
         )
     for name in names:
-        if any(unicodedata.category(c) == "Cc" for c in name):
-            raise CaptureError(
-                f"table {name!r} has a control character in its name, which export files "
-                "cannot carry",
-                f"rename it, or leave it out with [tables] exclude = [{name!r}]",
-            )
+        _check_names(db, name)
     keys = {name: primary_key(db, name) for name in names}
     keyless = [name for name, key in keys.items() if not key]
     if keyless:
@@ -63,6 +58,25 @@ def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[Captu
         CapturedTable(0, name, key, _time_column(db, tables, timezone, name))
         for name, key in keys.items()
     ]
+
+
+def _check_names(db: Database, table: str) -> None:
+    """Refuse a table whose name, or a column's, export files cannot carry: a control
+    character, or more than MAX_NAME characters (the loader refuses both)."""
+    hint = f"rename it, or leave the table out with [tables] exclude = [{table!r}]"
+    if not portable_name(table):
+        raise CaptureError(
+            f"table {table!r}: its name has a control character or more than {MAX_NAME} "
+            "characters, which export files cannot carry",
+            hint,
+        )
+    for column in column_types(db, table):
+        if not portable_name(column):
+            raise CaptureError(
+                f"table {table!r}: column {column!r} has a control character or more than "
+                f"{MAX_NAME} characters in its name, which export files cannot carry",
+                hint,
+            )
 
 
 def _time_column(

@@ -12,6 +12,7 @@ anywhere.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,13 +130,15 @@ def _column(column: Any, where: str) -> ColumnSchema:
     return ColumnSchema(name, kind, nullable)
 
 
+def portable_name(name: str) -> bool:
+    """Whether a table or column name can travel in export files: 1 to MAX_NAME
+    characters, none of them a control character. The exporter refuses other names at
+    `init`; the loader refuses them in a schema."""
+    return 0 < len(name) <= MAX_NAME and not any(unicodedata.category(c) == "Cc" for c in name)
+
+
 def _name(value: Any, what: str) -> str:
-    if (
-        not isinstance(value, str)
-        or not value
-        or len(value) > MAX_NAME
-        or any(ord(c) < 32 or ord(c) == 127 for c in value)
-    ):
+    if not isinstance(value, str) or not portable_name(value):
         raise FormatError(f"{what} must be 1 to {MAX_NAME} printable characters: {value!r}")
     return value
 

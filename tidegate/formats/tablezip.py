@@ -52,7 +52,8 @@ def parse_sha1_line(data: bytes, file_name: str, where: str) -> str:
     Raises:
         FormatError: the file is not one `sha1sum` line for that file.
     """
-    text = data.decode("ascii", "replace")
+    # UTF-8, as written: a table's file name keeps its non-ASCII letters.
+    text = data.decode("utf-8", "replace")
     digest, _, named = text.rstrip("\n").partition("  ")
     if len(data) > 4096 or not _HEX40.fullmatch(digest) or named != file_name:
         raise FormatError(f"{where}: not a sha1sum line for {file_name}")
