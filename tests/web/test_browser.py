@@ -141,3 +141,26 @@ def test_the_login_page_opens_the_dashboard_with_the_token(browser: object, tmp_
         assert all("401" in problem for problem in problems), problems
     finally:
         stop_service(service)
+
+
+def test_names_from_the_source_are_shown_as_text_never_as_html(
+    browser: object, tmp_path: Path
+) -> None:
+    """A table named like markup: its entity shows by name, and no element is made of it."""
+    expect = playwright_api.expect
+    hostile = make_sample(tmp_path / "hostile")
+    hostile.write('CREATE TABLE "<img src=x onerror=alert(1)>" (id INTEGER PRIMARY KEY);')
+    api.init(hostile.config())
+    service = start_service(hostile.config_path)
+    try:
+        page, problems = _page(browser)
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(service.url)
+        name = "<IMG SRC=X ONERROR=ALERT(1)>"
+        row = page.locator(f'tr[data-entity-row="{name}"]')
+        expect(row.locator("td.name")).to_have_text(name)
+        assert page.locator("#entities img").count() == 0
+        assert not dialogs and not problems, (dialogs, problems)
+    finally:
+        stop_service(service)
