@@ -13,7 +13,7 @@ exported twice.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -55,14 +55,10 @@ class JobRunner:
 
     Args:
         config: the configuration every run uses.
-        on_finish: called (in the run's thread) with the final activity of each run.
     """
 
-    def __init__(
-        self, config: Config, on_finish: Callable[[Activity], None] = lambda _a: None
-    ) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._on_finish = on_finish
         self._lock = threading.Lock()
         self._activity = {job: Activity(job) for job in STARTABLE_JOBS}
         self._threads: dict[StartableJob, threading.Thread] = {}
@@ -131,15 +127,14 @@ class JobRunner:
         try:
             summary = self._call(job, names)
         except JobBusy as busy:
-            final = self._finish(job, "refused", error=busy.message)
+            self._finish(job, "refused", error=busy.message)
         except TidegateError as error:
-            final = self._finish(job, "failed", error=_with_hint(error))
+            self._finish(job, "failed", error=_with_hint(error))
         except Exception as error:  # a thread has no caller to raise to: keep it visible
             text = " ".join(str(error).split()) or type(error).__name__
-            final = self._finish(job, "failed", error=f"unexpected {type(error).__name__}: {text}")
+            self._finish(job, "failed", error=f"unexpected {type(error).__name__}: {text}")
         else:
-            final = self._finish(job, "succeeded", summary=summary)
-        self._on_finish(final)
+            self._finish(job, "succeeded", summary=summary)
 
     def _finish(self, job: StartableJob, state: RunState, **changes: str) -> Activity:
         return self._update(job, state=state, ended_at=datetime.now(UTC), doing="", **changes)
