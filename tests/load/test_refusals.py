@@ -282,3 +282,27 @@ def test_json_nested_past_the_limit_is_refused(exports: Path, tmp_path: Path) ->
         kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()
         assert set(kinds) == {"tables"}
     engine.dispose()
+
+
+def test_an_entity_row_without_its_key_is_refused(exports: Path, tmp_path: Path) -> None:
+    """A row whose key column is empty (checksums made right) is refused, naming the table
+    and column, before the target sees it (a SQLite INTEGER key is the rowid, which would
+    take a new value for NULL)."""
+    manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["files"][0]
+    path = exports / "entities" / entry["name"]
+    records = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+    records[0]["DATA"]["orders"][0]["order_no"] = ""
+    data = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+    path.write_bytes(data)
+    entry.update(bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1
+    assert_one_error(err, r"Error: .*'orders'.*key column 'order_no' is empty.*")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    with engine.connect() as conn:
+        kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()
+        assert set(kinds) == {"tables"}
+    engine.dispose()

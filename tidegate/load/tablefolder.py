@@ -101,13 +101,23 @@ def _sqlite_rows(
     """SQLite: one INSERT (an upsert unless the table was just emptied), its values
     converted in SQL, run by the driver over the parsed records: `executemany` loops in C,
     binding each record as it is (field i is parameter ?i+1, used as often as its
-    conversion needs; the driver refuses a record with another number of fields)."""
+    conversion needs; the driver refuses a record with another number of fields).
+
+    A key column that is the table's rowid never gets NULL: SQLite would give it a new
+    rowid instead of refusing it. An integer key's field goes in unconverted (its
+    conversion only turns '' into NULL); any other kind's NULL becomes ''. SQLite refuses
+    '' and any other text that is no integer ("datatype mismatch")."""
     from sqlalchemy.dialects import sqlite
 
     columns = [c.name for c in schema.columns]
+    rowid = _rowid_column(conn, table)
     values: dict[str, Any] = {}
     for number, column in enumerate(schema.columns, start=1):
-        conversion = converted(sa.bindparam("field"), column, table.c[column.name].type, "sqlite")
+        field: sa.BindParameter[Any] = sa.bindparam("field")
+        conversion = converted(field, column, table.c[column.name].type, "sqlite")
+        if column.name == rowid:
+            integer = base_type(column.type) in ("smallint", "integer", "bigint")
+            conversion = field if integer else sa.func.coalesce(conversion, "")
         values[column.name] = sa.literal_column(_numbered(conversion, number))
     insert: Any = sqlite.insert(table).values(values).inline()  # no RETURNING
     if not entry.whole:
@@ -121,6 +131,18 @@ def _sqlite_rows(
         return int(raw.executemany(statement, records).rowcount)
 
     _counted(archive, member, entry.rows, run)
+
+
+def _rowid_column(conn: Connection, table: sa.Table) -> str | None:
+    """The column that is a SQLite table's rowid, if one is: the table's only key column
+    where SQLite keeps no index for the key (declared INTEGER, in a table with rowids)."""
+    keys = conn.exec_driver_sql(
+        "SELECT name FROM pragma_table_info(?) WHERE pk > 0", (table.name,)
+    ).all()
+    indexed = conn.exec_driver_sql(
+        "SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'", (table.name,)
+    ).first()
+    return str(keys[0][0]) if len(keys) == 1 and indexed is None else None
 
 
 def _numbered(expression: sa.ColumnElement[Any], number: int) -> str:
