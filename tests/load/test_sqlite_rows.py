@@ -1,10 +1,11 @@
-"""The SQLite target's own row path: a table's INTEGER key as its rowid; a snapshot into
-an empty table, an upsert, and a snapshot into a table emptied in the same transaction,
-each compared with the source."""
+"""The SQLite target's own row path: a table's INTEGER key as its rowid, values converted
+by one CASE each; a snapshot into an empty table, an upsert, and a snapshot into a table
+emptied in the same transaction, each compared with the source."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,26 @@ def test_an_empty_or_non_integer_key_is_refused(sqlite_source: Source, tmp_path:
             assert conn.exec_driver_sql("SELECT count(*) FROM reading").scalar() == 0
             assert conn.exec_driver_sql("SELECT count(*) FROM tidegate_applied").scalar() == 0
         engine.dispose()
+
+
+def test_float_texts_load_as_the_values_they_name(sqlite_source: Source, tmp_path: Path) -> None:
+    """A float column's texts as other sources write them: Infinity and -Infinity become
+    SQLite's infinities, NaN (which SQLite cannot hold) and the empty field NULL, numbers
+    the same double."""
+    exports = exported_readings(sqlite_source)
+    texts = [b"Infinity", b"-Infinity", b"NaN", b"", b"-1e-300", b"1e20", b"0.30000000000000004"]
+
+    def specials(members: dict[str, bytes]) -> None:
+        for record, text in enumerate(texts, start=1):
+            members["reading.csv"] = with_field(members["reading.csv"], record, 3, text)
+
+    rewrite(exports, specials)
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 0, err
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    with engine.connect() as conn:
+        got = dict(conn.exec_driver_sql("SELECT id, value FROM reading WHERE id <= 7").all())
+    engine.dispose()
+    assert got[1] == math.inf and got[2] == -math.inf
+    assert got[3] is None and got[4] is None
+    assert (got[5], got[6], got[7]) == (-1e-300, 1e20, 0.30000000000000004)
