@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 import tidegate
@@ -19,6 +20,7 @@ from tests.load.helpers import assert_target_equals_source
 from tests.load.test_refusals import assert_one_error, cli, rewrite
 from tests.tables.helpers import Micro
 from tidegate import api
+from tidegate.load.tablefolder import ROWS_PER_INSERT
 
 
 def readings() -> sa.Table:
@@ -72,28 +74,48 @@ def test_snapshot_upsert_and_snapshot_into_an_emptied_table(source: Source) -> N
     tidegate.init(config)
     engine = source.engine()
     with engine.begin() as conn:
-        conn.execute(table.insert(), [reading(k) for k in range(1, 61)])
+        conn.execute(table.insert(), [reading(k) for k in range(1, 131)])
     tidegate.export_tables(config)
     api.load(config)
     assert_target_equals_source(source, target, "reading")
     assert rowid_key(target, "reading")
 
+    # 60 rows updated and 60 new ones: upserts in whole batches and a shorter last one.
     with engine.begin() as conn:
-        conn.execute(table.update().where(table.c.id <= 10).values(label="changed", value=None))
-        conn.execute(table.delete().where(table.c.id.between(20, 29)))
-        conn.execute(table.insert(), [reading(k) for k in range(100, 120)])
+        conn.execute(table.update().where(table.c.id <= 60).values(label="changed", value=None))
+        conn.execute(table.delete().where(table.c.id.between(70, 79)))
+        conn.execute(table.insert(), [reading(k) for k in range(131, 191)])
     tidegate.export_tables(config)
     result = api.load(config)
     assert len(result.tables) == 1
     assert_target_equals_source(source, target, "reading")
 
     with engine.begin() as conn:
-        conn.execute(table.delete().where(table.c.id > 110))
+        conn.execute(table.delete().where(table.c.id > 150))
         conn.execute(table.update().where(table.c.id == 1).values(code="", amount=None))
     # Deleted rows are not in a snapshot: only emptying the table removes them.
     tidegate.export_tables(config, restart_from_beginning=True)
     assert len(api.load(config).tables) == 1
     assert_target_equals_source(source, target, "reading")
+    target.dispose()
+
+
+@pytest.mark.parametrize(
+    "count", [1, ROWS_PER_INSERT - 1, ROWS_PER_INSERT, 2 * ROWS_PER_INSERT + 1]
+)
+def test_every_record_is_loaded_whatever_the_batches(sqlite_source: Source, count: int) -> None:
+    """Records go to SQLite in INSERTs of ROWS_PER_INSERT, the last one shorter: none is
+    lost or doubled at the edges."""
+    table = readings()
+    sqlite_source.create(table)
+    config = sqlite_source.config()
+    tidegate.init(config)
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(table.insert(), [reading(k) for k in range(1, count + 1)])
+    tidegate.export_tables(config)
+    assert api.load(config).rows == count
+    target = sqlite_target(sqlite_source)
+    assert_target_equals_source(sqlite_source, target, "reading")
     target.dispose()
 
 
@@ -188,3 +210,24 @@ def test_float_texts_load_as_the_values_they_name(sqlite_source: Source, tmp_pat
     assert got[1] == math.inf and got[2] == -math.inf
     assert got[3] is None and got[4] is None
     assert (got[5], got[6], got[7]) == (-1e-300, 1e20, 0.30000000000000004)
+
+
+def test_a_record_of_another_width_is_named(sqlite_source: Source, tmp_path: Path) -> None:
+    """A record with a field too many, past the first batch: refused with its number."""
+    table = readings()
+    sqlite_source.create(table)
+    config = sqlite_source.config()
+    tidegate.init(config)
+    with sqlite_source.engine().begin() as conn:
+        rows = [reading(k) | {"label": f"r{k}", "code": "x"} for k in range(1, 80)]
+        conn.execute(table.insert(), rows)
+    tidegate.export_tables(config)
+    exports = sqlite_source.tmp_path / "exports"
+
+    def extra_field(members: dict[str, bytes]) -> None:
+        members["reading.csv"] = with_field(members["reading.csv"], 73, 1, b"r73,extra")
+
+    folder = rewrite(exports, extra_field)
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1, err
+    assert_one_error(err, rf"Error: {folder.name}/.*reading\.csv: record 73 has 8 fields, not 7")
