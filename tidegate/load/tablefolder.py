@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -144,13 +145,13 @@ def _sqlite_rows(
             if hexed
             else _checked_reader(archive, member, columns)
         )
-        tail: list[list[Any]] = []
-        batches = _flat_batches(records, width, per, where, tail)
-        count = max(0, int(raw.executemany(statement(per), batches).rowcount))
-        if tail:
-            flat = tuple(itertools.chain.from_iterable(tail))
-            count += int(raw.execute(statement(len(tail)), flat).rowcount)
-        return count
+        rest = _Rest()
+        raw.executemany(statement(per), _flat_batches(records, width, per, where, rest))
+        if rest.tail:
+            raw.execute(statement(len(rest.tail)), tuple(itertools.chain.from_iterable(rest.tail)))
+        # Records, not rows changed: an upsert that finds nothing to update (a table that
+        # is all key) changes no row, and that record was applied all the same.
+        return rest.records
 
     _counted(archive, member, entry.rows, run)
 
@@ -158,30 +159,37 @@ def _sqlite_rows(
 def _field_sql(table: sa.Table, column: ColumnSchema, rowid: bool) -> str:
     """A column's conversion (casts.py) as SQL text, its constants written in, the field
     it converts written `:field` (see `_named_sql`)."""
-    field: sa.BindParameter[Any] = sa.bindparam("field")
-    conversion = converted(field, column, table.c[column.name].type, "sqlite")
+    text: sa.BindParameter[Any] = sa.bindparam("field")
+    conversion = converted(text, column, table.c[column.name].type, "sqlite")
     if rowid:
         integer = base_type(column.type) in ("smallint", "integer", "bigint")
-        conversion = field if integer else sa.func.coalesce(conversion, "")
+        conversion = text if integer else sa.func.coalesce(conversion, "")
     return _named_sql(conversion)
 
 
+@dataclass
+class _Rest:
+    """What `_flat_batches` leaves: how many records it read, the last, shorter batch."""
+
+    records: int = 0
+    tail: list[list[Any]] = field(default_factory=list)
+
+
 def _flat_batches(
-    records: Iterator[list[Any]], width: int, rows: int, where: str, tail: list[list[Any]]
+    records: Iterator[list[Any]], width: int, rows: int, where: str, rest: _Rest
 ) -> Iterator[tuple[Any, ...]]:
     """The records `rows` at a time, each batch's fields in one flat tuple (all the work
     per record is done in C: slicing, measuring, flattening); a record whose number of
-    fields is not `width` is refused; the last batch, if shorter, is left in `tail`."""
-    done = 0
+    fields is not `width` is refused; the last batch, if shorter, is left in `rest`."""
     while batch := list(itertools.islice(records, rows)):
         if set(map(len, batch)) != {width}:
             number, record = next((n, r) for n, r in enumerate(batch) if len(r) != width)
             raise LoadError(
-                f"{where}: record {done + number + 1} has {len(record)} fields, not {width}"
+                f"{where}: record {rest.records + number + 1} has {len(record)} fields, not {width}"
             )
-        done += len(batch)
+        rest.records += len(batch)
         if len(batch) < rows:
-            tail.extend(batch)
+            rest.tail = batch
             return
         yield tuple(itertools.chain.from_iterable(batch))
 
