@@ -1,10 +1,11 @@
 """Applying one table-export folder to the target, inside the caller's transaction.
 
-Per table, in one statement each, the text of the CSV turned into the columns' types by
-the target in SQL (casts.py), not in Python:
+Per table, the text of the CSV turned into the columns' types by the target in SQL
+(casts.py), not in Python:
 
 - PostgreSQL, a table exported whole: emptied, then `COPY`ed straight from the zip member;
-- SQLite: one `INSERT … ON CONFLICT DO UPDATE` run by the driver over the parsed records;
+- SQLite: `INSERT … ON CONFLICT DO UPDATE` (a plain INSERT into an emptied table) of 50
+  records a statement, run by the driver over the parsed records;
 - otherwise: the records staged as text in a temporary table (PostgreSQL: `COPY`), then
   merged by primary key with `INSERT … SELECT … ON CONFLICT DO UPDATE` (`ON DUPLICATE KEY
   UPDATE` on MariaDB).
@@ -32,7 +33,7 @@ from tidegate.load.archive import ExportArchive, csv_error
 from tidegate.load.casts import converted, staged_type
 
 BATCH_ROWS = 10_000
-ROWS_PER_INSERT = 50  # SQLite: records per INSERT statement (measured: 20-100 alike)
+ROWS_PER_INSERT = 50  # SQLite: records per INSERT statement (measured: 25-124 alike)
 SQLITE_MAX_PARAMETERS = 999  # the lowest limit a SQLite build may have (before 3.32)
 
 
@@ -234,9 +235,9 @@ def _inline_constants(expression: Any, dialect: sa.engine.Dialect) -> Any:
 def _checked_reader(
     archive: ExportArchive, member: str, columns: Sequence[str]
 ) -> Iterator[list[str]]:
-    """The member's CSV reader itself, past its header (checked against `columns`), for a
-    driver that loops over it in C and refuses a record of another width: no Python runs
-    per record. Its UnicodeDecodeError and csv.Error are the caller's (see `_counted`)."""
+    """The member's CSV reader itself, past its header (checked against `columns`): no
+    Python runs per record (`_flat_batches` checks each one's width in C). Its
+    UnicodeDecodeError and csv.Error are the caller's (see `_counted`)."""
     records = archive.reader(member)
     archive.check_header(member, next(records, None), columns)
     return records
