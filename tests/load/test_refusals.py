@@ -216,10 +216,10 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes]], None], str]] = {
         lambda m: m.update({"parent.csv": with_extra_field(m["parent.csv"])}),
         "fields",
     ),
-    # A table without binary columns: the driver counts the fields.
+    # A table without binary columns: its records go to the driver as the CSV reader gives them.
     "extra field, no binary": (
         lambda m: m.update({"child line.csv": with_extra_field(m["child line.csv"])}),
-        "bindings",
+        "fields",
     ),
     "unknown column": (
         lambda m: m.update({"parent.csv": b"id,sneaky" + m["parent.csv"][2:]}),
@@ -277,6 +277,59 @@ def test_json_nested_past_the_limit_is_refused(exports: Path, tmp_path: Path) ->
     assert code == 1
     assert_one_error(err, rf"Error: entities/{entry['name']}: record 1: not a JSON record.*")
     # The table exports before it were applied, each whole; no entity run was.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    with engine.connect() as conn:
+        kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()
+        assert set(kinds) == {"tables"}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("where", ["start", "middle"])
+def test_a_damaged_deflate_stream_is_refused(exports: Path, tmp_path: Path, where: str) -> None:
+    """Bytes of a member's deflated data changed and the zip's .sha1 made right: the
+    inflater's error (a block of no valid type at the start) or the member's CRC (data
+    that inflates, but to other bytes) names the member; nothing is applied."""
+    folder = table_folders(exports)[0]
+    zipped = folder / f"{folder.name}.zip"
+    with zipfile.ZipFile(zipped) as source:
+        info = source.getinfo("parent.csv")
+    data = bytearray(zipped.read_bytes())
+    local_extra = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + len(info.filename.encode()) + local_extra
+    if where == "start":
+        data[start] = 0xFF  # final block, of the reserved type 3
+    else:
+        for offset in range(start + info.compress_size // 3, start + info.compress_size // 3 + 8):
+            data[offset] ^= 0x5A
+    zipped.write_bytes(bytes(data))
+    digest = hashlib.sha1(bytes(data)).hexdigest()
+    (folder / f"{folder.name}.zip.sha1").write_text(f"{digest}  {zipped.name}\n")
+    code, out, err = cli(tmp_path, "verify", str(exports))
+    assert code == 1 and "member 'parent.csv' is damaged" in " ".join(out.split()), out + err
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1, err
+    says = "invalid|Invalid" if where == "start" else "CRC"
+    assert_one_error(err, rf"Error: {folder.name}/{zipped.name}: member 'parent\.csv' .*({says}).*")
+    assert_target_untouched(tmp_path)
+
+
+def test_an_entity_row_without_its_key_is_refused(exports: Path, tmp_path: Path) -> None:
+    """A row whose key column is empty (checksums made right) is refused, naming the table
+    and column, before the target sees it (a SQLite INTEGER key is the rowid, which would
+    take a new value for NULL)."""
+    manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["files"][0]
+    path = exports / "entities" / entry["name"]
+    records = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+    records[0]["DATA"]["orders"][0]["order_no"] = ""
+    data = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+    path.write_bytes(data)
+    entry.update(bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1
+    assert_one_error(err, r"Error: .*'orders'.*key column 'order_no' is empty.*")
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
     with engine.connect() as conn:
         kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()

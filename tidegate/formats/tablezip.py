@@ -41,6 +41,20 @@ def _deflater() -> Any:
     return zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
 
 
+def inflater() -> Any:
+    """A raw-inflate decompressor (what reads a deflated member), the fastest one
+    available: ISA-L's inflates this format's CSV about 2x faster than zlib's."""
+    if isal_zlib is not None:
+        return isal_zlib.decompressobj(-15)
+    return zlib.decompressobj(-15)
+
+
+INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error,) + (
+    (isal_zlib.error,) if isal_zlib is not None else ()
+)
+"""What the decompressors raise for a damaged deflate stream."""
+
+
 def sha1_line(digest: str, file_name: str) -> bytes:
     """A checksum file's content, in `sha1sum` format (`sha1sum -c` checks it in place)."""
     return f"{digest}  {file_name}\n".encode()

@@ -24,13 +24,16 @@ from tidegate.errors import LoadError
 from tidegate.formats.manifest import Manifest
 from tidegate.formats.naming import SCHEMA_MEMBER, sha1_name
 from tidegate.formats.tableschema import TableSchema, parse_schema_document
-from tidegate.formats.tablezip import parse_sha1_line
+from tidegate.formats.tablezip import INFLATE_ERRORS, inflater, parse_sha1_line
 
 MAX_MEMBER_BYTES = 64 * 1024**3  # 64 GiB uncompressed
 MAX_RATIO = 200  # deflate level 1 gives 3-10x on CSV; repetitive columns reach ~50x
 RATIO_FLOOR = 1024 * 1024  # members smaller than this are not held to the ratio
 MAX_LINE_BYTES = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
+
+# What reading a damaged member raises: the zip library's errors, the inflater's.
+_DAMAGED: tuple[type[Exception], ...] = (zipfile.BadZipFile, OSError, EOFError, *INFLATE_ERRORS)
 
 # csv fields may be as long as a line may be.
 csv.field_size_limit(MAX_LINE_BYTES)
@@ -129,12 +132,17 @@ class ExportArchive:
         nothing read from it may be kept)."""
         expected = self.digest(name)
         sha1 = hashlib.sha1()
+        info = self.infos[name]
         try:
-            with self.zip.open(self.infos[name]) as member:
+            with self.zip.open(info) as member:
+                if info.compress_type == zipfile.ZIP_DEFLATED:
+                    # The zip library makes its own zlib decompressor; swap in the fastest
+                    # one before the first byte (as the writer does with its compressor).
+                    member._decompressor = inflater()  # type: ignore[attr-defined]
                 while chunk := member.read(CHUNK):
                     sha1.update(chunk)
                     yield chunk
-        except (zipfile.BadZipFile, OSError, EOFError) as error:
+        except _DAMAGED as error:
             raise self._error(f"member {name!r} is damaged ({error})") from None
         if sha1.hexdigest() != expected:
             raise self._error(f"member {name!r} does not match its sha1")

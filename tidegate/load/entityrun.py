@@ -61,6 +61,7 @@ class _Entity:
             t.schema.name: {c.name: converter(c, zone, dialect) for c in t.schema.columns}
             for t in tables
         }
+        self.keys = {t.schema.name: t.schema.primary_key for t in tables}
 
 
 def apply_run(
@@ -173,7 +174,7 @@ def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
         conn.execute(table.delete().where(match))
         converts = entity.converts[described.schema.name]
         rows = [
-            _row(row, converts, described.schema.name)
+            _row(row, converts, described.schema.name, entity.keys[described.schema.name])
             for record in records
             if not record.deleted
             for row in record.data[described.schema.name]
@@ -182,13 +183,19 @@ def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
             conn.execute(table.insert(), rows)
 
 
-def _row(row: Any, converts: dict[str, Convert], table: str) -> dict[str, Any]:
+def _row(row: Any, converts: dict[str, Convert], table: str, key: Sequence[str]) -> dict[str, Any]:
+    """A record's row converted; a key column without a value is refused here (a SQLite
+    table's INTEGER key is its rowid, which would take a new value for NULL)."""
     if not isinstance(row, dict) or set(row) != set(converts):
         raise LoadError(f"a row of {table!r} does not hold exactly its columns")
     try:
-        return {name: converts[name](value) for name, value in row.items()}
+        converted = {name: converts[name](value) for name, value in row.items()}
     except (ValueError, TypeError) as error:
         raise LoadError(f"a row of {table!r}: {error}") from None
+    for name in key:
+        if converted[name] is None:
+            raise LoadError(f"a row of {table!r}: its key column {name!r} is empty")
+    return converted
 
 
 def _held(conn: Connection, idents: list[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -1,10 +1,11 @@
 """Applying one table-export folder to the target, inside the caller's transaction.
 
-Per table, in one statement each, the text of the CSV turned into the columns' types by
-the target in SQL (casts.py), not in Python:
+Per table, the text of the CSV turned into the columns' types by the target in SQL
+(casts.py), not in Python:
 
 - PostgreSQL, a table exported whole: emptied, then `COPY`ed straight from the zip member;
-- SQLite: one `INSERT … ON CONFLICT DO UPDATE` run by the driver over the parsed records;
+- SQLite: `INSERT … ON CONFLICT DO UPDATE` (a plain INSERT into an emptied table) of 50
+  records a statement, run by the driver over the parsed records;
 - otherwise: the records staged as text in a temporary table (PostgreSQL: `COPY`), then
   merged by primary key with `INSERT … SELECT … ON CONFLICT DO UPDATE` (`ON DUPLICATE KEY
   UPDATE` on MariaDB).
@@ -17,7 +18,9 @@ record count other than the manifest's) raises before the transaction commits.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,11 +28,13 @@ from sqlalchemy.engine import Connection
 
 from tidegate.errors import LoadError
 from tidegate.formats.manifest import Manifest, TableEntry
-from tidegate.formats.tableschema import TableSchema, base_type
+from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type
 from tidegate.load.archive import ExportArchive, csv_error
 from tidegate.load.casts import converted, staged_type
 
 BATCH_ROWS = 10_000
+ROWS_PER_INSERT = 50  # SQLite: records per INSERT statement (measured: 25-124 alike)
+SQLITE_MAX_PARAMETERS = 999  # the lowest limit a SQLite build may have (before 3.32)
 
 
 def apply_folder(
@@ -98,41 +103,119 @@ def _sqlite_rows(
     schema: TableSchema,
     entry: TableEntry,
 ) -> None:
-    """SQLite: one INSERT (an upsert unless the table was just emptied), its values
-    converted in SQL, run by the driver over the parsed records: `executemany` loops in C,
-    binding each record as it is (field i is parameter ?i+1, used as often as its
-    conversion needs; the driver refuses a record with another number of fields)."""
+    """SQLite: an INSERT of `ROWS_PER_INSERT` records at a time (an upsert unless the table
+    was just emptied), their values converted in SQL, run by the driver's `executemany`
+    over the parsed records, each batch bound as one flat tuple (field i of the batch's
+    record j is parameter ?(j*width+i+1), used as often as its conversion needs; a record
+    with another number of fields is refused). One statement per batch, not per record:
+    its overhead (the driver's reset and binding loop, SQLite's cursor on the table) is
+    shared by the batch. The last, shorter batch gets a statement of its own.
+
+    A key column that is the table's rowid never gets NULL: SQLite would give it a new
+    rowid instead of refusing it. An integer key's field goes in unconverted (its
+    conversion only turns '' into NULL); any other kind's NULL becomes ''. SQLite refuses
+    '' and any other text that is no integer ("datatype mismatch")."""
     from sqlalchemy.dialects import sqlite
 
     columns = [c.name for c in schema.columns]
-    values: dict[str, Any] = {}
-    for number, column in enumerate(schema.columns, start=1):
-        conversion = converted(sa.bindparam("field"), column, table.c[column.name].type, "sqlite")
-        values[column.name] = sa.literal_column(_numbered(conversion, number))
-    insert: Any = sqlite.insert(table).values(values).inline()  # no RETURNING
-    if not entry.whole:
-        insert = _on_conflict(insert, columns, schema.primary_key)
-    statement = str(insert.compile(dialect=conn.dialect))
+    width = len(columns)
+    rowid = _rowid_column(conn, table)
+    fields = [_field_sql(table, column, column.name == rowid) for column in schema.columns]
+    per = max(1, min(ROWS_PER_INSERT, SQLITE_MAX_PARAMETERS // width))
+
+    def statement(rows: int) -> str:
+        values: list[dict[str, Any]] = [
+            {
+                name: sa.literal_column(sql.replace(":field", f"?{row * width + number}"))
+                for number, (name, sql) in enumerate(zip(columns, fields, strict=True), start=1)
+            }
+            for row in range(rows)
+        ]
+        insert: Any = sqlite.insert(table).values(values).inline()  # no RETURNING
+        if not entry.whole:
+            insert = _on_conflict(insert, columns, schema.primary_key)
+        return str(insert.compile(dialect=conn.dialect))
+
     hexed = [i for i, c in enumerate(schema.columns) if base_type(c.type) == "binary"]
-    records = _records(archive, member, columns, hexed, driver_counts_fields=True)
     raw: Any = conn.connection.driver_connection
+    where = f"{archive.where}/{member}"
 
     def run() -> int:
-        return int(raw.executemany(statement, records).rowcount)
+        records = (
+            _records(archive, member, columns, hexed)
+            if hexed
+            else _checked_reader(archive, member, columns)
+        )
+        rest = _Rest()
+        raw.executemany(statement(per), _flat_batches(records, width, per, where, rest))
+        if rest.tail:
+            raw.execute(statement(len(rest.tail)), tuple(itertools.chain.from_iterable(rest.tail)))
+        # Records, not rows changed: an upsert that finds nothing to update (a table that
+        # is all key) changes no row, and that record was applied all the same.
+        return rest.records
 
     _counted(archive, member, entry.rows, run)
 
 
-def _numbered(expression: sa.ColumnElement[Any], number: int) -> str:
-    """A column's conversion as SQL text, its constants written in and its one parameter
-    (named `field`) turned into `?<number>`. The text holds no identifier and no value from
-    an export (only casts.py's own constants), so the replacement cannot hit anything
-    else."""
+def _field_sql(table: sa.Table, column: ColumnSchema, rowid: bool) -> str:
+    """A column's conversion (casts.py) as SQL text, its constants written in, the field
+    it converts written `:field` (see `_named_sql`)."""
+    text: sa.BindParameter[Any] = sa.bindparam("field")
+    conversion = converted(text, column, table.c[column.name].type, "sqlite")
+    if rowid:
+        integer = base_type(column.type) in ("smallint", "integer", "bigint")
+        conversion = text if integer else sa.func.coalesce(conversion, "")
+    return _named_sql(conversion)
+
+
+@dataclass
+class _Rest:
+    """What `_flat_batches` leaves: how many records it read, the last, shorter batch."""
+
+    records: int = 0
+    tail: list[list[Any]] = field(default_factory=list)
+
+
+def _flat_batches(
+    records: Iterator[list[Any]], width: int, rows: int, where: str, rest: _Rest
+) -> Iterator[tuple[Any, ...]]:
+    """The records `rows` at a time, each batch's fields in one flat tuple (all the work
+    per record is done in C: slicing, measuring, flattening); a record whose number of
+    fields is not `width` is refused; the last batch, if shorter, is left in `rest`."""
+    while batch := list(itertools.islice(records, rows)):
+        if set(map(len, batch)) != {width}:
+            number, record = next((n, r) for n, r in enumerate(batch) if len(r) != width)
+            raise LoadError(
+                f"{where}: record {rest.records + number + 1} has {len(record)} fields, not {width}"
+            )
+        rest.records += len(batch)
+        if len(batch) < rows:
+            rest.tail = batch
+            return
+        yield tuple(itertools.chain.from_iterable(batch))
+
+
+def _rowid_column(conn: Connection, table: sa.Table) -> str | None:
+    """The column that is a SQLite table's rowid, if one is: the table's only key column
+    where SQLite keeps no index for the key (declared INTEGER, in a table with rowids)."""
+    keys = conn.exec_driver_sql(
+        "SELECT name FROM pragma_table_info(?) WHERE pk > 0", (table.name,)
+    ).all()
+    indexed = conn.exec_driver_sql(
+        "SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'", (table.name,)
+    ).first()
+    return str(keys[0][0]) if len(keys) == 1 and indexed is None else None
+
+
+def _named_sql(expression: sa.ColumnElement[Any]) -> str:
+    """A conversion as SQL text, its constants written in and its one parameter (named
+    `field`) written `:field`, for the caller to turn into `?<number>`. The text holds no
+    identifier and no value from an export (only casts.py's own constants), so that
+    replacement cannot hit anything else."""
     from sqlalchemy.dialects import sqlite
 
     named = sqlite.dialect(paramstyle="named")
-    text = str(_inline_constants(expression, named).compile(dialect=named))
-    return text.replace(":field", f"?{number}")
+    return str(_inline_constants(expression, named).compile(dialect=named))
 
 
 def _inline_constants(expression: Any, dialect: sa.engine.Dialect) -> Any:
@@ -149,26 +232,25 @@ def _inline_constants(expression: Any, dialect: sa.engine.Dialect) -> Any:
     return sa.sql.visitors.replacement_traverse(expression, {}, inline)
 
 
+def _checked_reader(
+    archive: ExportArchive, member: str, columns: Sequence[str]
+) -> Iterator[list[str]]:
+    """The member's CSV reader itself, past its header (checked against `columns`): no
+    Python runs per record (`_flat_batches` checks each one's width in C). Its
+    UnicodeDecodeError and csv.Error are the caller's (see `_counted`)."""
+    records = archive.reader(member)
+    archive.check_header(member, next(records, None), columns)
+    return records
+
+
 def _records(
-    archive: ExportArchive,
-    member: str,
-    columns: Sequence[str],
-    hexed: Sequence[int],
-    *,
-    driver_counts_fields: bool = False,
+    archive: ExportArchive, member: str, columns: Sequence[str], hexed: Sequence[int]
 ) -> Iterator[list[Any]]:
     """A member's records after its header (checked against `columns`), each with as many
-    fields as there are columns, the hex at positions `hexed` turned into bytes. With
-    `driver_counts_fields` and nothing to turn, the parser's records pass untouched (the
-    driver refuses a record of another width), so no Python runs per record."""
+    fields as there are columns, the hex at positions `hexed` turned into bytes."""
     where = f"{archive.where}/{member}"
-    records = (
-        archive.records(member) if hexed or not driver_counts_fields else archive.reader(member)
-    )
+    records = archive.records(member)
     archive.check_header(member, next(records, None), columns)
-    if driver_counts_fields and not hexed:
-        yield from records
-        return
     width = len(columns)
     for number, record in enumerate(records, start=1):
         if len(record) != width:

@@ -207,6 +207,12 @@ def column_type(portable: str, dialect: str, *, in_key: bool = False) -> Any:
         if sized:
             return sa.String(int(sized))
         return sa.String(255) if in_key and dialect == "mysql" else sa.Text()
+    if dialect == "sqlite" and kind in ("smallint", "integer", "bigint"):
+        # SQLite's integers are all 64-bit; declared INTEGER, a table's only key column is
+        # the rowid itself (one B-tree, not a table and an index beside it), so loads and
+        # look-ups by key do half the work. The loader never binds NULL to it (SQLite
+        # would pick a rowid instead of refusing it): see tablefolder.py.
+        return sa.Integer()
     if dialect == "mysql":
         special = {
             "timestamp": mysql.DATETIME(fsp=6),
