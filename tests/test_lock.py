@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ import tidegate
 from tests.conftest import Source
 from tests.test_cli import assert_one_error, run
 from tidegate.api import open_source
-from tidegate.errors import JobBusy
+from tidegate.errors import JobBusy, SourceUnavailable
 from tidegate.jobs import recorded_run
 from tidegate.lock import job_lock
 
@@ -150,6 +150,10 @@ def _is_lock(statement: str) -> bool:
     return "pg_try_advisory_lock(" in statement or "GET_LOCK(" in statement
 
 
+def _is_run_end(statement: str) -> bool:
+    return statement.startswith("UPDATE") and "ended_us=" in statement  # runs.finish
+
+
 @contextmanager
 def sessions_ended_before(
     source: Source, matches: Callable[[str], bool], times: int
@@ -225,3 +229,49 @@ def test_a_lock_session_the_server_keeps_ending_is_one_clear_error_then_recovere
     code, _out, err = run(source.tmp_path, *settings, "export", "tables")
     assert code == 0, err
     assert [r.status for r in tidegate.list_runs(source.config(), job="tables")] == ["succeeded"]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
+def test_a_run_end_whose_session_the_server_ends_is_recorded_on_a_fresh_one(
+    initialized_server: Source, fails: bool
+) -> None:
+    db = open_source(initialized_server.config())
+    try:
+        with (
+            sessions_ended_before(initialized_server, _is_run_end, times=1) as ended,
+            pytest.raises(RuntimeError) if fails else nullcontext(),
+            recorded_run(db, "tables") as counters,
+        ):
+            counters.rows = 3
+            if fails:
+                raise RuntimeError("disk on fire")
+        assert len(ended) == 1
+    finally:
+        db.engine.dispose()
+    (record,) = tidegate.list_runs(initialized_server.config(), job="tables")
+    assert (record.status, record.rows) == ("failed" if fails else "succeeded", 3)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
+def test_a_run_end_the_server_keeps_cutting_off_is_one_clear_error(
+    initialized_server: Source, fails: bool
+) -> None:
+    db = open_source(initialized_server.config())
+    expected = RuntimeError if fails else SourceUnavailable
+    try:
+        with (
+            sessions_ended_before(initialized_server, _is_run_end, times=2) as ended,
+            pytest.raises(expected) as raised,
+            recorded_run(db, "tables"),
+        ):
+            if fails:
+                raise RuntimeError("disk on fire")  # the run's own error is the one raised
+        assert len(ended) == 2
+        if not fails:
+            assert str(raised.value).startswith("the connection to the source was lost: ")
+        with recorded_run(db, "tables"):  # the run left `running` is marked abandoned
+            pass
+    finally:
+        db.engine.dispose()
+    statuses = [r.status for r in tidegate.list_runs(initialized_server.config(), job="tables")]
+    assert statuses == ["succeeded", "abandoned"]
