@@ -59,6 +59,8 @@ def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator
 
     Raises:
         JobBusy: another process still holds the lock after ``wait_seconds``.
+        SourceUnavailable: the server refused the connection, or ended the session the
+            lock was being taken on twice.
     """
     name = lock_name(db, job)
     if db.dialect == "sqlite":
