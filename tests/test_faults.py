@@ -110,13 +110,19 @@ def pg_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Source
 
 
 def terminate_backends(url: str, application_name: str) -> int:
-    """Cut every connection of this test's tidegate from the server."""
+    """Cut every connection of this test's tidegate from the server.
+
+    Only in the URL's own database: pg_stat_activity lists the whole server, and another
+    test session running this test at the same time uses the same application name (its
+    next run's connections would be cut too, at any statement).
+    """
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         killed = conn.execute(
             sa.text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = :name AND pid <> pg_backend_pid()"
+                "WHERE application_name = :name AND datname = current_database() "
+                "AND pid <> pg_backend_pid()"
             ),
             {"name": application_name},
         ).scalar()

@@ -1,4 +1,5 @@
-"""Job locks between real processes, and the run history they guard."""
+"""Job locks between real processes, the run history they guard, and sessions the server
+ends under them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +20,7 @@ import tidegate
 from tests.conftest import Source
 from tests.test_cli import assert_one_error, run
 from tidegate.api import open_source
-from tidegate.errors import JobBusy
+from tidegate.errors import JobBusy, SourceUnavailable
 from tidegate.jobs import recorded_run
 from tidegate.lock import job_lock
 
@@ -46,6 +50,15 @@ def hold_lock(source: Source, job: str, seconds: float) -> subprocess.Popen[str]
 
 @pytest.fixture
 def initialized(source: Source) -> Source:
+    return _initialized(source)
+
+
+@pytest.fixture
+def initialized_server(server_source: Source) -> Source:
+    return _initialized(server_source)
+
+
+def _initialized(source: Source) -> Source:
     table = sa.Table(
         "item", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=False)
     )
@@ -123,3 +136,142 @@ def test_failed_run_is_recorded_with_its_error(initialized: Source) -> None:
         1234,
     )
     assert latest.ended_at is not None and latest.ended_at >= latest.started_at
+
+
+# --- sessions the server ends -----------------------------------------------------------
+# The pool's pre-ping finds a session that ended while it sat in the pool. What it cannot
+# see is a session ended after the ping: by an administrator (pg_terminate_backend, KILL),
+# a restart or failover, or, in the flaky run this reproduces, by another test session's
+# terminate on the same server. The listener below ends the session just before chosen
+# statements run, and waits until the server has let it go.
+
+
+def _is_lock(statement: str) -> bool:
+    return "pg_try_advisory_lock(" in statement or "GET_LOCK(" in statement
+
+
+def _is_run_end(statement: str) -> bool:
+    return statement.startswith("UPDATE") and "ended_us=" in statement  # runs.finish
+
+
+@contextmanager
+def sessions_ended_before(
+    source: Source, matches: Callable[[str], bool], times: int
+) -> Iterator[list[int]]:
+    """The server ends the session of each of the next `times` statements `matches`
+    picks, before it runs; yields the ids of the sessions ended so far."""
+    admin = sa.create_engine(source.url, isolation_level="AUTOCOMMIT")
+    ended: list[int] = []
+
+    def end_session(conn: sa.Connection, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if len(ended) >= times or not matches(statement):
+            return
+        dbapi: Any = conn.connection.dbapi_connection
+        if source.dialect == "postgresql":
+            session = int(dbapi.info.backend_pid)
+            end, alive = "SELECT pg_terminate_backend({})", "pg_stat_activity WHERE pid = {}"
+        else:
+            session = int(dbapi.thread_id())
+            end, alive = "KILL {}", "information_schema.processlist WHERE id = {}"
+        ended.append(session)
+        with admin.connect() as other:
+            other.exec_driver_sql(end.format(session))
+            deadline = time.monotonic() + 10
+            while other.exec_driver_sql(f"SELECT count(*) FROM {alive.format(session)}").scalar():
+                assert time.monotonic() < deadline, f"session {session} outlived its end"
+                time.sleep(0.01)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", end_session)
+    try:
+        yield ended
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", end_session)
+        admin.dispose()
+
+
+def test_a_lock_session_the_server_ends_is_taken_again_on_a_fresh_one(
+    initialized_server: Source,
+) -> None:
+    db = open_source(initialized_server.config())
+    other = open_source(initialized_server.config())
+    try:
+        with (
+            sessions_ended_before(initialized_server, _is_lock, times=1) as ended,
+            job_lock(db, "tables"),
+        ):
+            assert len(ended) == 1
+            with pytest.raises(JobBusy), job_lock(other, "tables"):
+                pass  # the lock is held, on the fresh session
+        with job_lock(other, "tables"):  # and released after
+            pass
+    finally:
+        db.engine.dispose()
+        other.engine.dispose()
+
+
+def test_a_lock_session_the_server_keeps_ending_is_one_clear_error_then_recovered(
+    initialized_server: Source,
+) -> None:
+    source = initialized_server
+    settings = ["--set", f"source.url={source.url}"]
+    if source.schema:
+        settings += ["--set", f"source.schema={source.schema}"]
+    with sessions_ended_before(source, _is_lock, times=2) as ended:
+        code, _out, err = run(source.tmp_path, *settings, "export", "tables")
+    assert code == 1
+    assert not err.startswith("Error: unexpected "), err  # an error tidegate did not foresee
+    assert_one_error(
+        err,
+        r"Error: the connection to the source was lost while taking the lock of job "
+        r"'tables' \(on 2 connections\): .*",
+    )
+    assert len(ended) == 2  # a fresh session was tried
+    code, _out, err = run(source.tmp_path, *settings, "export", "tables")
+    assert code == 0, err
+    assert [r.status for r in tidegate.list_runs(source.config(), job="tables")] == ["succeeded"]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
+def test_a_run_end_whose_session_the_server_ends_is_recorded_on_a_fresh_one(
+    initialized_server: Source, fails: bool
+) -> None:
+    db = open_source(initialized_server.config())
+    try:
+        with (
+            sessions_ended_before(initialized_server, _is_run_end, times=1) as ended,
+            pytest.raises(RuntimeError) if fails else nullcontext(),
+            recorded_run(db, "tables") as counters,
+        ):
+            counters.rows = 3
+            if fails:
+                raise RuntimeError("disk on fire")
+        assert len(ended) == 1
+    finally:
+        db.engine.dispose()
+    (record,) = tidegate.list_runs(initialized_server.config(), job="tables")
+    assert (record.status, record.rows) == ("failed" if fails else "succeeded", 3)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
+def test_a_run_end_the_server_keeps_cutting_off_is_one_clear_error(
+    initialized_server: Source, fails: bool
+) -> None:
+    db = open_source(initialized_server.config())
+    expected = RuntimeError if fails else SourceUnavailable
+    try:
+        with (
+            sessions_ended_before(initialized_server, _is_run_end, times=2) as ended,
+            pytest.raises(expected) as raised,
+            recorded_run(db, "tables"),
+        ):
+            if fails:
+                raise RuntimeError("disk on fire")  # the run's own error is the one raised
+        assert len(ended) == 2
+        if not fails:
+            assert str(raised.value).startswith("the connection to the source was lost: ")
+        with recorded_run(db, "tables"):  # the run left `running` is marked abandoned
+            pass
+    finally:
+        db.engine.dispose()
+    statuses = [r.status for r in tidegate.list_runs(initialized_server.config(), job="tables")]
+    assert statuses == ["succeeded", "abandoned"]

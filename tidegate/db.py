@@ -281,11 +281,15 @@ def _checked(db: Database) -> Database:
 
 def unavailable(db: Database, error: exc.DBAPIError) -> SourceUnavailable:
     """Turn a driver's connection error into one line naming the database."""
-    reason = _first_line(str(error.orig) if error.orig is not None else str(error))
     return SourceUnavailable(
-        f"{db.key_label('url')}: cannot connect to {db.display_url}: {reason}",
+        f"{db.key_label('url')}: cannot connect to {db.display_url}: {driver_reason(error)}",
         "check that the server is running and the URL, user and password are right",
     )
+
+
+def driver_reason(error: exc.DBAPIError) -> str:
+    """The driver's own message for an error, on one line."""
+    return _first_line(str(error.orig) if error.orig is not None else str(error))
 
 
 def _first_line(text: str) -> str:
@@ -300,8 +304,7 @@ def database_error(db: Database, error: exc.DBAPIError, doing: str) -> SourceErr
     """One line for a database error met while doing something (not a connection error)."""
     if isinstance(error, exc.OperationalError) and error.connection_invalidated:
         return unavailable(db, error)
-    reason = _first_line(str(error.orig) if error.orig is not None else str(error))
-    return SourceError(f"{db.display_url}: {doing}: {reason}")
+    return SourceError(f"{db.display_url}: {doing}: {driver_reason(error)}")
 
 
 def inline_sql(db: Database, statement: sa.Executable) -> str:

@@ -11,7 +11,7 @@ from tidegate import runs
 from tidegate.db import Database
 from tidegate.errors import SourceUnavailable
 from tidegate.lock import job_lock
-from tidegate.model import JobName
+from tidegate.model import JobName, RunRecord, RunStatus
 from tidegate.runs import RunCounters
 
 
@@ -21,11 +21,12 @@ def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iter
 
     The block fills in the yielded counters. An exception marks the run `failed` with its
     message and propagates; a process that dies leaves it `running` for the next run of the
-    job to mark `abandoned`.
+    job to mark `abandoned`, and so does a source that cannot be reached to record the end.
 
     Raises:
         JobBusy: another process runs the same job.
         NotInitialized: `tidegate init` has not been run.
+        SourceUnavailable: the connection to the source was lost.
     """
     with job_lock(db, job, wait_seconds=wait_seconds):
         try:
@@ -36,11 +37,35 @@ def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iter
         try:
             yield counters
         except BaseException as error:
-            runs.finish(db, record, "failed", counters, str(error) or type(error).__name__)
+            try:
+                _finish(db, record, "failed", counters, str(error) or type(error).__name__)
+            except sa.exc.DBAPIError as lost:
+                if not _connection_lost(lost):
+                    raise
+                # Left `running`: the run's own error says more than this one would.
             if _connection_lost(error):
                 raise _unavailable(error) from error
             raise
-        runs.finish(db, record, "succeeded", counters)
+        try:
+            _finish(db, record, "succeeded", counters)
+        except sa.exc.DBAPIError as lost:
+            if not _connection_lost(lost):
+                raise
+            raise _unavailable(lost) from lost
+
+
+def _finish(
+    db: Database, record: RunRecord, status: RunStatus, counters: RunCounters, error: str = ""
+) -> None:
+    """Record the end of a run, once more on a fresh connection if the server ended the
+    session (after the pool's pre-ping). The update is by run number, so making it twice
+    is harmless."""
+    try:
+        runs.finish(db, record, status, counters, error)
+    except sa.exc.DBAPIError as lost:
+        if not lost.connection_invalidated:
+            raise
+        runs.finish(db, record, status, counters, error)
 
 
 def _unavailable(error: BaseException) -> SourceUnavailable:

@@ -8,7 +8,9 @@ same job at once: a cron job and `tidegate serve` can share one source safely.
   open one shares that directory).
 
 All three are released by the operating system or the server when the holder dies, so a
-killed run never leaves a lock behind.
+killed run never leaves a lock behind. For the same reason a server lock is taken again on a
+fresh connection when the server ends the session while the lock is being taken (see
+`_locked_connection`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tidegate.db import Database
-from tidegate.errors import JobBusy
+from tidegate.db import Database, database_error, driver_reason, unavailable
+from tidegate.errors import JobBusy, SourceUnavailable
 from tidegate.model import JobName
 
 POLL_SECONDS = 0.2
+LOCK_ATTEMPTS = 2
+"""Sessions a server lock is tried on: the first, and one fresh one if the server ended it."""
 _memory_locks: dict[str, threading.Lock] = {}
 
 
@@ -55,6 +59,8 @@ def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator
 
     Raises:
         JobBusy: another process still holds the lock after ``wait_seconds``.
+        SourceUnavailable: the server refused the connection, or ended the session the
+            lock was being taken on twice.
     """
     name = lock_name(db, job)
     if db.dialect == "sqlite":
@@ -66,12 +72,14 @@ def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator
             with _file_lock(name, job, wait_seconds):
                 yield
     else:
-        with db.engine.connect() as conn:
-            _server_lock(db, conn, name, job, wait_seconds)
+        conn = _locked_connection(db, name, job, wait_seconds)
+        try:
+            yield
+        finally:
             try:
-                yield
-            finally:
                 _server_unlock(db, conn, name)
+            finally:
+                conn.close()
 
 
 def _busy(job: JobName, waited: float, holder: str = "") -> JobBusy:
@@ -97,6 +105,52 @@ def _retry(try_once: Callable[[], bool], wait_seconds: float) -> bool:
 def _advisory_key(name: str) -> int:
     """A signed 64-bit key for pg_advisory_lock, derived from the lock name."""
     return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _locked_connection(db: Database, name: str, job: JobName, wait_seconds: float) -> Connection:
+    """A connection of its own that holds the job's server lock.
+
+    The pool's pre-ping finds a session that ended while it sat in the pool, but the server
+    can also end one after the ping, before or while the lock is taken (an administrator's
+    pg_terminate_backend or KILL, a restart, a failover, an idle timeout). Nothing is held
+    then: a session lock goes with its session. So the lock is tried once more on a fresh
+    connection, within the same ``wait_seconds``.
+
+    Raises:
+        JobBusy: another process holds the lock.
+        SourceUnavailable: the server refused the connection, or ended the session on
+            every attempt.
+        SourceError: the server refused the lock statement.
+    """
+    deadline = time.monotonic() + wait_seconds
+    attempt = 1
+    while True:
+        try:
+            conn = db.engine.connect()
+        except sa.exc.DBAPIError as error:
+            raise unavailable(db, error) from None
+        try:
+            _server_lock(db, conn, name, job, max(0.0, deadline - time.monotonic()))
+            return conn
+        except sa.exc.DBAPIError as error:
+            conn.close()
+            if not error.connection_invalidated:
+                raise database_error(db, error, f"taking the lock of job {job!r}") from None
+            if attempt >= LOCK_ATTEMPTS:
+                raise _lost(job, error) from None
+            attempt += 1
+        except BaseException:
+            conn.close()
+            raise
+
+
+def _lost(job: JobName, error: sa.exc.DBAPIError) -> SourceUnavailable:
+    return SourceUnavailable(
+        f"the connection to the source was lost while taking the lock of job {job!r} "
+        f"(on {LOCK_ATTEMPTS} connections): {driver_reason(error)}",
+        "run it again; if this keeps happening, look for what ends tidegate's sessions on "
+        "the server (an idle timeout, a script that terminates connections)",
+    )
 
 
 def _server_lock(
@@ -127,11 +181,11 @@ def _server_unlock(db: Database, conn: Connection, name: str) -> None:
         else:
             conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
         conn.commit()
-    except sa.exc.DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-        # The session is gone (the server ended it): its lock went with it. Raising here
-        # would hide the error that ended the run.
+    except sa.exc.DBAPIError:
+        # Either the server ended the session, and its lock went with it, or the session
+        # is in a state it cannot unlock from: ending it releases the lock all the same.
+        # Raising here would hide the error that ended the run (or fail one that worked).
+        conn.invalidate()
 
 
 @contextmanager
