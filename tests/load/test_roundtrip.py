@@ -139,3 +139,34 @@ def test_two_loads_at_once_apply_each_export_once(
         applied = conn.exec_driver_sql("SELECT export FROM tidegate_applied").scalars().all()
     assert len(applied) == len(set(applied)) >= 1
     target.dispose()
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_load_lock_is_per_target_not_per_server(
+    request: pytest.FixtureRequest, tmp_path: object, server: str
+) -> None:
+    """A load holding one target's lock does not stop a load into another database (or
+    PostgreSQL schema) of the same server; a second load into the same target is refused.
+    (The lock name was once the same for every target of a server.)"""
+    from pathlib import Path
+
+    from tidegate.errors import TargetError
+    from tidegate.load.target import Target
+
+    assert isinstance(tmp_path, Path)
+    first, other = make_target(request, server, tmp_path), make_target(request, server, tmp_path)
+    holder, same, elsewhere = Target(first.url), Target(first.url), Target(other.url)
+    try:
+        with holder.exclusive():
+            with elsewhere.exclusive():
+                pass  # another database of the server: not blocked
+            with (
+                pytest.raises(TargetError, match="another load into it is running"),
+                same.exclusive(),
+            ):
+                pass
+        with same.exclusive():
+            pass  # released with the first load
+    finally:
+        for target in (holder, same, elsewhere):
+            target.dispose()
