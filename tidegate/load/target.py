@@ -10,7 +10,10 @@ Two control tables record progress, written in the same transaction as the data:
 
 - `tidegate_applied`: one row per applied export (`export_<K>_…` or `INIT_EXPORT_<run>`);
 - `tidegate_entity_version`: per entity key, the `TIMESTAMP` of the record the target
-  holds, so an older record (from a new initial export, say) is skipped.
+  holds, so an older record (from a new initial export, say) is skipped, and the key's
+  PK fields (JSON), so that an initial run can remove the entities it no longer holds;
+- `tidegate_entity_initial`: per entity, the start of the newest initial run applied:
+  any record older than it is skipped.
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ version_table = sa.Table(
     sa.Column("entity", sa.String(255), primary_key=True),
     sa.Column("key_sha1", sa.String(40), primary_key=True),
     sa.Column("stamp", sa.String(40), nullable=False),
+    sa.Column("pk", sa.Text),  # the record's PK fields as a JSON array (NULL: loaded before)
+)
+initial_table = sa.Table(
+    "tidegate_entity_initial",
+    metadata,
+    sa.Column("entity", sa.String(255), primary_key=True),
+    sa.Column("created", sa.String(40), nullable=False),  # start of the newest initial run
 )
 
 
@@ -144,6 +154,7 @@ class Target:
 
     def _prepare(self, conn: Connection, schemas: Sequence[TableSchema]) -> dict[str, sa.Table]:
         metadata.create_all(conn)
+        _add_columns(conn, version_table, self.dialect)  # a target made by an older version
         existing = set(sa.inspect(conn).get_table_names())
         tables = {}
         for schema in schemas:
