@@ -9,7 +9,8 @@ otherwise the entity's rows are deleted from every one of its tables (by the roo
 columns) and the record's rows inserted, or only deleted for a `DELETED` record.
 
 An initial run holds every entity of its kinds that existed when it read them, each read
-at or after the run's start (its manifest's `created`). So once its records are applied:
+at or after the run's start (its manifest's `created`; or its oldest record's `TIMESTAMP`,
+should that be earlier). So once its records are applied:
 
 - an entity the target still holds from a record older than the run's start is one the
   run did not find: it is removed, as a `DELETED` record would remove it (an entity
@@ -91,9 +92,11 @@ def apply_run(
     }
     floors = _floors(conn, list(entities))
     applied = 0
+    start = manifest.created
     for file in manifest.files:
         batch: list[_Record] = []
         for record in _records(location, folder, file, entities):
+            start = min(start, record.stamp)  # (never later than `created`, by the format)
             batch.append(record)
             if len(batch) >= BATCH_RECORDS:
                 applied += _apply(conn, entities, batch, floors)
@@ -102,9 +105,9 @@ def apply_run(
             applied += _apply(conn, entities, batch, floors)
     if manifest.kind == "INIT_EXPORT":
         for name in manifest.definitions:
-            if manifest.created > floors.get(name, ""):
-                _remove_older(conn, entities[name], manifest.created)
-                _set_floor(conn, name, manifest.created, name in floors)
+            if start > floors.get(name, ""):
+                _remove_older(conn, entities[name], start)
+                _set_floor(conn, name, start, name in floors)
     return applied
 
 
