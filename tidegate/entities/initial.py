@@ -103,7 +103,8 @@ def run_initial(
         )
         result.entities.append(entity.name)
     result.manifest = manifest_name("INIT_EXPORT", run)
-    with location.writing(FOLDER, result.manifest) as handle:
+    # Whole or not at all: its presence is what marks the run complete.
+    with location.writing_whole(FOLDER, result.manifest) as handle:
         handle.write(
             run_manifest(
                 "INIT_EXPORT",
