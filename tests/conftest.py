@@ -37,6 +37,66 @@ def _server_missing(name: str, error: Exception) -> None:
     pytest.skip(message)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        help="tests/test_guarantees.py: run for --long-minutes per source instead of the "
+        "few examples of a default run, and report what was done; tests/test_soak.py: "
+        "write for --long-minutes instead of 15 seconds",
+    )
+    parser.addoption(
+        "--long-minutes",
+        type=float,
+        default=10.0,
+        metavar="MINUTES",
+        help="with --long: minutes of examples per source database, and of the soak's "
+        "writing (default 10)",
+    )
+
+
+@dataclass
+class Tally:
+    """What tests/test_guarantees.py did, per source dialect, for the summary line."""
+
+    examples: dict[str, int] = field(default_factory=dict)
+    verified: dict[str, int] = field(default_factory=dict)  # examples whose final check passed
+    steps: dict[str, int] = field(default_factory=dict)
+    kills: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # rows compared with the source
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, counter: str, dialect: str, amount: float = 1) -> None:
+        counts: dict[str, Any] = getattr(self, counter)
+        counts[dialect] = counts.get(dialect, 0) + amount
+
+    def summary(self) -> str:
+        parts = []
+        for dialect in sorted(self.examples):
+            parts.append(
+                f"{dialect}: {self.examples[dialect]:,} examples, "
+                f"{self.steps.get(dialect, 0):,} steps, {self.kills.get(dialect, 0):,} kills, "
+                f"{self.rows.get(dialect, 0):,} rows compared, "
+                f"{self.seconds.get(dialect, 0) / 60:.1f} min"
+            )
+        lost = sum(self.examples.values()) - sum(self.verified.values())
+        verdict = "nothing lost" if not lost else f"{lost} example(s) failed their final check"
+        return "guarantees: " + "; ".join(parts) + f"; {verdict}"
+
+
+GUARANTEES = pytest.StashKey[Tally]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[GUARANTEES] = Tally()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    tally = config.stash.get(GUARANTEES, None)
+    if tally is not None and tally.examples:
+        terminalreporter.write_line(tally.summary())
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """URL of a fresh PostgreSQL database for this test session."""

@@ -7,7 +7,8 @@ equal the source table by table, `verify` must find nothing, no table-export CSV
 key twice, and no entity run may carry an entity twice. The test reports the writes per
 second held and the lag reached (the service's own `/api/chain`).
 
-CI runs it for ``SOAK_SECONDS`` (15 s of writing); ``pytest --long`` for ``LONG_SECONDS``.
+CI runs it for ``SOAK_SECONDS`` (15 s of writing); ``pytest --long [--long-minutes N]``
+for N minutes (default 10).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from tidegate.config import load_config
 
 WRITERS = 8
 SOAK_SECONDS = 15
-LONG_SECONDS = 600
 ARTIFACTS = Path(
     os.environ.get("TIDEGATE_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts")
 )
@@ -146,7 +146,8 @@ def write_until(url: str, schema: str, writer: int, seconds: float, results: Any
 def test_writers_at_full_speed_while_the_service_exports_and_loads(
     request: pytest.FixtureRequest, tmp_path: Path, pg_database: str
 ) -> None:
-    seconds = LONG_SECONDS if request.config.getoption("--long", False) else SOAK_SECONDS
+    long = request.config.getoption("--long", False)
+    seconds = 60 * request.config.getoption("--long-minutes", 10) if long else SOAK_SECONDS
     source = _pg_source(tmp_path, pg_database)
     source.create(*tables())
     target = make_target(request, "postgresql", tmp_path)

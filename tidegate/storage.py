@@ -7,6 +7,10 @@ An export folder is published so that no reader ever sees part of one:
 - On object stores, which have no atomic rename, the files are written in place and the
   `.extracted.xml` manifest is written last: a folder without its manifest is incomplete,
   and readers must skip it. The exporter never overwrites a complete folder.
+
+A single file that marks something complete (an entity run's manifest) is written whole
+or not at all (`writing_whole`): locally under a temporary name beside it, fsynced and
+renamed into place; an object store shows an object only once it is written whole.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from fsspec.implementations.local import LocalFileSystem
 from tidegate.errors import OutputError
 
 STAGING = ".tidegate-staging"
+PARTIAL = ".partial"
+"""Suffix of the temporary name (`.<name>.partial`) a file written whole has meanwhile."""
 
 
 class Location:
@@ -105,6 +111,30 @@ class Location:
         except OSError as error:
             raise self._error(f"write {'/'.join(parts)}", error) from None
 
+    @contextmanager
+    def writing_whole(self, *parts: str) -> Iterator[BinaryIO]:
+        """Like `writing`, but a reader finds the file complete or not at all, even if the
+        writer dies half-way: on a local file system it is written as `.<name>.partial`
+        beside its place, fsynced, then renamed into place. A writer that died leaves
+        only the partial file (see `partial_name`)."""
+        if not self.local:
+            with self.writing(*parts) as handle:
+                yield handle
+            return
+        path = self.path(*parts)
+        folder, name = path.rsplit("/", 1)
+        partial = f"{folder}/{partial_name(name)}"
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(partial, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(partial, path)
+            _fsync_dir(folder)
+        except OSError as error:
+            raise self._error(f"write {'/'.join(parts)}", error) from None
+
     def size(self, *parts: str) -> int:
         """The size of a file in bytes."""
         return int(self.fs.size(self.path(*parts)))
@@ -150,6 +180,11 @@ class Location:
                 yield FolderWriter(self, target)
         except OSError as error:
             raise self._error(f"write folder {folder}", error) from None
+
+
+def partial_name(name: str) -> str:
+    """The temporary name of a file being written whole."""
+    return f".{name}{PARTIAL}"
 
 
 class FolderWriter:

@@ -202,3 +202,45 @@ def test_entity_commands_through_the_cli(accounts: Source) -> None:
     assert_one_error(err, r"Error: unknown entity: NOPE")
     code, out, _err = run(accounts.tmp_path, *settings, "entities", "reset", "CI_ACCT")
     assert code == 0 and "initial export reset: CI_ACCT" in out
+
+
+def test_disabling_an_entity_does_not_wait_for_another_entitys_open_writer(
+    server_source: Source,
+) -> None:
+    """A writer's transaction holds a queued key of CI_PER, still uncommitted; disabling
+    CI_ACCT (whose tables it did not touch) removes CI_ACCT's queued keys without waiting
+    for it. (On MariaDB the removal once scanned the whole queue with locking reads and
+    waited for the writer until the lock wait timed out.)"""
+    import threading
+
+    source = server_source
+    source.create(*account_tables())
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["CI_ACCT", "CI_PER"], ongoing=True)
+    acct, person = account_tables()[0], account_tables()[4]
+    engine = source.engine()
+    with engine.begin() as conn:
+        conn.execute(acct.insert(), [{"acct_id": "A1"}])  # a committed key of CI_ACCT
+    writer = engine.connect()
+    transaction = writer.begin()
+    writer.execute(person.insert(), [{"per_id": "P1"}])  # an uncommitted key of CI_PER
+    failures: list[BaseException] = []
+
+    def disable() -> None:
+        try:
+            api.entities_disable(config, ["CI_ACCT"], ongoing_only=True)
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=disable)
+    thread.start()
+    thread.join(10)
+    waited = thread.is_alive()
+    transaction.commit()
+    writer.close()
+    thread.join()
+    assert not waited, "disable waited for a writer of another entity"
+    assert not failures, failures
+    depth = {name: status.queue_depth for name, status in listed(source).items()}
+    assert (depth["CI_ACCT"], depth["CI_PER"]) == (0, 1)

@@ -174,6 +174,10 @@ def test_initial_export_rebuilds_every_entity(source: Source, threads: int, read
     folder = source.tmp_path / "exports" / "entities"
     manifest, records = read_run(folder, result.run)
     assert manifest["records"] == 60 and len({f["thread"] for f in manifest["files"]}) == threads
+    # The run's start is to the millisecond, as the sqlite3 shell's record times are: no
+    # record is older than its run's start (a loader relies on it).
+    assert manifest["created"].endswith("000Z")
+    assert all(record["TIMESTAMP"] >= manifest["created"] for record in records)
     got = {}
     for record in records:
         assert record["OBJ"] == "ORDERS" and record["TIMESTAMP"].endswith("Z")

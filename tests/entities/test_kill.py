@@ -54,6 +54,14 @@ EXPORTER = textwrap.dedent(r"""
                 pause()
         files.WorkerFiles.write = write
 
+    if point == "manifest":  # the manifest's file open, nothing written to it yet
+        from tidegate.entities import initial, ongoing
+        for module in (initial, ongoing):
+            def manifest(*args, _original=module.run_manifest):
+                pause()
+                return _original(*args)
+            module.run_manifest = manifest
+
     config = tidegate.load_config(sys.argv[1], [], environ={})
     if job == "initial":
         api.export_initial(config, threads=1)
@@ -138,3 +146,47 @@ def test_entity_exports_killed_and_rerun_lose_nothing(
             keys += [tuple(json.loads(line)[k] for k in ("PK1", "PK2")) for line in lines]
         assert len(keys) == len(set(keys)), f"{manifest_path.name} holds an entity twice"
     source.dispose()
+
+
+@pytest.mark.parametrize("job", ["initial", "ongoing"])
+def test_a_run_killed_while_writing_its_manifest_leaves_none(
+    sqlite_source: Source, tmp_path: Path, job: str
+) -> None:
+    """The manifest marks a run complete, so it appears whole or not at all: a run killed
+    while writing it leaves no manifest (it once left an empty one, which verify and every
+    later load refused), and the next run cleans up after it."""
+    from tests.load.conftest import TargetDb
+    from tests.load.helpers import assert_target_equals_source
+
+    source = sqlite_source
+    source.create(*order_tables())
+    fill(source, 10)
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    if job == "ongoing":
+        api.export_initial(config)
+        change_randomly(source, 3)
+    config_path = tmp_path / "export.toml"
+    config_path.write_text(
+        f'[source]\nurl = "{source.url}"\n[output]\nlocation = "{tmp_path / "exports"}"\n'
+    )
+    assert kill(export_process(config_path, job, "manifest"), "manifest", random.Random(1))
+    folder = tmp_path / "exports" / "entities"
+    kind = "INIT_EXPORT" if job == "initial" else "INC_EXPORT"
+    assert not list(folder.glob(f"{kind}_*.manifest.json"))
+    _inventory, problems = api.verify(config)
+    assert problems == []
+    if job == "initial":
+        api.export_initial(config)
+    else:
+        api.export_ongoing(config)
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], (
+        "a partial file was left"
+    )
+    api.load(config)
+    target = TargetDb("sqlite", config.target.url)
+    assert_target_equals_source(
+        source, target, "orders", "order_lines", "order_notes", trimmed=True
+    )
+    target.dispose()

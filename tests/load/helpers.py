@@ -59,9 +59,11 @@ def rows(
 
 def assert_target_equals_source(
     source: Source, target: TargetDb, *tables: str, trimmed: bool = False
-) -> None:
-    """With `trimmed`, source texts lose their trailing spaces, as entity records do."""
+) -> int:
+    """With `trimmed`, source texts lose their trailing spaces, as entity records do.
+    Returns the number of rows compared."""
     loose = "sqlite" in (source.dialect, target.dialect)
+    compared = 0
     for table in tables:
         reflected = sa.Table(
             table, sa.MetaData(), schema=source.schema or None, autoload_with=source.engine()
@@ -83,3 +85,5 @@ def assert_target_equals_source(
                 assert got[row_key][column] == value, (
                     f"{table} {row_key} {column}: target {got[row_key][column]!r}, source {value!r}"
                 )
+        compared += len(want)
+    return compared

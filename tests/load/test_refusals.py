@@ -170,6 +170,15 @@ def test_tampered_exports_are_named_and_refused(
     refused(tmp_path, exports, tamper(exports))
 
 
+def test_an_unreadable_manifest_is_named_once(exports: Path, tmp_path: Path) -> None:
+    """Its problem line says its path once (it once said it twice)."""
+    name = corrupt_an_entity_manifest(exports)
+    code, out, _err = cli(tmp_path, "verify", str(exports))
+    assert code == 1 and out.count(name) == 1, out
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1 and err.count(name) == 1, err
+
+
 # --- hostile archives ------------------------------------------------------------------------
 # Each rewrites the first folder's zip, then makes every checksum right again, so only the
 # loader's own checks stand between the archive and the target.

@@ -81,6 +81,56 @@ def test_entity_exports_load(
     target.dispose()
 
 
+def test_a_new_initial_export_removes_entities_deleted_while_capture_was_off(
+    sqlite_source: Source, target: TargetDb
+) -> None:
+    """Ongoing capture off, an order created (and exported by an ongoing run before) and
+    another deleted, capture on again, the initial export reset and redone: the target
+    that had loaded along holds neither any more, and neither does a new target loading
+    every run at once (initial runs first, so the older ongoing run comes after the new
+    initial run and must not bring the order back). Both once stayed."""
+    import sqlalchemy as sa
+
+    from tests.entities.test_initial import fill, order_tables
+
+    source = sqlite_source
+    orders, lines, notes = order_tables()
+    source.create(orders, lines, notes)
+    fill(source, 6)
+    config = source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    api.export_initial(config)
+    api.load(config)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"region": "NEW", "order_no": 1, "note": "brief"}])
+    api.export_ongoing(config)
+    api.load(config)
+
+    def delete(conn: sa.Connection, region: str, number: int) -> None:
+        for table in (lines, notes, orders):
+            conn.execute(table.delete().where(table.c.region == region, table.c.order_no == number))
+
+    api.entities_disable(config, ["ORDERS"], ongoing_only=True)
+    with source.engine().begin() as conn:
+        delete(conn, "NEW", 1)  # its DELETED record is never written: capture is off
+        first = conn.execute(sa.select(orders.c.region, orders.c.order_no)).first()
+        assert first is not None
+        delete(conn, *first)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    api.entities_reset(config, ["ORDERS"])
+    api.export_initial(config)
+    api.export_ongoing(config)
+    api.load(config)
+    assert_target_equals_source(source, target, *ENTITY_TABLES, trimmed=True)
+
+    fresh = source.tmp_path / "fresh.db"
+    api.load(config, target_url=f"sqlite:///{fresh}")  # INIT_1, INIT_3, then INC_2
+    assert_target_equals_source(
+        source, TargetDb("sqlite", f"sqlite:///{fresh}"), *ENTITY_TABLES, trimmed=True
+    )
+
+
 def test_a_column_added_in_the_source_is_added_in_the_target(
     sqlite_source: Source, target: TargetDb
 ) -> None:
@@ -168,3 +218,34 @@ def test_a_table_that_is_all_key_takes_a_key_sent_again(
     tidegate.export_tables(config)
     assert api.load(config).tables
     assert_target_equals_source(sqlite_source, target, "tag")
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_load_lock_is_per_target_not_per_server(
+    request: pytest.FixtureRequest, tmp_path: object, server: str
+) -> None:
+    """A load holding one target's lock does not stop a load into another database (or
+    PostgreSQL schema) of the same server; a second load into the same target is refused.
+    (The lock name was once the same for every target of a server.)"""
+    from pathlib import Path
+
+    from tidegate.errors import TargetError
+    from tidegate.load.target import Target
+
+    assert isinstance(tmp_path, Path)
+    first, other = make_target(request, server, tmp_path), make_target(request, server, tmp_path)
+    holder, same, elsewhere = Target(first.url), Target(first.url), Target(other.url)
+    try:
+        with holder.exclusive():
+            with elsewhere.exclusive():
+                pass  # another database of the server: not blocked
+            with (
+                pytest.raises(TargetError, match="another load into it is running"),
+                same.exclusive(),
+            ):
+                pass
+        with same.exclusive():
+            pass  # released with the first load
+    finally:
+        for target in (holder, same, elsewhere):
+            target.dispose()

@@ -295,6 +295,25 @@ def test_restart_options_keep_the_chain(sqlite_source: Source) -> None:
     assert rebuilt.kinds == ["snapshot", "snapshot", "incremental", "incremental"]
 
 
+def test_a_reexport_before_any_export_is_the_streams_snapshot(sqlite_source: Source) -> None:
+    """With nothing exported yet, `--reexport-since` writes the first export, a snapshot
+    (it was once an incremental export that no target could start from)."""
+    parent, child = sample_tables()
+    sqlite_source.create(parent, child)
+    config = sqlite_source.config()
+    tidegate.init(config)
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(parent.insert(), [parent_values(random.Random(3), k) for k in (1, 2)])
+    [first] = tidegate.export_tables(config, reexport_since=dt.datetime.now(UTC))
+    assert first.kind == "snapshot"
+    assert sorted((t.name, t.rows, t.whole) for t in first.tables) == [
+        ("child line", 0, True),
+        ("parent", 2, True),
+    ]
+    rebuilt = assert_rebuild_equals_source(sqlite_source, exports_of(sqlite_source), parent)
+    assert rebuilt.kinds == ["snapshot"]
+
+
 def test_memory_location(sqlite_source: Source) -> None:
     import fsspec
 

@@ -13,7 +13,8 @@ from tidegate.errors import FormatError
 from tidegate.formats.hashing import HashingWriter
 from tidegate.formats.jsonl import manifest_name
 from tidegate.formats.naming import EntityExportKind, EntityFileName
-from tidegate.storage import Location
+from tidegate.formats.runmanifest import manifest_kind
+from tidegate.storage import PARTIAL, Location
 
 FOLDER = "entities"
 """Entity-export files live in this folder of the output location."""
@@ -115,11 +116,18 @@ class WorkerFiles:
 def remove_unfinished(location: Location, kind: EntityExportKind, run: int) -> list[str]:
     """Remove the files of earlier runs of `kind` that have no manifest: runs killed before
     they finished, whose files no consumer reads (run numbers are never reused, so they
-    would stay forever). The caller holds the job's lock, so no such run is still
-    writing. Returns the names removed."""
+    would stay forever), and the partial manifests of runs killed while writing them. The
+    caller holds the job's lock, so no such run is still writing. Returns the names
+    removed."""
     finished: dict[int, bool] = {}
     removed = []
     for name in location.files(FOLDER):
+        if name.startswith(".") and name.endswith(PARTIAL):  # a manifest its run died writing
+            found = manifest_kind(name[1 : -len(PARTIAL)])
+            if found is not None and found[0] == kind and found[1] < run:
+                location.remove(FOLDER, name)
+                removed.append(name)
+            continue
         try:
             parsed = EntityFileName.parse(name)
         except FormatError:

@@ -78,7 +78,10 @@ def run_initial(
     """Export every entity given, whole; the caller holds the `initial` job lock."""
     remove_unfinished(location, "INIT_EXPORT", run)
     result = InitialResult(run)
-    started = datetime.now(UTC)
+    # To the millisecond: the sqlite3 shell's record times have no finer grain, and every
+    # record's TIMESTAMP must be at least the run's start (a loader relies on it).
+    now = datetime.now(UTC)
+    started = now.replace(microsecond=now.microsecond // 1000 * 1000)
     readers = {e.name: EntityReader(db, e, ZoneInfo(settings.timezone)) for e in entities}
     total = sum(reader.count() for reader in readers.values())
     result.records_per_file = files_cap(
@@ -100,7 +103,8 @@ def run_initial(
         )
         result.entities.append(entity.name)
     result.manifest = manifest_name("INIT_EXPORT", run)
-    with location.writing(FOLDER, result.manifest) as handle:
+    # Whole or not at all: its presence is what marks the run complete.
+    with location.writing_whole(FOLDER, result.manifest) as handle:
         handle.write(
             run_manifest(
                 "INIT_EXPORT",

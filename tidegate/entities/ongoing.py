@@ -126,7 +126,8 @@ def run_ongoing(
         ]
     result.records = sum(f.records for f in result.files)
     result.manifest = manifest_name("INC_EXPORT", run)
-    with location.writing(FOLDER, result.manifest) as handle:
+    # Whole or not at all: its presence is what marks the run complete.
+    with location.writing_whole(FOLDER, result.manifest) as handle:
         handle.write(
             run_manifest(
                 "INC_EXPORT",

@@ -144,11 +144,7 @@ def disable(db: Database, entities: Sequence[Entity], *, ongoing_only: bool) -> 
                 for index, table in enumerate(json.loads(row.tables)):
                     capture.remove_entity(conn, row.entity_id, index, table)
                 # Nothing will export what is still queued for it.
-                conn.execute(
-                    control.entity_pending.delete().where(
-                        control.entity_pending.c.entity_id == row.entity_id
-                    )
-                )
+                _drop_pending(conn, row.entity_id)
                 values: dict[str, object] = {"ongoing": False, "updated_us": now_us()}
                 if not ongoing_only:
                     values["enabled"] = False
@@ -157,6 +153,21 @@ def disable(db: Database, entities: Sequence[Entity], *, ongoing_only: bool) -> 
                 )
     except exc.DBAPIError as error:
         raise database_error(db, error, "removing entity capture") from None
+
+
+def _drop_pending(conn: Connection, entity_id: int) -> None:
+    """Delete an entity's queued keys by their ids, found by a plain read first: a DELETE
+    that searched the queue itself would, on MariaDB, lock every row it scanned and so wait
+    for every open transaction that queued a key of any entity (its rows are uncommitted).
+    The entity's own writers are done: removing its triggers waited for them."""
+    pending = control.entity_pending
+    ids = (
+        conn.execute(sa.select(pending.c.queue_id).where(pending.c.entity_id == entity_id))
+        .scalars()
+        .all()
+    )
+    for start in range(0, len(ids), 1000):
+        conn.execute(pending.delete().where(pending.c.queue_id.in_(ids[start : start + 1000])))
 
 
 def reset(db: Database, entities: Sequence[Entity]) -> None:

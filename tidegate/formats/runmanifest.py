@@ -22,6 +22,7 @@ RunKind = Literal["INIT_EXPORT", "INC_EXPORT"]
 MANIFEST = re.compile(r"(INIT_EXPORT|INC_EXPORT)_(\d{1,18})\.manifest\.json")
 MAX_FILES = 100_000
 _SHA1 = re.compile(r"[0-9a-f]{40}")
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,15 @@ class EntityTable:
 
 @dataclass(frozen=True)
 class RunManifest:
+    """A run's manifest. `created` is when the run started, as the records' `TIMESTAMP`s
+    are written (UTC ISO-8601 with microseconds and Z): every record of the run was read
+    at or after it."""
+
     kind: RunKind
     run: int
     files: tuple[RunFile, ...]
     definitions: dict[str, tuple[EntityTable, ...]]  # entity -> tables, root first
+    created: str = ""
 
 
 def manifest_kind(name: str) -> tuple[RunKind, int] | None:
@@ -74,6 +80,9 @@ def parse_run_manifest(data: bytes, where: str) -> RunManifest:
     kind, run = document.get("kind"), document.get("run", 0)
     if kind not in ("INIT_EXPORT", "INC_EXPORT") or not _count(run):
         raise FormatError(f"{where}: kind and run are missing or wrong")
+    created = document.get("created")
+    if not isinstance(created, str) or not _TIMESTAMP.fullmatch(created):
+        raise FormatError(f"{where}: created must be a UTC time like 2026-01-31T12:00:00.000000Z")
     definitions = _definitions(document.get("definitions"), where)
     files = document.get("files")
     if not isinstance(files, list) or len(files) > MAX_FILES:
@@ -81,7 +90,7 @@ def parse_run_manifest(data: bytes, where: str) -> RunManifest:
     parsed = tuple(_file(entry, kind, definitions, where) for entry in files)
     if len({f.name for f in parsed}) != len(parsed):
         raise FormatError(f"{where}: a file is listed twice")
-    return RunManifest(kind, int(run), parsed, definitions)
+    return RunManifest(kind, int(run), parsed, definitions, created)
 
 
 def _definitions(value: Any, where: str) -> dict[str, tuple[EntityTable, ...]]:

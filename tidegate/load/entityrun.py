@@ -7,6 +7,19 @@ checked against the manifest when it ends), un-gzipped, split into lines of at m
 `TIMESTAMP` is not newer than the one the target holds for that entity is skipped;
 otherwise the entity's rows are deleted from every one of its tables (by the root-key
 columns) and the record's rows inserted, or only deleted for a `DELETED` record.
+
+An initial run holds every entity of its kinds that existed when it read them, each read
+at or after the run's start (its manifest's `created`; or its oldest record's `TIMESTAMP`,
+should that be earlier). So once its records are applied:
+
+- an entity the target still holds from a record older than the run's start is one the
+  run did not find: it is removed, as a `DELETED` record would remove it (an entity
+  deleted while ongoing capture was off, say);
+- any record older than the run's start is skipped from then on, held entity or not
+  (`tidegate_entity_initial` keeps the start of the newest initial run applied per
+  entity): the run knows newer what became of that entity. Without this, an ongoing run
+  applied after a newer initial run (initial runs are applied first) could bring back an
+  entity deleted since.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from tidegate.errors import LoadError
 from tidegate.formats.runmanifest import EntityTable, RunFile, RunManifest
-from tidegate.load.target import version_table
+from tidegate.load.target import initial_table, version_table
 from tidegate.load.values import Convert, converter
 from tidegate.storage import Location
 
@@ -78,17 +91,61 @@ def apply_run(
         name: _Entity(name, tables, targets, zone, dialect)
         for name, tables in manifest.definitions.items()
     }
+    floors = _floors(conn, list(entities))
     applied = 0
+    start = manifest.created
     for file in manifest.files:
         batch: list[_Record] = []
         for record in _records(location, folder, file, entities):
+            start = min(start, record.stamp)  # (never later than `created`, by the format)
             batch.append(record)
             if len(batch) >= BATCH_RECORDS:
-                applied += _apply(conn, entities, batch)
+                applied += _apply(conn, entities, batch, floors)
                 batch = []
         if batch:
-            applied += _apply(conn, entities, batch)
+            applied += _apply(conn, entities, batch, floors)
+    if manifest.kind == "INIT_EXPORT":
+        for name in manifest.definitions:
+            if start > floors.get(name, ""):
+                _remove_older(conn, entities[name], start)
+                _set_floor(conn, name, start, name in floors)
     return applied
+
+
+def _floors(conn: Connection, names: list[str]) -> dict[str, str]:
+    """Entity -> the start of the newest initial run applied for it."""
+    i = initial_table.c
+    rows = conn.execute(sa.select(i.entity, i.created).where(i.entity.in_(names)))
+    return {row[0]: row[1] for row in rows}
+
+
+def _set_floor(conn: Connection, name: str, created: str, exists: bool) -> None:
+    i = initial_table.c
+    if exists:
+        conn.execute(initial_table.update().where(i.entity == name).values(created=created))
+    else:
+        conn.execute(initial_table.insert().values(entity=name, created=created))
+
+
+def _remove_older(conn: Connection, entity: _Entity, since: str) -> None:
+    """Remove the entities held from records older than `since` (the start of an initial
+    run just applied, which did not hold them), and forget their versions: the run's
+    start, now the entity's floor, skips any older record."""
+    v = version_table.c
+    older = (v.entity == entity.name) & (v.stamp < since)
+    stale = sa.select(v.pk, v.key_sha1).where(older, v.pk.is_not(None)).limit(BATCH_RECORDS)
+    while found := conn.execute(stale).all():
+        _replace(
+            conn,
+            entity,
+            [_Record(entity.name, since, tuple(json.loads(pk)), True, {}) for pk, _sha1 in found],
+        )
+        conn.execute(
+            version_table.delete().where(
+                v.entity == entity.name, v.key_sha1.in_([sha1 for _pk, sha1 in found])
+            )
+        )
+    conn.execute(version_table.delete().where(older))  # rows of versions without their key
 
 
 def _records(
@@ -139,16 +196,22 @@ def _record(line: bytes, where: str, entities: dict[str, _Entity]) -> _Record:
     return _Record(entity.name, stamp, key, record.get("DELETED") is True, data)  # type: ignore[arg-type]
 
 
-def _apply(conn: Connection, entities: dict[str, _Entity], batch: list[_Record]) -> int:
+def _apply(
+    conn: Connection, entities: dict[str, _Entity], batch: list[_Record], floors: dict[str, str]
+) -> int:
     """Apply the newest record of each entity key in the batch that is newer than what
-    the target holds."""
+    the target holds, and than the start of the newest initial run applied."""
     newest: dict[tuple[str, str], _Record] = {}
     for record in batch:
         ident = (record.entity, _key_sha1(record.key))
         if ident not in newest or record.stamp >= newest[ident].stamp:
             newest[ident] = record
     held = _held(conn, list(newest))
-    chosen = [r for ident, r in newest.items() if held.get(ident, "") < r.stamp]
+    chosen = [
+        r
+        for ident, r in newest.items()
+        if max(held.get(ident, ""), floors.get(r.entity, "")) < r.stamp
+    ]
     by_entity: dict[str, list[_Record]] = {}
     for record in chosen:
         by_entity.setdefault(record.entity, []).append(record)
@@ -214,10 +277,15 @@ def _remember(conn: Connection, held: dict[tuple[str, str], str], chosen: list[_
             conn.execute(
                 version_table.update()
                 .where(v.entity == ident[0], v.key_sha1 == ident[1])
-                .values(stamp=record.stamp)
+                .values(stamp=record.stamp, pk=json.dumps(list(record.key)))
             )
     new = [
-        {"entity": r.entity, "key_sha1": _key_sha1(r.key), "stamp": r.stamp}
+        {
+            "entity": r.entity,
+            "key_sha1": _key_sha1(r.key),
+            "stamp": r.stamp,
+            "pk": json.dumps(list(r.key)),
+        }
         for r in chosen
         if (r.entity, _key_sha1(r.key)) not in held
     ]

@@ -83,7 +83,7 @@ def _table_manifest(location: Location, name: ExportName, inventory: Inventory) 
     try:
         return parse(location.read_bytes(name.format(), name.manifest_name), path)
     except (FormatError, OutputError) as error:
-        inventory.problems.append(Problem(path, error.message))
+        inventory.problems.append(_problem(path, error.message))
         return None
 
 
@@ -97,7 +97,7 @@ def _entity_runs(location: Location, inventory: Inventory) -> None:
         try:
             manifest = parse_run_manifest(location.read_bytes(ENTITY_FOLDER, file), path)
         except FormatError as error:
-            inventory.problems.append(Problem(path, error.message))
+            inventory.problems.append(_problem(path, error.message))
             continue
         if (manifest.kind, manifest.run) != kind_run:
             inventory.problems.append(Problem(path, "names another run than its file name"))
@@ -105,3 +105,8 @@ def _entity_runs(location: Location, inventory: Inventory) -> None:
         found.append(EntityRun(manifest.kind, manifest.run, manifest))
     found.sort(key=lambda r: (r.kind != "INIT_EXPORT", r.run))
     inventory.runs = found
+
+
+def _problem(path: str, message: str) -> Problem:
+    """A problem with a file, its path said once (a format error's message starts with it)."""
+    return Problem(path, message.removeprefix(f"{path}: "))

@@ -10,12 +10,16 @@ Two control tables record progress, written in the same transaction as the data:
 
 - `tidegate_applied`: one row per applied export (`export_<K>_…` or `INIT_EXPORT_<run>`);
 - `tidegate_entity_version`: per entity key, the `TIMESTAMP` of the record the target
-  holds, so an older record (from a new initial export, say) is skipped.
+  holds, so an older record (from a new initial export, say) is skipped, and the key's
+  PK fields (JSON), so that an initial run can remove the entities it no longer holds;
+- `tidegate_entity_initial`: per entity, the start of the newest initial run applied:
+  any record older than it is skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -27,7 +31,6 @@ from tidegate.errors import TargetError
 from tidegate.formats.tableschema import TableSchema, base_type
 
 T = TypeVar("T")
-LOCK_KEY = 0x7469_6465_6761_7465  # "tidegate": PostgreSQL's advisory-lock key for loads
 DIALECTS = ("postgresql", "sqlite", "duckdb", "mysql")
 PARTITIONS = 8
 
@@ -46,6 +49,13 @@ version_table = sa.Table(
     sa.Column("entity", sa.String(255), primary_key=True),
     sa.Column("key_sha1", sa.String(40), primary_key=True),
     sa.Column("stamp", sa.String(40), nullable=False),
+    sa.Column("pk", sa.Text),  # the record's PK fields as a JSON array (NULL: loaded before)
+)
+initial_table = sa.Table(
+    "tidegate_entity_initial",
+    metadata,
+    sa.Column("entity", sa.String(255), primary_key=True),
+    sa.Column("created", sa.String(40), nullable=False),  # start of the newest initial run
 )
 
 
@@ -76,8 +86,8 @@ class Target:
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """One load at a time per target: a session lock on the server (PostgreSQL's
-        advisory lock, MariaDB's GET_LOCK) held for the whole load. SQLite and DuckDB
-        files lock themselves."""
+        advisory lock, MariaDB's GET_LOCK), named after the target's database (and
+        schema), held for the whole load. SQLite and DuckDB files lock themselves."""
         if self.dialect not in ("postgresql", "mysql"):
             yield
             return
@@ -86,8 +96,8 @@ class Target:
             "mysql": ("SELECT GET_LOCK(:key, 0)", "SELECT RELEASE_LOCK(:key)"),
         }
         take, release = statements[self.dialect]
-        key: object = LOCK_KEY if self.dialect == "postgresql" else "tidegate_load"
         with self.engine.connect() as conn:
+            key = self._lock_key(conn)
             taken = conn.execute(sa.text(take), {"key": key}).scalar()
             conn.commit()
             if not taken:
@@ -101,6 +111,20 @@ class Target:
                 with contextlib.suppress(sa.exc.DBAPIError):  # a lost session freed it
                     conn.execute(sa.text(release), {"key": key})
                     conn.commit()
+
+    def _lock_key(self, conn: Connection) -> object:
+        """The lock of this target: its database and schema, not the whole server.
+
+        A MariaDB `GET_LOCK` name is one namespace for the whole server, and a PostgreSQL
+        advisory lock one for the whole database, so a fixed key would make loads into two
+        different targets on one server (or two schemas of one database) refuse each other.
+        """
+        where = "DATABASE()" if self.dialect == "mysql" else "current_database(), current_schema()"
+        place = "/".join(str(part) for part in conn.execute(sa.text(f"SELECT {where}")).one())
+        digest = hashlib.sha1(f"tidegate-load:{place}".encode()).digest()
+        if self.dialect == "postgresql":
+            return int.from_bytes(digest[:8], "big", signed=True)
+        return f"tidegate_load:{digest.hex()}"  # 54 characters: MariaDB allows 64
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -130,6 +154,7 @@ class Target:
 
     def _prepare(self, conn: Connection, schemas: Sequence[TableSchema]) -> dict[str, sa.Table]:
         metadata.create_all(conn)
+        _add_columns(conn, version_table, self.dialect)  # a target made by an older version
         existing = set(sa.inspect(conn).get_table_names())
         tables = {}
         for schema in schemas:

@@ -4,10 +4,11 @@ The rules, in order:
 
 1. An export planned by a run that died is redone first, under the same name.
 2. `--restart-from-beginning` / `--restart-from DATE` start a new stream with a snapshot.
-3. `--reexport-since DATE` starts re-exporting, forward from the last export, every row
+3. The first export of a stream is a snapshot of every table (`--reexport-since` too: it
+   has no export to continue from, and the snapshot holds every row).
+4. `--reexport-since DATE` starts re-exporting, forward from the last export, every row
    changed since DATE, one `max_span` window of data time per folder; later runs continue
    the windows until they reach the time of the request.
-4. The first export of a stream is a snapshot of every table.
 5. Changes already claimed but not exported (a claim made outside an export) are exported.
 6. Otherwise the oldest pending changes, up to `max_span` of data time, are claimed and
    exported. Tables added to `[tables] include` since the last snapshot are exported whole.
@@ -131,11 +132,13 @@ def next_step(state: StreamState, restart: Restart | None = None) -> Step:
             restart.since_us,
             snapshot_tables=state.tables,
         )
+    if last is None:
+        # Also for a re-export: with nothing exported yet there is nothing to re-export
+        # forward from, and the stream's snapshot holds every row anyway.
+        return NewExport("snapshot", 1, snapshot_tables=state.tables)
     if restart is not None:  # reexport
         since = restart.since_us if restart.since_us is not None else state.now_us
         return _reexport_window(state, stream, since, since, state.now_us)
-    if last is None:
-        return NewExport("snapshot", 1, snapshot_tables=state.tables)
     if last.reexport_unfinished:
         assert last.window_hi_us is not None and last.reexport_until_us is not None
         return _reexport_window(
