@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from tidegate import lock
 from tidegate.api import open_source
 from tidegate.errors import JobBusy, LockLost
 from tidegate.lock import job_lock, lock_name
+from tidegate.storage import STAGING, Location
 
 # --- ending the session that holds a job's lock -----------------------------------------
 
@@ -208,3 +210,33 @@ def test_an_idle_timeout_ends_the_lock_only_without_the_keep_alive(
     finally:
         db.engine.dispose()
         other.engine.dispose()
+
+
+# --- publishing: two attempts at one folder never mix -----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["directory", "memory"])
+def test_an_attempt_that_lost_its_lock_never_touches_the_other_attempt(
+    tmp_path: Path, kind: str
+) -> None:
+    """A run that lost its lock and the run that took over write the same folder at once:
+    each into a staging folder of its own. The first is refused at its check (or finds its
+    staging folder removed by the other, and then its check tells why), and leaves the
+    folder as the other published it."""
+    url = str(tmp_path / "out") if kind == "directory" else f"memory://fencing-{tmp_path.name}"
+    location = Location(url)
+
+    def refused() -> None:
+        raise LockLost("the lock of job 'tables' was lost before publishing export_1_x: test")
+
+    with pytest.raises(LockLost), location.publishing("export_1_x", confirm=refused) as first:
+        first.write("export_1_x.zip", b"first")
+        with location.publishing("export_1_x") as second:  # the run that took over
+            second.write("export_1_x.zip", b"second")
+            second.write("export_1_x.extracted.xml", b"manifest")
+        first.write("export_1_x.extracted.xml", b"first manifest")
+    assert location.files("export_1_x") == ["export_1_x.extracted.xml", "export_1_x.zip"]
+    assert location.read_bytes("export_1_x", "export_1_x.zip") == b"second"
+    assert location.read_bytes("export_1_x", "export_1_x.extracted.xml") == b"manifest"
+    assert location.folders() in ([STAGING, "export_1_x"], ["export_1_x"])
+    assert location.files(STAGING) == [] == location._entries("directory", location.path(STAGING))
