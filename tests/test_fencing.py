@@ -1,16 +1,28 @@
-"""A job whose lock the server takes away while it runs.
+"""A job whose lock the server takes away while it runs: fenced, never doubled.
 
 A PostgreSQL advisory lock or a MariaDB ``GET_LOCK`` lives as long as the session that
-took it. When the server ends that session while the job runs (an idle timeout, an
+took it. When the server ends that session in the middle of a run (an idle timeout, an
 administrator's ``pg_terminate_backend`` or ``KILL``, a failover), the lock is gone and a
-second process can start the same job. The tests here end the lock's session on purpose
-and show that the held lock notices: its checks and fenced writes refuse, with one clear
-error, while another process takes the lock.
+second process can start the same job. The tests here end the lock's session on purpose,
+at chosen points of real runs, let a second process run the job meanwhile, then let the
+first one go on, and show that:
+
+(a) the first run stops with one clear `Error:` line before its next step that must not
+    happen twice (planning or publishing a folder, marking it published, writing a run's
+    manifest, marking an initial export complete, removing exported queue entries);
+(b) the second process, which took the lock meanwhile, completes normally;
+(c) nothing is lost, doubled or forked: `verify` passes, and a final export and load
+    leave the target equal to the source.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import random
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +31,11 @@ import sqlalchemy as sa
 
 import tidegate
 from tests.conftest import Source
+from tests.load.conftest import TargetDb
+from tests.load.helpers import assert_target_equals_source
+from tests.load.test_roundtrip import change
 from tests.tables.helpers import sample_tables
+from tests.test_cli import assert_one_error, run
 from tidegate import lock
 from tidegate.api import open_source
 from tidegate.errors import JobBusy, LockLost
@@ -210,6 +226,196 @@ def test_an_idle_timeout_ends_the_lock_only_without_the_keep_alive(
     finally:
         db.engine.dispose()
         other.engine.dispose()
+
+
+# --- real runs, their lock's session ended at chosen points -----------------------------
+
+# The run to fence, as the CLI runs it. Its third argument names where to pause: at the
+# check before a step ("fence:<regular expression>" matched against the step's name), before
+# a statement ("statement:<regular expression>") or while files are being written. It
+# prints PAUSED there (once) and waits for a line on stdin.
+PAUSED_RUN = textwrap.dedent(r"""
+    import re, sys
+    import sqlalchemy as sa
+    from tidegate import lock
+    from tidegate.cli import app
+    from tidegate.entities import files
+    from tidegate.formats import tablezip
+
+    config, job, point = sys.argv[1:4]
+    paused = []
+
+    def pause():
+        if not paused:
+            paused.append(True)
+            print("PAUSED", flush=True)
+            sys.stdin.readline()
+
+    if point.startswith("fence:"):
+        step = re.compile(point.removeprefix("fence:"))
+        confirm, transaction = lock._ServerLock.confirm, lock._ServerLock.transaction
+
+        def paused_confirm(self, doing):
+            if step.search(doing):
+                pause()
+            return confirm(self, doing)
+
+        def paused_transaction(self, doing):
+            if step.search(doing):
+                pause()
+            return transaction(self, doing)
+
+        lock._ServerLock.confirm = paused_confirm
+        lock._ServerLock.transaction = paused_transaction
+
+    if point.startswith("statement:"):
+        statement = re.compile(point.removeprefix("statement:"))
+
+        @sa.event.listens_for(sa.Engine, "before_cursor_execute")
+        def before(conn, cursor, text, parameters, context, executemany):
+            if statement.search(" ".join(text.lower().split())):
+                pause()
+
+    if point == "writing" and job == "tables":  # inside the zip, between two members
+        add = tablezip.TableZipWriter.add
+
+        def paused_add(self, name, chunks):
+            if name.endswith(".csv"):
+                pause()
+            return add(self, name, chunks)
+
+        tablezip.TableZipWriter.add = paused_add
+
+    if point == "writing" and job != "tables":  # a file half written
+        write = files.WorkerFiles.write
+
+        def paused_write(self, records):
+            write(self, records)
+            if self._records >= 2:
+                pause()
+
+        files.WorkerFiles.write = paused_write
+
+    threads = [] if job == "tables" else ["--threads", "1"]
+    sys.argv = ["tidegate", "--config", config, "export", job, *threads]
+    app()
+""")
+
+TABLE_POINTS = {
+    # After reading where the chain stands, before claiming: going on from there, an
+    # unfenced run recorded a plan that forked the chain.
+    "claiming": r"statement:^update \S*tidegate_counter",
+    "planning": "fence:^planning ",
+    "writing": "writing",
+    "publishing": "fence:^publishing ",
+    "recording": "fence:^recording ",
+}
+
+
+def config_file(source: Source) -> Path:
+    path = source.tmp_path / "fenced.toml"
+    path.write_text(
+        f'[source]\nurl = "{source.url}"\nschema = "{source.schema}"\n'
+        f'[output]\nlocation = "{source.tmp_path / "exports"}"\n'
+        f'[target]\nurl = "sqlite:///{source.tmp_path / "target.db"}"\n'
+    )
+    return path
+
+
+def cli(source: Source, *args: str) -> tuple[int, str, str]:
+    return run(source.tmp_path, "--config", str(config_file(source)), *args)
+
+
+def paused_run(source: Source, job: str, point: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_RUN, str(config_file(source)), job, point],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if line != "PAUSED":
+        process.kill()
+        _out, err = process.communicate(timeout=30)
+        raise AssertionError(f"the run did not reach {point}: {line!r} {err}")
+    return process
+
+
+def resume(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = process.communicate("go\n", timeout=120)
+    return process.returncode, out, err
+
+
+def fenced_then_taken_over(source: Source, job: str, point: str) -> str:
+    """Pause a run at `point`, end its lock's session, run the job to completion in
+    another process, then let the first run go on; returns that run's stderr."""
+    first = paused_run(source, job, point)
+    try:
+        end_lock_session(source, job)
+        code, _out, err = cli(
+            source, "export", job, *([] if job == "tables" else ["--threads", "1"])
+        )
+        assert code == 0, err  # (b)
+    finally:
+        code, out, err = resume(first)
+    assert code == 1, out + err  # (a)
+    assert not err.startswith("Error: unexpected "), err
+    assert_one_error(
+        err,
+        rf"Error: the lock of job '{job}' was lost before .+: the server ended the session "
+        r"that held it \(.+\)",
+    )
+    return err
+
+
+def assert_runs(source: Source, job: str, error: str) -> None:
+    """The fenced run is recorded failed with its error; the one that took over succeeded."""
+    runs = tidegate.list_runs(source.config(), job=job)  # type: ignore[arg-type]
+    by_number = {r.run_number: r for r in runs}
+    assert by_number[1].status == "failed" and by_number[1].error in error, by_number[1]
+    assert by_number[2].status == "succeeded", by_number[2]
+    assert "running" not in {r.status for r in runs}
+
+
+def folder_digests(exports: Path) -> dict[str, str]:
+    return {
+        zip_path.parent.name: hashlib.sha1(zip_path.read_bytes()).hexdigest()
+        for zip_path in exports.glob("export_*/*.zip")
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(TABLE_POINTS))
+def test_a_table_export_that_loses_its_lock_stops_and_the_other_run_wins(
+    server_source: Source, point: str
+) -> None:
+    source = server_source
+    source.create(*sample_tables())
+    tidegate.init(source.config())
+    rng = random.Random(8)
+    change(source, rng, 25)
+    error = fenced_then_taken_over(source, "tables", TABLE_POINTS[point])
+    exports = source.tmp_path / "exports"
+    published = folder_digests(exports)
+    assert len(published) == 1, published  # one folder, written by one run
+    assert_runs(source, "tables", error)
+    staging = exports / ".tidegate-staging"
+    assert not staging.exists() or not any(staging.iterdir()), "an attempt was left behind"
+
+    # (c) the chain goes on from there, unforked, and loads into a target equal to the source
+    change(source, rng, 15)
+    code, _out, err = cli(source, "export", "tables", "--until-caught-up")
+    assert code == 0, err
+    assert {k: v for k, v in folder_digests(exports).items() if k in published} == published
+    code, out, err = cli(source, "verify")
+    assert code == 0, out + err
+    code, _out, err = cli(source, "load")
+    assert code == 0, err
+    target = TargetDb("sqlite", f"sqlite:///{source.tmp_path / 'target.db'}")
+    assert_target_equals_source(source, target, "parent", "child line")
+    target.dispose()
 
 
 # --- publishing: two attempts at one folder never mix -----------------------------------

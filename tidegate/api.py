@@ -151,6 +151,8 @@ def export_tables(
     Raises:
         ConfigError: more than one restart option.
         JobBusy: another table export is running.
+        LockLost: the job's lock was lost while the run ran; it stopped before publishing
+            anything more, and the next run goes on from there.
         ExportError, OutputError: the export could not be written.
     """
     restart = _restart(config, restart_from_beginning, restart_from, reexport_since)
@@ -165,10 +167,10 @@ def export_tables(
     started = now_us()
     with source(config) as db:
         while True:
-            with recorded_run(db, "tables", wait_seconds=wait_seconds) as counters:
-                result = run_once(db, location, settings, restart, progress)
+            with recorded_run(db, "tables", wait_seconds=wait_seconds) as run:
+                result = run_once(db, run.lock, location, settings, restart, progress)
                 if result is not None:
-                    counters.rows, counters.files, counters.bytes = result.rows, 3, result.bytes
+                    run.rows, run.files, run.bytes = result.rows, 3, result.bytes
             if result is None:
                 break
             results.append(result)
