@@ -31,12 +31,14 @@ import sqlalchemy as sa
 
 import tidegate
 from tests.conftest import Source
+from tests.entities.test_initial import fill, order_tables
+from tests.entities.test_ongoing import change_randomly
 from tests.load.conftest import TargetDb
 from tests.load.helpers import assert_target_equals_source
-from tests.load.test_roundtrip import change
+from tests.load.test_roundtrip import ENTITY_TABLES, change
 from tests.tables.helpers import sample_tables
 from tests.test_cli import assert_one_error, run
-from tidegate import lock
+from tidegate import api, lock
 from tidegate.api import open_source
 from tidegate.errors import JobBusy, LockLost
 from tidegate.lock import job_lock, lock_name
@@ -310,6 +312,12 @@ TABLE_POINTS = {
     "publishing": "fence:^publishing ",
     "recording": "fence:^recording ",
 }
+ENTITY_POINTS = {
+    "writing": "writing",
+    "manifest": "fence:^writing the manifest",
+    "complete": "fence:complete$",  # initial only
+    "removing": "fence:^removing the queue entries",  # ongoing only
+}
 
 
 def config_file(source: Source) -> Path:
@@ -415,6 +423,50 @@ def test_a_table_export_that_loses_its_lock_stops_and_the_other_run_wins(
     assert code == 0, err
     target = TargetDb("sqlite", f"sqlite:///{source.tmp_path / 'target.db'}")
     assert_target_equals_source(source, target, "parent", "child line")
+    target.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("job", "point"),
+    [
+        ("initial", "writing"),
+        ("initial", "manifest"),
+        ("initial", "complete"),
+        ("ongoing", "writing"),
+        ("ongoing", "manifest"),
+        ("ongoing", "removing"),
+    ],
+)
+def test_an_entity_export_that_loses_its_lock_stops_and_the_other_run_wins(
+    server_source: Source, job: str, point: str
+) -> None:
+    source = server_source
+    source.create(*order_tables())
+    fill(source, 30)
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    if job == "ongoing":
+        api.export_initial(config, threads=1)  # run 1 of `initial`
+        change_randomly(source, 3)
+    error = fenced_then_taken_over(source, job, ENTITY_POINTS[point])
+    assert_runs(source, job, error)
+    statuses = {s.entity.name: s for s in api.entities_list(config)}
+    assert statuses["ORDERS"].initial_status == "complete"
+    if job == "ongoing":
+        assert statuses["ORDERS"].queue_depth == 0  # the run that took over removed them
+
+    # (c) every run with a manifest is whole, and the runs load into an equal target
+    change_randomly(source, 4)
+    code, _out, err = cli(source, "export", "ongoing", "--threads", "1")
+    assert code == 0, err
+    code, out, err = cli(source, "verify")
+    assert code == 0, out + err
+    code, _out, err = cli(source, "load")
+    assert code == 0, err
+    target = TargetDb("sqlite", f"sqlite:///{source.tmp_path / 'target.db'}")
+    assert_target_equals_source(source, target, *ENTITY_TABLES, trimmed=True)
     target.dispose()
 
 

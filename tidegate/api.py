@@ -284,6 +284,8 @@ def export_initial(
         ConfigError: an unknown entity name.
         EntityRefused: a named entity that cannot be exported.
         JobBusy: another initial export is running.
+        LockLost: the job's lock was lost while the run ran; it stopped before its
+            manifest or before marking entities complete.
     """
     settings = InitialSettings(
         threads=threads or config.entities.threads,
@@ -307,16 +309,17 @@ def export_initial(
             chosen = pending_entities(db, known)
         if not chosen:
             return None
-        with recorded_run(db, "initial", wait_seconds=wait_seconds) as counters:
+        with recorded_run(db, "initial", wait_seconds=wait_seconds) as run:
             result = run_initial(
                 db,
+                run.lock,
                 location,
                 chosen,
-                counters.run_number,
+                run.run_number,
                 settings,
                 progress or (lambda _e, _n: None),
             )
-            _count(counters, result.records, result.files)
+            _count(run, result.records, result.files)
         return result
 
 
@@ -339,6 +342,8 @@ def export_ongoing(
 
     Raises:
         JobBusy: another ongoing export is running.
+        LockLost: the job's lock was lost while the run ran; it stopped before its
+            manifest or before removing the queue entries it exported.
     """
     settings = OngoingSettings(
         threads=threads or config.entities.threads,
@@ -355,16 +360,17 @@ def export_ongoing(
         _require(db)
         known = catalog(db, config.entities)
         while True:
-            with recorded_run(db, "ongoing", wait_seconds=wait_seconds) as counters:
+            with recorded_run(db, "ongoing", wait_seconds=wait_seconds) as run:
                 result = run_ongoing(
                     db,
+                    run.lock,
                     location,
                     known,
-                    counters.run_number,
+                    run.run_number,
                     settings,
                     progress or (lambda _e, _n: None),
                 )
-                _count(counters, result.records, result.files)
+                _count(run, result.records, result.files)
             results.append(result)
             if not (again and result.backlog):
                 return results
