@@ -151,6 +151,8 @@ def export_tables(
     Raises:
         ConfigError: more than one restart option.
         JobBusy: another table export is running.
+        LockLost: the job's lock was lost while the run ran; it stopped before publishing
+            anything more, and the next run goes on from there.
         ExportError, OutputError: the export could not be written.
     """
     restart = _restart(config, restart_from_beginning, restart_from, reexport_since)
@@ -165,10 +167,10 @@ def export_tables(
     started = now_us()
     with source(config) as db:
         while True:
-            with recorded_run(db, "tables", wait_seconds=wait_seconds) as counters:
-                result = run_once(db, location, settings, restart, progress)
+            with recorded_run(db, "tables", wait_seconds=wait_seconds) as run:
+                result = run_once(db, run.lock, location, settings, restart, progress)
                 if result is not None:
-                    counters.rows, counters.files, counters.bytes = result.rows, 3, result.bytes
+                    run.rows, run.files, run.bytes = result.rows, 3, result.bytes
             if result is None:
                 break
             results.append(result)
@@ -282,6 +284,8 @@ def export_initial(
         ConfigError: an unknown entity name.
         EntityRefused: a named entity that cannot be exported.
         JobBusy: another initial export is running.
+        LockLost: the job's lock was lost while the run ran; it stopped before its
+            manifest or before marking entities complete.
     """
     settings = InitialSettings(
         threads=threads or config.entities.threads,
@@ -305,16 +309,17 @@ def export_initial(
             chosen = pending_entities(db, known)
         if not chosen:
             return None
-        with recorded_run(db, "initial", wait_seconds=wait_seconds) as counters:
+        with recorded_run(db, "initial", wait_seconds=wait_seconds) as run:
             result = run_initial(
                 db,
+                run.lock,
                 location,
                 chosen,
-                counters.run_number,
+                run.run_number,
                 settings,
                 progress or (lambda _e, _n: None),
             )
-            _count(counters, result.records, result.files)
+            _count(run, result.records, result.files)
         return result
 
 
@@ -337,6 +342,8 @@ def export_ongoing(
 
     Raises:
         JobBusy: another ongoing export is running.
+        LockLost: the job's lock was lost while the run ran; it stopped before its
+            manifest or before removing the queue entries it exported.
     """
     settings = OngoingSettings(
         threads=threads or config.entities.threads,
@@ -353,16 +360,17 @@ def export_ongoing(
         _require(db)
         known = catalog(db, config.entities)
         while True:
-            with recorded_run(db, "ongoing", wait_seconds=wait_seconds) as counters:
+            with recorded_run(db, "ongoing", wait_seconds=wait_seconds) as run:
                 result = run_ongoing(
                     db,
+                    run.lock,
                     location,
                     known,
-                    counters.run_number,
+                    run.run_number,
                     settings,
                     progress or (lambda _e, _n: None),
                 )
-                _count(counters, result.records, result.files)
+                _count(run, result.records, result.files)
             results.append(result)
             if not (again and result.backlog):
                 return results

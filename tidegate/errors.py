@@ -80,3 +80,8 @@ class JobBusy(TidegateError):
     """Another process holds the lock of the same job."""
 
     transient = True
+
+
+class LockLost(SourceUnavailable):
+    """The job's lock went away while the job ran (the server ended the session that held
+    it), so the job stopped before its next step that must not happen twice."""

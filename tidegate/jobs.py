@@ -4,36 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from tidegate import runs
 from tidegate.db import Database
 from tidegate.errors import SourceUnavailable
-from tidegate.lock import job_lock
+from tidegate.lock import HeldLock, job_lock
 from tidegate.model import JobName, RunRecord, RunStatus
 from tidegate.runs import RunCounters
 
 
+@dataclass
+class Run(RunCounters):
+    """A run in progress: the counters its job fills in, and the job lock it runs under,
+    through which the job takes its steps that must not happen twice."""
+
+    lock: HeldLock = field(kw_only=True)
+
+
 @contextmanager
-def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator[RunCounters]:
+def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator[Run]:
     """Run a block as one run of ``job``: locked, recorded, and finished either way.
 
     The block fills in the yielded counters. An exception marks the run `failed` with its
     message and propagates; a process that dies leaves it `running` for the next run of the
     job to mark `abandoned`, and so does a source that cannot be reached to record the end.
 
+    The run's start is written under the lock (see `HeldLock.transaction`): run numbers
+    are handed out only while the lock is held, so a run that lost its lock always has a
+    lower number than the run that holds it.
+
     Raises:
         JobBusy: another process runs the same job.
         NotInitialized: `tidegate init` has not been run.
         SourceUnavailable: the connection to the source was lost.
+        LockLost: the job's lock was lost during the run (a SourceUnavailable).
     """
-    with job_lock(db, job, wait_seconds=wait_seconds):
+    with job_lock(db, job, wait_seconds=wait_seconds) as lock:
         try:
-            record = runs.start(db, job)
+            with lock.transaction(f"starting a run of job {job!r}") as conn:
+                record = runs.start_in(db, conn, job)
         except sa.exc.OperationalError as error:
             raise _unavailable(error) from error
-        counters = RunCounters(run_number=record.run_number)
+        counters = Run(run_number=record.run_number, lock=lock)
         try:
             yield counters
         except BaseException as error:

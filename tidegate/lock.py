@@ -11,6 +11,27 @@ All three are released by the operating system or the server when the holder die
 killed run never leaves a lock behind. For the same reason a server lock is taken again on a
 fresh connection when the server ends the session while the lock is being taken (see
 `_locked_connection`).
+
+A server lock can also be lost while it is held: the server ends its session (an idle
+timeout such as PostgreSQL's ``idle_session_timeout`` or MariaDB's ``wait_timeout``, an
+administrator's ``pg_terminate_backend`` or ``KILL``, a failover), the lock goes with it,
+and nothing tells the job. Another process can then take the lock and run the same job
+while the first still runs. So a job is *fenced*: every step it must not take unless it
+still holds the lock goes through the :class:`HeldLock` that `job_lock` yields, which
+stops the job with :class:`~tidegate.errors.LockLost` instead:
+
+- writes to tidegate's control tables that decide what the next run does (a run's start,
+  a planned or published export, an entity's initial status, the removal of exported
+  queue entries) run in a transaction *on the lock's own session* that first checks that
+  the session holds the lock. A session keeps its lock until it ends, and a transaction
+  whose session ends is rolled back, so such a write commits only while the lock is held;
+- a step outside the database (renaming a folder into place, writing a run's manifest) is
+  preceded by that check, on the lock's session, right before it.
+
+A keep-alive thread runs the same check every `KEEPALIVE_SECONDS` while the lock is held:
+an idle timeout longer than that never ends the session, and a lock lost anyway is seen
+early. A SQLite lock (``flock``) cannot be lost while its process lives: its checks do
+nothing, and its transactions are the database's usual ones.
 """
 
 from __future__ import annotations
@@ -22,19 +43,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.db import Database, database_error, driver_reason, unavailable
-from tidegate.errors import JobBusy, SourceUnavailable
+from tidegate.errors import JobBusy, LockLost, SourceUnavailable
 from tidegate.model import JobName
 
 POLL_SECONDS = 0.2
 LOCK_ATTEMPTS = 2
 """Sessions a server lock is tried on: the first, and one fresh one if the server ended it."""
+KEEPALIVE_SECONDS = 30.0
+"""How often a held server lock's session is checked, and so kept from idling out."""
 _memory_locks: dict[str, threading.Lock] = {}
 
 
@@ -49,13 +72,16 @@ def lock_name(db: Database, job: JobName) -> str:
 
 
 @contextmanager
-def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator[None]:
+def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator[HeldLock]:
     """Hold the lock of a job for the duration of the block.
 
     Args:
         db: the database the job runs against.
         job: the job name.
         wait_seconds: how long to wait for another holder to finish; 0 refuses at once.
+
+    Yields:
+        The held lock, through which the job takes its steps that must not happen twice.
 
     Raises:
         JobBusy: another process still holds the lock after ``wait_seconds``.
@@ -67,19 +93,184 @@ def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator
         database = db.engine.url.database
         if not database or database == ":memory:":
             with _memory_lock(name, job, wait_seconds):
-                yield
+                yield HeldLock(db, job)
         else:
             with _file_lock(name, job, wait_seconds):
-                yield
+                yield HeldLock(db, job)
     else:
-        conn = _locked_connection(db, name, job, wait_seconds)
+        held = _ServerLock(db, job, name, _locked_connection(db, name, job, wait_seconds))
         try:
-            yield
+            yield held
         finally:
+            held.release()
+
+
+class HeldLock:
+    """A job's lock while the job holds it: the gate of the job's steps that must happen
+    only while no other process can be running the job.
+
+    This base class is the lock that cannot be lost while its process lives (SQLite's
+    ``flock``, or a lock within one process): its checks do nothing and its transactions
+    are the database's usual ones. A server lock checks (see the module docstring).
+    """
+
+    def __init__(self, db: Database, job: JobName) -> None:
+        self.db = db
+        self.job = job
+
+    def check(self, doing: str) -> None:
+        """Without a query: stop if the lock is already known to be lost.
+
+        Raises:
+            LockLost: the keep-alive (or an earlier check) found the lock gone.
+        """
+
+    def confirm(self, doing: str) -> None:
+        """Make sure, with the server, that the lock is still held, right before a step
+        outside the database that must not happen twice.
+
+        Args:
+            doing: the step, for the message ("publishing export_…").
+
+        Raises:
+            LockLost: the lock is gone; the step must not be taken.
+        """
+
+    def transaction(self, doing: str) -> AbstractContextManager[Connection]:
+        """A write transaction that commits only while the lock is held.
+
+        Raises:
+            LockLost: the lock is gone (checked first), or the session ended before the
+                transaction committed; nothing of it was written.
+        """
+        return self.db.begin(write=True)  # type: ignore[no-any-return]
+
+
+class _ServerLock(HeldLock):
+    """A PostgreSQL advisory lock or MariaDB ``GET_LOCK`` held on a connection of its own.
+
+    The connection is used by one thread at a time (`_guard`): the job's thread for checks
+    and transactions, the keep-alive thread in between. Once the lock is found lost the
+    connection is never used again: SQLAlchemy would reconnect an invalidated connection
+    to a new session, which does not hold the lock (the ownership check sees that too).
+    """
+
+    def __init__(self, db: Database, job: JobName, name: str, conn: Connection) -> None:
+        super().__init__(db, job)
+        self._name = name
+        self._conn = conn
+        self._guard = threading.Lock()
+        self._lost: str | None = None  # why, once the lock is known to be gone
+        self._stop = threading.Event()
+        self._keeper = threading.Thread(
+            target=self._keep_alive, name=f"tidegate-lock-{job}", daemon=True
+        )
+        self._keeper.start()
+
+    def check(self, doing: str) -> None:
+        if self._lost is not None:
+            raise _lost_lock(self.job, doing, self._lost)
+
+    def confirm(self, doing: str) -> None:
+        with self._guard:
+            self.check(doing)
+            self._lost = self._verify()
+            self.check(doing)
+
+    @contextmanager
+    def transaction(self, doing: str) -> Iterator[Connection]:
+        with self._guard:
+            self.check(doing)
             try:
-                _server_unlock(db, conn, name)
-            finally:
-                conn.close()
+                with self._conn.begin():
+                    # In the transaction itself: a session keeps its lock until it ends,
+                    # and the transaction ends with it, so nothing below commits unless
+                    # the lock was held.
+                    if not self._holds():
+                        self._lost = _NOT_HELD
+                        self.check(doing)
+                    yield self._conn
+            except sa.exc.DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                self._lost = _ended(error)
+                raise _lost_lock(self.job, doing, self._lost) from None
+
+    def _holds(self) -> bool:
+        """Whether this session holds the lock (one query, in the current transaction)."""
+        if self.db.dialect == "postgresql":
+            key = _advisory_key(self._name)
+            statement = sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND classid = CAST(:high AS oid) "
+                "AND objid = CAST(:low AS oid) AND objsubid = 1"
+            )
+            parameters: dict[str, object] = {
+                "high": (key >> 32) & 0xFFFFFFFF,
+                "low": key & 0xFFFFFFFF,
+            }
+        else:
+            statement = sa.text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()")
+            parameters = {"name": self._name}
+        return bool(self._conn.execute(statement, parameters).scalar())
+
+    def _verify(self) -> str | None:
+        """None while this session holds the lock, else why it does not; the caller
+        holds `_guard`."""
+        try:
+            held = self._holds()
+            self._conn.rollback()  # end the check's implicit transaction: never left idle in one
+        except sa.exc.DBAPIError as error:
+            return _ended(error) if error.connection_invalidated else _unchecked(error)
+        except sa.exc.SQLAlchemyError as error:  # a connection SQLAlchemy had invalidated
+            return _unchecked(error)
+        return None if held else _NOT_HELD
+
+    def _keep_alive(self) -> None:
+        # Read each time round, so that tests can shorten it for a lock already held.
+        while not self._stop.wait(KEEPALIVE_SECONDS):
+            with self._guard:
+                if self._stop.is_set() or self._lost is not None:
+                    return
+                self._lost = self._verify()
+
+    def release(self) -> None:
+        """Stop the keep-alive, release the lock (unless it is gone) and close the session."""
+        self._stop.set()
+        self._keeper.join()
+        try:
+            if self._lost is None:
+                _server_unlock(self.db, self._conn, self._name)
+        finally:
+            self._conn.close()
+
+
+_NOT_HELD = "its session no longer holds it"
+
+
+def _ended(error: sa.exc.DBAPIError) -> str:
+    reason = driver_reason(error)
+    if not (reason.startswith("(") and reason.endswith(")")):  # PyMySQL's are (code, text)
+        reason = f"({reason})"
+    return f"the server ended the session that held it {reason}"
+
+
+def _unchecked(error: sa.exc.SQLAlchemyError) -> str:
+    if isinstance(error, sa.exc.DBAPIError):
+        reason = driver_reason(error)
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"its session could not be checked ({reason})"
+
+
+def _lost_lock(job: JobName, doing: str, reason: str) -> LockLost:
+    return LockLost(
+        f"the lock of job {job!r} was lost before {doing}: {reason}",
+        "another run of the job may have started meanwhile, so this one stopped before that "
+        "step; run it again: the next run redoes the work. If this keeps happening, look for "
+        "what ends tidegate's sessions on the server (an idle timeout, a script that "
+        "terminates connections, a failover)",
+    )
 
 
 def _busy(job: JobName, waited: float, holder: str = "") -> JobBusy:

@@ -53,36 +53,41 @@ def start(db: Database, job: JobName, *, started_us: int | None = None) -> RunRe
 
     Runs of the same job left `running` by a dead process are marked `abandoned`.
     """
-    started = started_us if started_us is not None else now_us()
     with db.begin(write=True) as raw:
-        require_installed(db, raw)
-        conn = control.bind(db, raw)
-        conn.execute(
-            _run.update()
-            .where(_run.c.job == job, _run.c.status == "running")
-            .values(status="abandoned", error="the process running it stopped")
-        )
-        last = conn.execute(
-            sa.select(sa.func.max(_run.c.run_number)).where(_run.c.job == job)
-        ).scalar()
-        record = RunRecord(
+        return start_in(db, raw, job, started_us=started_us)
+
+
+def start_in(
+    db: Database, raw: Connection, job: JobName, *, started_us: int | None = None
+) -> RunRecord:
+    """`start`, in the caller's transaction (a job's lock transaction)."""
+    started = started_us if started_us is not None else now_us()
+    require_installed(db, raw)
+    conn = control.bind(db, raw)
+    conn.execute(
+        _run.update()
+        .where(_run.c.job == job, _run.c.status == "running")
+        .values(status="abandoned", error="the process running it stopped")
+    )
+    last = conn.execute(sa.select(sa.func.max(_run.c.run_number)).where(_run.c.job == job)).scalar()
+    record = RunRecord(
+        job=job,
+        run_number=(last or 0) + 1,
+        status="running",
+        started_at=from_us(started),
+    )
+    conn.execute(
+        _run.insert().values(
             job=job,
-            run_number=(last or 0) + 1,
+            run_number=record.run_number,
             status="running",
-            started_at=from_us(started),
+            started_us=started,
+            row_count=0,
+            file_count=0,
+            byte_count=0,
+            error="",
         )
-        conn.execute(
-            _run.insert().values(
-                job=job,
-                run_number=record.run_number,
-                status="running",
-                started_us=started,
-                row_count=0,
-                file_count=0,
-                byte_count=0,
-                error="",
-            )
-        )
+    )
     return record
 
 

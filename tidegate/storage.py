@@ -1,12 +1,17 @@
 """Output locations: a directory or any fsspec URL (memory://, s3://, …).
 
-An export folder is published so that no reader ever sees part of one:
+An export folder is published so that no reader ever sees part of one. Each attempt at a
+folder is written under a hidden staging name of its own, so that two processes writing the
+same folder (one of them a run that has lost its job's lock and does not know it yet) never
+write into each other's files; only then is it published:
 
-- On a local file system the folder is written under a hidden staging name, each file
-  fsynced, then renamed into place in one atomic step (and the parent directory fsynced).
-- On object stores, which have no atomic rename, the files are written in place and the
-  `.extracted.xml` manifest is written last: a folder without its manifest is incomplete,
-  and readers must skip it. The exporter never overwrites a complete folder.
+- On a local file system each file is fsynced, then the folder renamed into place in one
+  atomic step (and the parent directory fsynced).
+- On object stores, which have no atomic rename, the files are moved into place in the
+  order they were written, the `.extracted.xml` manifest last: a folder without its
+  manifest is incomplete, and readers must skip it.
+
+The exporter never overwrites a complete folder.
 
 A single file that marks something complete (an entity run's manifest) is written whole
 or not at all (`writing_whole`): locally under a temporary name beside it, fsynced and
@@ -17,8 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -152,34 +158,64 @@ class Location:
                 self.fs.rm(path, recursive=True)
 
     @contextmanager
-    def publishing(self, folder: str) -> Iterator[FolderWriter]:
+    def publishing(
+        self, folder: str, *, confirm: Callable[[], None] = lambda: None
+    ) -> Iterator[FolderWriter]:
         """Write the files of a new folder, then publish it whole.
 
-        Files are written in the order the caller writes them; the caller writes the
-        manifest last. Leftovers of an earlier, interrupted attempt at the same folder are
-        removed first; a complete folder is never touched (the caller checks).
+        Files are written in the order the caller writes them, into a staging folder of
+        this attempt's own; the caller writes the manifest last. When the block ends,
+        ``confirm`` is called, right before the first step that anybody else can see: it
+        raises to stop (the job's lock was lost), and then nothing is published and this
+        attempt's files are removed. After it, leftovers of other attempts at the same
+        folder (a killed run's staging folder, or that of a run still writing which has
+        lost its lock, and an incomplete folder) are removed, and the folder published. A
+        complete folder is never touched (the caller checks).
 
         Raises:
             OutputError: the location cannot be written.
         """
+        attempt = f"{folder}.{secrets.token_hex(4)}"
+        staging = self.path(STAGING, attempt)
         try:
             if self.local:
-                staging = self.path(STAGING, folder)
-                self.remove(STAGING, folder)
-                self.remove(folder)  # an incomplete folder can only come from a crash
                 os.makedirs(staging)
-                writer = FolderWriter(self, staging)
+            else:
+                self.fs.makedirs(staging, exist_ok=True)
+            writer = FolderWriter(self, staging)
+            try:
                 yield writer
-                _fsync_files(staging)
+                if self.local:
+                    _fsync_files(staging)
+                confirm()
+            except BaseException as error:
+                with contextlib.suppress(OSError):
+                    self.remove(STAGING, attempt)
+                if isinstance(error, OSError):
+                    # The run that took over a lost lock removes this attempt's files:
+                    # then the lost lock is what to report.
+                    confirm()
+                raise
+            self._remove_attempts(folder, keep=attempt)
+            self.remove(folder)  # an incomplete folder can only come from a crash
+            if self.local:
                 os.rename(staging, self.path(folder))
                 _fsync_dir(self.root)
             else:
-                self.remove(folder)
                 target = self.path(folder)
                 self.fs.makedirs(target, exist_ok=True)
-                yield FolderWriter(self, target)
+                for name in writer.names:  # in the order written: the manifest last
+                    self.fs.mv(f"{staging}/{name}", f"{target}/{name}")
+                self.remove(STAGING, attempt)
         except OSError as error:
             raise self._error(f"write folder {folder}", error) from None
+
+    def _remove_attempts(self, folder: str, *, keep: str) -> None:
+        """Remove the staging folders of other attempts at a folder (runs killed before
+        they published it; the name without a suffix is an older tidegate's)."""
+        for name in self._entries("directory", self.path(STAGING)):
+            if name != keep and (name == folder or name.startswith(f"{folder}.")):
+                self.remove(STAGING, name)
 
 
 def partial_name(name: str) -> str:
@@ -193,10 +229,12 @@ class FolderWriter:
     def __init__(self, location: Location, directory: str) -> None:
         self.location = location
         self.directory = directory
+        self.names: list[str] = []  # the files, in the order they were opened
 
     @contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
         """A binary file to write, closed (and flushed) when the block ends."""
+        self.names.append(name)
         with self.location.fs.open(f"{self.directory}/{name}", "wb") as handle:
             yield handle
 

@@ -116,9 +116,14 @@ class WorkerFiles:
 def remove_unfinished(location: Location, kind: EntityExportKind, run: int) -> list[str]:
     """Remove the files of earlier runs of `kind` that have no manifest: runs killed before
     they finished, whose files no consumer reads (run numbers are never reused, so they
-    would stay forever), and the partial manifests of runs killed while writing them. The
-    caller holds the job's lock, so no such run is still writing. Returns the names
-    removed."""
+    would stay forever), and the partial manifests of runs killed while writing them.
+    Returns the names removed.
+
+    Only runs numbered below `run` are touched. Run numbers are handed out under the job's
+    lock (`jobs.recorded_run`), so such a run has died, or has lost the lock and is fenced:
+    it never writes its manifest. The run that holds the lock always has the highest
+    number, so no run, not even one that has lost the lock, removes the files of the run
+    that holds it."""
     finished: dict[int, bool] = {}
     removed = []
     for name in location.files(FOLDER):

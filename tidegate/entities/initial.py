@@ -5,6 +5,10 @@ read by a worker thread with connections of its own (entities.snapshot) into fil
 own (entities.files). The run's manifest is written last. Entity status goes
 `not started` → `in progress` (with the run number) → `complete`; an entity left
 `in progress` by a run that died is exported again by the next run.
+
+A run that loses the `initial` lock while it runs is fenced (see `tidegate.lock`): it sets
+an entity's status and writes its manifest only while it still holds the lock, so it stops
+as if it had died there, and leaves no second complete run beside the one that took over.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile, remove_unf
 from tidegate.entities.snapshot import EntityReader
 from tidegate.formats.jsonl import manifest_name, run_manifest
 from tidegate.formats.naming import EntityFileName
+from tidegate.lock import HeldLock
 from tidegate.model import now_us
 from tidegate.storage import Location
 
@@ -69,13 +74,18 @@ def files_cap(records_per_file: int, total: int, threads: int, entities: int) ->
 
 def run_initial(
     db: Database,
+    lock: HeldLock,
     location: Location,
     entities: Sequence[Entity],
     run: int,
     settings: InitialSettings,
     progress: Progress,
 ) -> InitialResult:
-    """Export every entity given, whole; the caller holds the `initial` job lock."""
+    """Export every entity given, whole; the caller holds the `initial` job lock.
+
+    Raises:
+        LockLost: the lock was lost; the run stopped before its next step.
+    """
     remove_unfinished(location, "INIT_EXPORT", run)
     result = InitialResult(run)
     # To the millisecond: the sqlite3 shell's record times have no finer grain, and every
@@ -90,7 +100,7 @@ def run_initial(
     if result.records_per_file != settings.records_per_file:
         result.raised_from = settings.records_per_file
     for entity in entities:
-        _set_status(db, entity.name, "in progress", run)
+        _set_status(db, lock, [entity.name], "in progress", run)
         result.files += _export_entity(
             location,
             readers[entity.name],
@@ -103,6 +113,7 @@ def run_initial(
         )
         result.entities.append(entity.name)
     result.manifest = manifest_name("INIT_EXPORT", run)
+    lock.confirm(f"writing the manifest of initial run {run}")
     # Whole or not at all: its presence is what marks the run complete.
     with location.writing_whole(FOLDER, result.manifest) as handle:
         handle.write(
@@ -116,8 +127,7 @@ def run_initial(
                 [asdict(f) for f in result.files],
             )
         )
-    for name in result.entities:
-        _set_status(db, name, "complete", run)
+    _set_status(db, lock, result.entities, "complete", run)
     return result
 
 
@@ -153,12 +163,13 @@ def _export_entity(
     return [written for files in per_thread for written in files]
 
 
-def _set_status(db: Database, name: str, status: str, run: int) -> None:
+def _set_status(db: Database, lock: HeldLock, names: Sequence[str], status: str, run: int) -> None:
+    """Set the initial status of entities, in one transaction under the job's lock."""
     entity = control.entity
-    with db.begin(write=True) as raw:
+    with lock.transaction(f"marking the initial export of {', '.join(names)} {status}") as raw:
         control.bind(db, raw).execute(
             entity.update()
-            .where(entity.c.name == name)
+            .where(entity.c.name.in_(names))
             .values(initial_status=status, initial_run=run, updated_us=now_us())
         )
 

@@ -8,6 +8,10 @@ run's manifest, and then removes exactly the queue entries it exported. Keys que
 the run ran are still pending and stay for the next run; so do entries beyond the limit.
 A run that dies before removing its entries leaves them queued, and the next run exports
 them again into a complete run.
+
+A run that loses the `ongoing` lock while it runs is fenced (see `tidegate.lock`): it
+writes its manifest and removes queue entries only while it still holds the lock, so it
+stops as if it had died there: its entries stay queued for the run that took over.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tidegate.entities.initial import Progress, files_cap
 from tidegate.entities.snapshot import EntityReader
 from tidegate.formats.jsonl import manifest_name, run_manifest
 from tidegate.formats.naming import EntityFileName
+from tidegate.lock import HeldLock
 from tidegate.storage import Location
 
 MIN_SHARE = 0.2
@@ -79,13 +84,18 @@ def run_limit(thread_limit: int, threads: int, queued: int) -> tuple[int | None,
 
 def run_ongoing(
     db: Database,
+    lock: HeldLock,
     location: Location,
     entities: Sequence[Entity],
     run: int,
     settings: OngoingSettings,
     progress: Progress,
 ) -> OngoingResult:
-    """Export the queued entities once each; the caller holds the `ongoing` job lock."""
+    """Export the queued entities once each; the caller holds the `ongoing` job lock.
+
+    Raises:
+        LockLost: the lock was lost; the run stopped before its next step.
+    """
     remove_unfinished(location, "INC_EXPORT", run)
     result = OngoingResult(run)
     started = datetime.now(UTC)
@@ -126,6 +136,7 @@ def run_ongoing(
         ]
     result.records = sum(f.records for f in result.files)
     result.manifest = manifest_name("INC_EXPORT", run)
+    lock.confirm(f"writing the manifest of ongoing run {run}")
     # Whole or not at all: its presence is what marks the run complete.
     with location.writing_whole(FOLDER, result.manifest) as handle:
         handle.write(
@@ -139,7 +150,7 @@ def run_ongoing(
                 [asdict(f) for f in result.files],
             )
         )
-    _remove(db, chosen, top)
+    _remove(db, lock, run, chosen, top)
     result.backlog = queue_size - len(chosen)
     return result
 
@@ -193,12 +204,13 @@ def _queued(db: Database, entity_ids: set[int], top: int, limit: int | None) -> 
         return [(row.entity_id, row.pk) for row in control.bind(db, raw).execute(query)]
 
 
-def _remove(db: Database, exported: Sequence[Queued], top: int) -> None:
-    """Delete the queue entries of the exported entities, up to `top` (not later ones)."""
+def _remove(db: Database, lock: HeldLock, run: int, exported: Sequence[Queued], top: int) -> None:
+    """Delete the queue entries of the exported entities, up to `top` (not later ones), in
+    one transaction under the job's lock."""
     by_entity: dict[int, list[str]] = {}
     for entity_id, pk in exported:
         by_entity.setdefault(entity_id, []).append(pk)
-    with db.begin(write=True) as raw:
+    with lock.transaction(f"removing the queue entries ongoing run {run} exported") as raw:
         conn = control.bind(db, raw)
         for entity_id, keys in by_entity.items():
             for start in range(0, len(keys), 1000):

@@ -6,6 +6,11 @@ whole, and only then is the export marked `published`. A run that dies anywhere 
 `planned` export that the next run finishes (the folder was already published) or redoes
 under the same name (it was not); the claimed changes stay in tidegate_change, so nothing
 is lost.
+
+A run that loses its lock while it runs is fenced (see `tidegate.lock`): recording the
+plan, publishing the folder and marking it published each happen only while the lock is
+still held, so a run that lost it stops, as if it had died there, and never publishes over
+the run that took the lock since, nor continues the chain from where it used to stand.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tidegate.formats import manifest as manifest_format
 from tidegate.formats.manifest import HighWaterMark, Manifest, TableEntry
 from tidegate.formats.naming import SCHEMA_MEMBER, ExportName, deleted_member_name
 from tidegate.formats.tablezip import TableZipWriter, sha1_line
+from tidegate.lock import HeldLock
 from tidegate.model import from_us, now_us, to_us
 from tidegate.storage import Location
 from tidegate.tables import stream
@@ -66,12 +72,17 @@ class ExportResult:
 
 def run_once(
     db: Database,
+    lock: HeldLock,
     location: Location,
     settings: ExportSettings,
     restart: Restart | None = None,
     progress: Progress | None = None,
 ) -> ExportResult | None:
-    """Write at most one export folder; None when there is nothing to export."""
+    """Write at most one export folder; None when there is nothing to export.
+
+    Raises:
+        LockLost: the `tables` lock was lost; the run stopped before its next step.
+    """
     state = _stream_state(db, settings)
     step = next_step(state, restart)
     if step is None:
@@ -80,13 +91,13 @@ def run_once(
         record, claim_until = step.record, None
         published = _published_folder(location, record)
     else:
-        record, claim_until = _plan(db, step, state), step.claim_until_us
+        record, claim_until = _plan(db, lock, step, state), step.claim_until_us
         published = None
     entries, size = published or _write(
-        db, location, record, settings, progress or (lambda _t, _n: None)
+        db, lock, location, record, settings, progress or (lambda _t, _n: None)
     )
     rows = sum(entry.rows + entry.deleted for entry in entries)
-    stream.mark_published(db, record, rows, size)
+    stream.mark_published(db, lock, record, rows, size)
     return ExportResult(
         record.name,
         record.hwm_to,
@@ -129,7 +140,7 @@ def _stream_state(db: Database, settings: ExportSettings) -> StreamState:
         )
 
 
-def _plan(db: Database, step: NewExport, state: StreamState) -> ExportRecord:
+def _plan(db: Database, lock: HeldLock, step: NewExport, state: StreamState) -> ExportRecord:
     """Claim (if the step says so), work out the chain position and name, record it."""
     if step.claim:
         claimed = claim(db, until_us=step.claim_until_us, force=True)
@@ -170,7 +181,7 @@ def _plan(db: Database, step: NewExport, state: StreamState) -> ExportRecord:
     record = replace(
         record, name=name, min_data_us=low, max_data_us=high, name_data_us=name_data_us
     )
-    stream.insert_planned(db, record)
+    stream.insert_planned(db, lock, record)
     return record
 
 
@@ -205,6 +216,7 @@ def _selection(
 
 def _write(
     db: Database,
+    lock: HeldLock,
     location: Location,
     record: ExportRecord,
     settings: ExportSettings,
@@ -221,12 +233,14 @@ def _write(
     name = ExportName.parse(record.name)
     reader = reader_for(db, record_aligned=codecs.lookup(settings.encoding).name != "utf-8")
     entries: list[TableEntry] = []
-    with location.publishing(record.name) as folder:
+    publish = f"publishing {record.name}"
+    with location.publishing(record.name, confirm=lambda: lock.confirm(publish)) as folder:
         with folder.open(name.zip_name) as target:
             archive = TableZipWriter(target, from_us(record.created_us))
             try:
                 archive.add(SCHEMA_MEMBER, [schema_json])
                 for spec in exported:
+                    lock.check(publish)  # a lock the keep-alive found lost: stop early
                     entries.append(
                         _write_table(archive, reader, spec, selection, settings, progress)
                     )

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from tidegate import control
 from tidegate.capture import oldest_pending_us
 from tidegate.db import Database
+from tidegate.lock import HeldLock
 from tidegate.model import now_us
 from tidegate.tables.plan import ExportRecord
 
@@ -87,18 +88,31 @@ def unsnapshotted(db: Database, conn: Connection) -> tuple[str, ...]:
     return tuple(names)
 
 
-def insert_planned(db: Database, record: ExportRecord) -> None:
-    """Record an export about to be written (so a dead run's successor redoes it)."""
+def insert_planned(db: Database, lock: HeldLock, record: ExportRecord) -> None:
+    """Record an export about to be written (so a dead run's successor redoes it), under
+    the job's lock: a run that lost it must not add to the chain.
+
+    Raises:
+        LockLost: the `tables` lock is gone; nothing was recorded.
+    """
     values = {name: getattr(record, name) for name in ExportRecord.__dataclass_fields__}
     values["snapshot_tables"] = json.dumps(list(record.snapshot_tables))
-    with db.begin(write=True) as raw:
+    with lock.transaction(f"planning {record.name}") as raw:
         control.bind(db, raw).execute(_export.insert().values(**values))
 
 
-def mark_published(db: Database, record: ExportRecord, rows: int, size: int) -> None:
-    """The export's folder is complete: publish it in the stream, in one transaction."""
+def mark_published(
+    db: Database, lock: HeldLock, record: ExportRecord, rows: int, size: int
+) -> None:
+    """The export's folder is complete: publish it in the stream, in one transaction,
+    under the job's lock.
+
+    Raises:
+        LockLost: the `tables` lock is gone; the export stays planned, and the next run
+            finds its folder published and records it.
+    """
     capture = control.capture
-    with db.begin(write=True) as raw:
+    with lock.transaction(f"recording {record.name} as published") as raw:
         conn = control.bind(db, raw)
         conn.execute(
             _export.update()
