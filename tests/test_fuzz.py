@@ -295,7 +295,9 @@ def test_hostile_contents_with_every_checksum_made_right_are_handled_clearly(
             members[name] = _mutated(members[name], rng)
 
         rewrite(location, edit)
-    config = f'[target]\nurl = "sqlite:///{tmp_path / f"target_{seed}.db"}"\n'
+    target = tmp_path / f"target_{seed}_{entity_file}.db"
+    target.unlink(missing_ok=True)  # each example, and its replay, from an empty target
+    config = f'[target]\nurl = "sqlite:///{target}"\n'
     code, out, err = run(tmp_path, "verify", str(location), config=config)
     assert "Traceback" not in out + err
     code, _out, err = run(tmp_path, "load", str(location), config=config)

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import random
+import re
 import shutil
 import stat
 import zipfile
@@ -344,3 +345,28 @@ def test_an_entity_row_without_its_key_is_refused(exports: Path, tmp_path: Path)
         kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()
         assert set(kinds) == {"tables"}
     engine.dispose()
+
+
+@pytest.mark.parametrize(("value", "says"), [("11u", "does not fit 'order_no'"), ("", "is empty")])
+def test_an_entity_key_its_column_cannot_hold_is_refused(
+    exports: Path, tmp_path: Path, value: str, says: str
+) -> None:
+    """Regression (found by the fuzz test of hostile contents): a record whose PK2 is not
+    an integer, with every checksum made right, failed the load with an unexpected
+    ValueError instead of a line naming the file and record."""
+    manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
+    manifest = json.loads(manifest_path.read_text())
+    entry = next(f for f in manifest["files"] if f["records"])
+    path = exports / "entities" / entry["name"]
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    record = json.loads(lines[0])
+    record["PK2"] = value
+    lines[0] = json.dumps(record)
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path.write_bytes(data)
+    entry.update(bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1
+    assert_one_error(err, rf"Error: entities/{re.escape(entry['name'])}: record 1: PK2 .*")
+    assert says in err

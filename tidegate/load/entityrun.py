@@ -55,6 +55,7 @@ class _Record:
     key: tuple[str, ...]
     deleted: bool
     data: dict[str, list[dict[str, Any]]]
+    where: str = ""  # file and record number, for messages
 
 
 class _Entity:
@@ -193,7 +194,23 @@ def _record(line: bytes, where: str, entities: dict[str, _Entity]) -> _Record:
     names = {t.schema.name for t, _ in entity.tables}
     if set(data) != names or not all(isinstance(rows, list) for rows in data.values()):
         raise LoadError(f"{where}: DATA must hold exactly the tables {sorted(names)}")
-    return _Record(entity.name, stamp, key, record.get("DELETED") is True, data)  # type: ignore[arg-type]
+    _check_key(entity, key, where)  # type: ignore[arg-type]
+    return _Record(entity.name, stamp, key, record.get("DELETED") is True, data, where)  # type: ignore[arg-type]
+
+
+def _check_key(entity: _Entity, key: tuple[str, ...], where: str) -> None:
+    """Refuse PK values the root's key columns cannot hold (an empty one included)."""
+    root = entity.tables[0][0]
+    converts = entity.converts[root.schema.name]
+    for number, (column, value) in enumerate(zip(root.root_key, key, strict=True), start=1):
+        try:
+            converted = converts[column](value)
+        except (ValueError, TypeError) as error:
+            raise LoadError(
+                f"{where}: PK{number} {value!r} does not fit {column!r}: {error}"
+            ) from None
+        if converted is None:
+            raise LoadError(f"{where}: PK{number} is empty")
 
 
 def _apply(
@@ -237,27 +254,30 @@ def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
         conn.execute(table.delete().where(match))
         converts = entity.converts[described.schema.name]
         rows = [
-            _row(row, converts, described.schema.name, entity.keys[described.schema.name])
-            for record in records
-            if not record.deleted
-            for row in record.data[described.schema.name]
+            _row(row, converts, described.schema.name, entity.keys[described.schema.name], r.where)
+            for r in records
+            if not r.deleted
+            for row in r.data[described.schema.name]
         ]
         if rows:
             conn.execute(table.insert(), rows)
 
 
-def _row(row: Any, converts: dict[str, Convert], table: str, key: Sequence[str]) -> dict[str, Any]:
+def _row(
+    row: Any, converts: dict[str, Convert], table: str, key: Sequence[str], where: str
+) -> dict[str, Any]:
     """A record's row converted; a key column without a value is refused here (a SQLite
     table's INTEGER key is its rowid, which would take a new value for NULL)."""
+    at = f"{where}: a row of {table!r}"
     if not isinstance(row, dict) or set(row) != set(converts):
-        raise LoadError(f"a row of {table!r} does not hold exactly its columns")
+        raise LoadError(f"{at} does not hold exactly its columns")
     try:
         converted = {name: converts[name](value) for name, value in row.items()}
     except (ValueError, TypeError) as error:
-        raise LoadError(f"a row of {table!r}: {error}") from None
+        raise LoadError(f"{at}: {error}") from None
     for name in key:
         if converted[name] is None:
-            raise LoadError(f"a row of {table!r}: its key column {name!r} is empty")
+            raise LoadError(f"{at}: its key column {name!r} is empty")
     return converted
 
 
