@@ -13,6 +13,7 @@ import stat
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -273,25 +274,49 @@ def test_a_line_past_the_limit_is_refused(
     assert_target_untouched(tmp_path)
 
 
-def test_json_nested_past_the_limit_is_refused(exports: Path, tmp_path: Path) -> None:
-    """An entity file whose record nests 100,000 arrays deep (checksums made right)."""
+def rewrite_initial_file(exports: Path, edit: Callable[[bytes], bytes]) -> str:
+    """Edit an initial run's file that holds records (its JSON Lines, decompressed) and make
+    its manifest entry right again (records, bytes, sha1), as an attacker would; its name."""
     manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
     manifest = json.loads(manifest_path.read_text())
-    entry = manifest["files"][0]
-    deep = b'{"OBJ":"ORDERS","TIMESTAMP":"x","PK1":"a","PK2":"1","DATA":' + b"[" * 100_000
-    data = gzip.compress(deep + b"\n")
-    (exports / "entities" / entry["name"]).write_bytes(data)
-    entry.update(records=1, bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
+    entry = next(f for f in manifest["files"] if f["records"])
+    path = exports / "entities" / entry["name"]
+    lines = edit(gzip.decompress(path.read_bytes()))
+    data = gzip.compress(lines)
+    path.write_bytes(data)
+    entry.update(records=lines.count(b"\n"), bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
     manifest_path.write_text(json.dumps(manifest))
-    code, _out, err = cli(tmp_path, "load", str(exports))
-    assert code == 1
-    assert_one_error(err, rf"Error: entities/{entry['name']}: record 1: not a JSON record.*")
-    # The table exports before it were applied, each whole; no entity run was.
+    return str(entry["name"])
+
+
+def assert_no_entity_run_applied(tmp_path: Path) -> None:
+    """The table exports before the refused run were applied, each whole; no entity run."""
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
     with engine.connect() as conn:
         kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()
         assert set(kinds) == {"tables"}
     engine.dispose()
+
+
+def first_record(edit: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+    """An edit of the first record of a file's JSON Lines."""
+
+    def edited(lines: bytes) -> bytes:
+        records = [json.loads(line) for line in lines.splitlines()]
+        edit(records[0])
+        return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+    return edited
+
+
+def test_json_nested_past_the_limit_is_refused(exports: Path, tmp_path: Path) -> None:
+    """An entity file whose record nests 100,000 arrays deep (checksums made right)."""
+    deep = b'{"OBJ":"ORDERS","TIMESTAMP":"x","PK1":"a","PK2":"1","DATA":' + b"[" * 100_000
+    name = rewrite_initial_file(exports, lambda _lines: deep + b"\n")
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1
+    assert_one_error(err, rf"Error: entities/{name}: record 1: not a JSON record.*")
+    assert_no_entity_run_applied(tmp_path)
 
 
 @pytest.mark.parametrize("where", ["start", "middle"])
@@ -327,24 +352,15 @@ def test_an_entity_row_without_its_key_is_refused(exports: Path, tmp_path: Path)
     """A row whose key column is empty (checksums made right) is refused, naming the table
     and column, before the target sees it (a SQLite INTEGER key is the rowid, which would
     take a new value for NULL)."""
-    manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
-    manifest = json.loads(manifest_path.read_text())
-    entry = manifest["files"][0]
-    path = exports / "entities" / entry["name"]
-    records = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
-    records[0]["DATA"]["orders"][0]["order_no"] = ""
-    data = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in records))
-    path.write_bytes(data)
-    entry.update(bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
-    manifest_path.write_text(json.dumps(manifest))
+
+    def empty_key(record: dict[str, Any]) -> None:
+        record["DATA"]["orders"][0]["order_no"] = ""
+
+    rewrite_initial_file(exports, first_record(empty_key))
     code, _out, err = cli(tmp_path, "load", str(exports))
     assert code == 1
     assert_one_error(err, r"Error: .*'orders'.*key column 'order_no' is empty.*")
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
-    with engine.connect() as conn:
-        kinds = conn.exec_driver_sql("SELECT DISTINCT kind FROM tidegate_applied").scalars()
-        assert set(kinds) == {"tables"}
-    engine.dispose()
+    assert_no_entity_run_applied(tmp_path)
 
 
 @pytest.mark.parametrize(("value", "says"), [("11u", "does not fit 'order_no'"), ("", "is empty")])
@@ -354,19 +370,9 @@ def test_an_entity_key_its_column_cannot_hold_is_refused(
     """Regression (found by the fuzz test of hostile contents): a record whose PK2 is not
     an integer, with every checksum made right, failed the load with an unexpected
     ValueError instead of a line naming the file and record."""
-    manifest_path = sorted((exports / "entities").glob("INIT_EXPORT_*.manifest.json"))[0]
-    manifest = json.loads(manifest_path.read_text())
-    entry = next(f for f in manifest["files"] if f["records"])
-    path = exports / "entities" / entry["name"]
-    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
-    record = json.loads(lines[0])
-    record["PK2"] = value
-    lines[0] = json.dumps(record)
-    data = gzip.compress(("\n".join(lines) + "\n").encode())
-    path.write_bytes(data)
-    entry.update(bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
-    manifest_path.write_text(json.dumps(manifest))
+    name = rewrite_initial_file(exports, first_record(lambda record: record.update(PK2=value)))
     code, _out, err = cli(tmp_path, "load", str(exports))
     assert code == 1
-    assert_one_error(err, rf"Error: entities/{re.escape(entry['name'])}: record 1: PK2 .*")
+    assert_one_error(err, rf"Error: entities/{re.escape(name)}: record 1: PK2 .*")
     assert says in err
+    assert_no_entity_run_applied(tmp_path)
