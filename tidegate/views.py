@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from tidegate.activity import Activity
 from tidegate.api import Overview
@@ -22,11 +23,22 @@ from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.position import LoadPosition
 from tidegate.model import RunRecord
 from tidegate.scheduler import Scheduled
-from tidegate.tables.chain import ChainStatus, ExportPoint
+from tidegate.tables.chain import ChainStatus
+
+
+def _iso(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+IsoTime = Annotated[str, BeforeValidator(_iso)]
+"""A time, given as a datetime, shown as ISO 8601."""
+Seconds = Annotated[float, AfterValidator(lambda value: round(value, 3))]
+"""A duration in seconds, to the millisecond."""
 
 
 class View(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # from_attributes: a view whose fields match a result's is built straight from it.
+    model_config = ConfigDict(frozen=True, extra="forbid", from_attributes=True)
 
 
 class EntityView(View):
@@ -76,10 +88,10 @@ class ExportPointView(View):
     name: str
     audit_key: int
     kind: str
-    published_at: str
+    published_at: IsoTime
     rows: int
     bytes: int
-    lag_seconds: float
+    lag_seconds: Seconds
 
 
 class ChainView(View):
@@ -118,8 +130,8 @@ class ActivityView(View):
     job: str
     state: str
     trigger: str | None
-    started_at: str | None
-    ended_at: str | None
+    started_at: IsoTime | None
+    ended_at: IsoTime | None
     doing: str
     done: int
     summary: str
@@ -184,18 +196,6 @@ def verify_view(inventory: Inventory, found: list[Problem]) -> VerifyView:
     )
 
 
-def _point_view(point: ExportPoint) -> ExportPointView:
-    return ExportPointView(
-        name=point.name,
-        audit_key=point.audit_key,
-        kind=point.kind,
-        published_at=point.published_at.isoformat(),
-        rows=point.rows,
-        bytes=point.bytes,
-        lag_seconds=round(point.lag_seconds, 3),
-    )
-
-
 def chain_view(chain: ChainStatus) -> ChainView:
     return ChainView(
         exports=chain.exports,
@@ -206,22 +206,12 @@ def chain_view(chain: ChainStatus) -> ChainView:
         pending_changes=chain.pending_changes,
         oldest_pending_at=_time(chain.oldest_pending_at),
         lag_seconds=round(chain.lag_seconds, 3),
-        recent=[_point_view(point) for point in chain.recent],
+        recent=[ExportPointView.model_validate(point) for point in chain.recent],
     )
 
 
 def load_view(position: LoadPosition) -> LoadView:
-    return LoadView(
-        target=position.target,
-        applied=position.applied,
-        last_table_export=position.last_table_export,
-        last_entity_run=position.last_entity_run,
-        last_applied_at=position.last_applied_at,
-        pending_table_exports=list(position.pending_table_exports),
-        pending_entity_runs=list(position.pending_entity_runs),
-        waiting=position.waiting,
-        error=position.error,
-    )
+    return LoadView.model_validate(position)
 
 
 def overview_view(overview: Overview) -> OverviewView:
@@ -235,17 +225,7 @@ def overview_view(overview: Overview) -> OverviewView:
 
 
 def activity_view(activity: Activity) -> ActivityView:
-    return ActivityView(
-        job=activity.job,
-        state=activity.state,
-        trigger=activity.trigger,
-        started_at=_time(activity.started_at),
-        ended_at=_time(activity.ended_at),
-        doing=activity.doing,
-        done=activity.done,
-        summary=activity.summary,
-        error=activity.error,
-    )
+    return ActivityView.model_validate(activity)
 
 
 def scheduled_view(scheduled: Scheduled) -> ScheduledView:
