@@ -275,3 +275,50 @@ def test_a_run_end_the_server_keeps_cutting_off_is_one_clear_error(
         db.engine.dispose()
     statuses = [r.status for r in tidegate.list_runs(initialized_server.config(), job="tables")]
     assert statuses == ["succeeded", "abandoned"]
+
+
+# Commands outside run history (init, uninstall, entity commands) hold a job lock too, and
+# a session the server ends under one of their statements is the same one line.
+def _creates(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("CREATE")
+
+
+def _drops(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("DROP")
+
+
+def _updates_an_entity(statement: str) -> bool:
+    return statement.startswith("UPDATE") and "tidegate_entity" in statement
+
+
+@pytest.mark.parametrize(
+    ("command", "statement", "doing"),
+    [
+        (["init"], _creates, " while installing change capture"),
+        (
+            ["entities", "enable", "--all", "--ongoing"],
+            _creates,
+            " while installing entity capture",
+        ),
+        (["entities", "disable", "ITEM"], _updates_an_entity, " while removing entity capture"),
+        (["entities", "reset", "ITEM"], _updates_an_entity, ""),
+        (["uninstall", "--yes"], _drops, " while removing change capture"),
+    ],
+    ids=["init", "enable", "disable", "reset", "uninstall"],
+)
+def test_a_command_whose_session_the_server_ends_is_one_clear_error_then_recovered(
+    initialized_server: Source, command: list[str], statement: Callable[[str], bool], doing: str
+) -> None:
+    source = initialized_server
+    settings = ["--set", f"source.url={source.url}"]
+    if source.schema:
+        settings += ["--set", f"source.schema={source.schema}"]
+    code, _out, err = run(source.tmp_path, *settings, "entities", "enable", "ITEM", "--ongoing")
+    assert code == 0, err
+    with sessions_ended_before(source, statement, times=1) as ended:
+        code, _out, err = run(source.tmp_path, *settings, *command)
+    assert len(ended) == 1
+    assert code == 1
+    assert_one_error(err, rf"Error: the connection to the source was lost{doing}: .*")
+    code, _out, err = run(source.tmp_path, *settings, *command)
+    assert code == 0, err

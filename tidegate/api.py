@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
+
 from tidegate import capture, runs
 from tidegate.config import Config
-from tidegate.db import Database, connect
+from tidegate.db import Database, connect, connection_lost
 from tidegate.entities import records
 from tidegate.entities.catalog import catalog
 from tidegate.entities.files import WrittenFile
@@ -61,10 +63,19 @@ def open_source(config: Config) -> Database:
 
 @contextmanager
 def source(config: Config) -> Iterator[Database]:
-    """The configured source for the duration of a block; its connections closed after."""
+    """The configured source for the duration of a block; its connections closed after.
+
+    A session the server ends under a statement of the block (an administrator, a restart,
+    an idle timeout) becomes one `SourceUnavailable` line: every command is safe to run
+    again, its unfinished transaction having been rolled back with the session.
+    """
     db = open_source(config)
     try:
         yield db
+    except sa.exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        raise connection_lost(error) from error
     finally:
         db.engine.dispose()
 

@@ -301,10 +301,29 @@ def _first_line(text: str) -> str:
 
 
 def database_error(db: Database, error: exc.DBAPIError, doing: str) -> SourceError:
-    """One line for a database error met while doing something (not a connection error)."""
-    if isinstance(error, exc.OperationalError) and error.connection_invalidated:
-        return unavailable(db, error)
+    """One line for a database error met while doing something."""
+    if error.connection_invalidated:
+        return connection_lost(error, doing)
     return SourceError(f"{db.display_url}: {doing}: {driver_reason(error)}")
+
+
+def connection_lost(
+    error: BaseException,
+    doing: str = "",
+    hint: str = "run it again: what it had not finished was rolled back with its session",
+) -> SourceUnavailable:
+    """One line for a source session that ended under a statement: the server ended it (an
+    administrator, a restart, an idle timeout), or SQLite's busy timeout ran out."""
+    orig = getattr(error, "orig", None)
+    reason = _first_line(str(orig or error)) or type(error).__name__
+    if "database is locked" in reason:
+        return SourceUnavailable(
+            "the source database stayed locked by another writer for the whole busy timeout",
+            "a transaction of the application holds SQLite's write lock: run it again once "
+            "that transaction has ended",
+        )
+    during = f" while {doing}" if doing else ""
+    return SourceUnavailable(f"the connection to the source was lost{during}: {reason}", hint)
 
 
 def inline_sql(db: Database, statement: sa.Executable) -> str:

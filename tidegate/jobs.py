@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from tidegate import runs
-from tidegate.db import Database
+from tidegate.db import Database, connection_lost
 from tidegate.errors import SourceUnavailable
 from tidegate.lock import HeldLock, job_lock
 from tidegate.model import JobName, RunRecord, RunStatus
@@ -84,17 +84,7 @@ def _finish(
 
 
 def _unavailable(error: BaseException) -> SourceUnavailable:
-    reason = _first_line(error)
-    if "database is locked" in reason:  # SQLite's busy timeout ran out
-        return SourceUnavailable(
-            "the source database stayed locked by another writer for the whole busy timeout",
-            "a transaction of the application holds SQLite's write lock: run it again once "
-            "that transaction has ended",
-        )
-    return SourceUnavailable(
-        f"the connection to the source was lost: {reason}",
-        "run it again: the run is redone from where it stopped",
-    )
+    return connection_lost(error, hint="run it again: the run is redone from where it stopped")
 
 
 def _connection_lost(error: BaseException) -> bool:
@@ -105,8 +95,3 @@ def _connection_lost(error: BaseException) -> bool:
     return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) or any(
         kind.__name__ in ("OperationalError", "InterfaceError") for kind in type(error).__mro__
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error).strip()
-    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
