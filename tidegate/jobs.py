@@ -55,16 +55,16 @@ def recorded_run(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iter
             try:
                 _finish(db, record, "failed", counters, str(error) or type(error).__name__)
             except sa.exc.DBAPIError as lost:
-                if not _connection_lost(lost):
+                if not _is_connection_lost(lost):
                     raise
                 # Left `running`: the run's own error says more than this one would.
-            if _connection_lost(error):
+            if _is_connection_lost(error):
                 raise _unavailable(error) from error
             raise
         try:
             _finish(db, record, "succeeded", counters)
         except sa.exc.DBAPIError as lost:
-            if not _connection_lost(lost):
+            if not _is_connection_lost(lost):
                 raise
             raise _unavailable(lost) from lost
 
@@ -87,7 +87,7 @@ def _unavailable(error: BaseException) -> SourceUnavailable:
     return connection_lost(error, hint="run it again: the run is redone from where it stopped")
 
 
-def _connection_lost(error: BaseException) -> bool:
+def _is_connection_lost(error: BaseException) -> bool:
     """An operational error of SQLAlchemy or of a driver used directly (COPY): the server
     went away or ended the session."""
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
