@@ -146,14 +146,14 @@ def test_an_older_target_table_keyed_by_bigint_still_loads(sqlite_source: Source
     target.dispose()
 
 
-def exported_readings(source: Source) -> Path:
-    """A snapshot of ten readings whose texts need no quoting (see `with_field`)."""
+def exported_readings(source: Source, count: int = 10) -> Path:
+    """A snapshot of `count` readings whose texts need no quoting (see `with_field`)."""
     table = readings()
     source.create(table)
     config = source.config()
     tidegate.init(config)
     with source.engine().begin() as conn:
-        rows = [reading(k) | {"label": f"r{k}", "code": "x"} for k in range(1, 11)]
+        rows = [reading(k) | {"label": f"r{k}", "code": "x"} for k in range(1, count + 1)]
         conn.execute(table.insert(), rows)
     tidegate.export_tables(config)
     return source.tmp_path / "exports"
@@ -214,15 +214,7 @@ def test_float_texts_load_as_the_values_they_name(sqlite_source: Source, tmp_pat
 
 def test_a_record_of_another_width_is_named(sqlite_source: Source, tmp_path: Path) -> None:
     """A record with a field too many, past the first batch: refused with its number."""
-    table = readings()
-    sqlite_source.create(table)
-    config = sqlite_source.config()
-    tidegate.init(config)
-    with sqlite_source.engine().begin() as conn:
-        rows = [reading(k) | {"label": f"r{k}", "code": "x"} for k in range(1, 80)]
-        conn.execute(table.insert(), rows)
-    tidegate.export_tables(config)
-    exports = sqlite_source.tmp_path / "exports"
+    exports = exported_readings(sqlite_source, 79)
 
     def extra_field(members: dict[str, bytes]) -> None:
         members["reading.csv"] = with_field(members["reading.csv"], 73, 1, b"r73,extra")
