@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 import tidegate
 from tests.conftest import Source
-from tests.entities.test_initial import fill, order_tables
+from tests.entities.test_initial import enabled_orders
 from tests.entities.test_ongoing import change_randomly
 from tests.load.conftest import TargetDb
 from tests.load.helpers import assert_target_equals_source
@@ -442,11 +442,7 @@ def test_an_entity_export_that_loses_its_lock_stops_and_the_other_run_wins(
     server_source: Source, job: str, point: str
 ) -> None:
     source = server_source
-    source.create(*order_tables())
-    fill(source, 30)
-    config = source.config()
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    config = enabled_orders(source, 30)
     if job == "ongoing":
         api.export_initial(config, threads=1)  # run 1 of `initial`
         change_randomly(source, 3)

@@ -97,6 +97,17 @@ def fill(source: Source, count: int, seed: int = 1) -> None:
                 )
 
 
+def enabled_orders(source: Source, count: int, *overrides: str) -> tidegate.Config:
+    """The order tables with `count` orders, initialized, and ORDERS enabled with ongoing
+    capture (before any initial export, as the docs say); returns the config."""
+    source.create(*order_tables())
+    fill(source, count)
+    config = source.config(*overrides)
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    return config
+
+
 def read_run(folder: Path, run: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run's manifest and its records, in apply order, each file's sha1 and count
     checked (standard library only)."""

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import tidegate
 from tests.conftest import Source
-from tests.entities.test_initial import fill, order_tables, source_entities
+from tests.entities.test_initial import enabled_orders, source_entities
 from tests.entities.test_ongoing import apply_runs, change_randomly, normalised
 from tidegate import api
 
@@ -100,11 +99,7 @@ def test_entity_exports_killed_and_rerun_lose_nothing(
     from tests.conftest import _make_source
 
     source: Source = next(_make_source(request, dialect, tmp_path))
-    source.create(*order_tables())
-    fill(source, 30)
-    config = source.config()
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    config = enabled_orders(source, 30)
     config_path = tmp_path / "export.toml"
     config_path.write_text(
         f'[source]\nurl = "{source.url}"\nschema = "{source.schema}"\n'
@@ -159,11 +154,7 @@ def test_a_run_killed_while_writing_its_manifest_leaves_none(
     from tests.load.helpers import assert_target_equals_source
 
     source = sqlite_source
-    source.create(*order_tables())
-    fill(source, 10)
-    config = source.config()
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    config = enabled_orders(source, 10)
     if job == "ongoing":
         api.export_initial(config)
         change_randomly(source, 3)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import tidegate
 from tests.conftest import Source
-from tests.entities.test_initial import fill, order_tables, source_entities
+from tests.entities.test_initial import enabled_orders, fill, order_tables, source_entities
 from tidegate import api
 from tidegate.entities import snapshot
 from tidegate.entities.ongoing import run_limit
@@ -103,11 +103,7 @@ def change_randomly(source: Source, seed: int) -> None:
 
 
 def test_initial_then_ongoing_runs_rebuild_the_source(source: Source) -> None:
-    source.create(*order_tables())
-    fill(source, 40)
-    config = source.config()
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)  # before the initial export
+    config = enabled_orders(source, 40)
     api.export_initial(config, threads=2)
     for seed in range(3):
         change_randomly(source, seed)
@@ -125,11 +121,7 @@ def test_an_entry_queued_during_a_run_stays_for_the_next(
     sqlite_source: Source, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     orders, _lines, _notes = order_tables()
-    sqlite_source.create(*order_tables())
-    fill(sqlite_source, 5)
-    config = sqlite_source.config()
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    config = enabled_orders(sqlite_source, 5)
     with sqlite_source.engine().begin() as conn:
         conn.execute(orders.update().values(note="before the run"))
     original = snapshot.EntityReader.records_for
@@ -177,11 +169,7 @@ def test_auto_backlog_runs_until_the_queue_is_empty(sqlite_source: Source) -> No
 def test_writers_during_the_initial_export_are_caught_by_the_next_ongoing_run(
     source: Source,
 ) -> None:
-    source.create(*order_tables())
-    fill(source, 200)
-    config = source.config()
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)  # first, as the docs say
+    config = enabled_orders(source, 200)
     stop = threading.Event()
     rounds = []
 

@@ -53,17 +53,13 @@ def test_entity_exports_load(
     from pathlib import Path
 
     from tests.conftest import _make_source
-    from tests.entities.test_initial import fill, order_tables
+    from tests.entities.test_initial import enabled_orders
     from tests.entities.test_ongoing import change_randomly
 
     assert isinstance(tmp_path, Path)
     source: Source = next(_make_source(request, source_kind, tmp_path))
     target = make_target(request, target_kind, tmp_path)
-    source.create(*order_tables())
-    fill(source, 25)
-    config = source.config(f"target.url={target.url}")
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    config = enabled_orders(source, 25, f"target.url={target.url}")
     api.export_initial(config, threads=2)
     api.load(config)
     assert_target_equals_source(source, target, *ENTITY_TABLES, trimmed=True)
