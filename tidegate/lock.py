@@ -49,7 +49,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tidegate.db import Database, database_error, driver_reason, unavailable
+from tidegate.db import Database, connection_lost, database_error, driver_reason, unavailable
 from tidegate.errors import JobBusy, LockLost, SourceUnavailable
 from tidegate.model import JobName
 
@@ -336,9 +336,9 @@ def _locked_connection(db: Database, name: str, job: JobName, wait_seconds: floa
 
 
 def _lost(job: JobName, error: sa.exc.DBAPIError) -> SourceUnavailable:
-    return SourceUnavailable(
-        f"the connection to the source was lost while taking the lock of job {job!r} "
-        f"(on {LOCK_ATTEMPTS} connections): {driver_reason(error)}",
+    return connection_lost(
+        error,
+        f"taking the lock of job {job!r} (on {LOCK_ATTEMPTS} connections)",
         "run it again; if this keeps happening, look for what ends tidegate's sessions on "
         "the server (an idle timeout, a script that terminates connections)",
     )
