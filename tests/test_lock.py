@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +23,12 @@ from tests.test_cli import assert_one_error, run
 from tidegate.api import open_source
 from tidegate.errors import JobBusy, SourceUnavailable
 from tidegate.jobs import recorded_run
-from tidegate.lock import job_lock
+from tidegate.lock import job_lock, lock_file_path
 
 HOLDER = textwrap.dedent("""
     import sys, time, tidegate
     from tidegate.api import open_source
-    from tidegate.lock import job_lock
+    from tidegate.lock import job_lock, lock_file_path
     config = tidegate.load_config(sys.argv[1], [], environ={})
     with job_lock(open_source(config), sys.argv[2]):
         print("LOCKED", flush=True)
@@ -322,3 +323,74 @@ def test_a_command_whose_session_the_server_ends_is_one_clear_error_then_recover
     assert_one_error(err, rf"Error: the connection to the source was lost{doing}: .*")
     code, _out, err = run(source.tmp_path, *settings, *command)
     assert code == 0, err
+
+
+# --- the SQLite lock file as an attacker would use it ------------------------------------
+# Another local user who can write where the lock file lies plants something in its place
+# (a symbolic link or a hard link to a file the victim owns, a FIFO) before the victim's
+# next run. The run must refuse in one line and leave the planted target untouched.
+
+
+def _planted_runs(source: Source, plant: Callable[[Path, Path], None]) -> tuple[int, str, Path]:
+    victim = source.tmp_path / "victim.db"
+    victim.write_bytes(b"precious bytes the lock must never touch\n" * 100)
+    lock_path = lock_file_path(str(source.tmp_path / "source.db"), "tables")
+    lock_path.unlink(missing_ok=True)
+    plant(lock_path, victim)
+    source.config()
+    code, _out, err = run(source.tmp_path, "export", "tables")
+    return code, err, victim
+
+
+PLANTS: list[Any] = [
+    pytest.param(
+        lambda lock, victim: lock.symlink_to(victim), "it is a symbolic link", id="symlink"
+    ),
+    pytest.param(
+        lambda lock, victim: os.link(victim, lock), "it has 2 hard links.*", id="hardlink"
+    ),
+    pytest.param(lambda lock, _victim: os.mkfifo(lock), "it is not a regular file", id="fifo"),
+    pytest.param(lambda lock, _victim: lock.mkdir(), "it is not a regular file", id="directory"),
+]
+
+
+@pytest.mark.parametrize(("plant", "problem"), PLANTS)
+def test_a_planted_lock_file_is_refused_and_its_target_untouched(
+    sqlite_source: Source, plant: Callable[[Path, Path], None], problem: str
+) -> None:
+    _initialized(sqlite_source)
+    source_before = (sqlite_source.tmp_path / "source.db").read_bytes()
+    started = time.monotonic()
+    code, err, victim = _planted_runs(sqlite_source, plant)
+    assert time.monotonic() - started < 30  # a FIFO never blocks the open
+    assert code == 1
+    assert_one_error(err, rf"Error: cannot use the lock file of job 'tables' at .*: {problem}")
+    assert victim.read_bytes() == b"precious bytes the lock must never touch\n" * 100
+    assert (sqlite_source.tmp_path / "source.db").read_bytes() == source_before
+
+
+def test_the_lock_file_lies_beside_the_database_and_is_never_truncated(
+    sqlite_source: Source,
+) -> None:
+    _initialized(sqlite_source)
+    lock_path = lock_file_path(str(sqlite_source.tmp_path / "source.db"), "tables")
+    assert lock_path.parent == sqlite_source.tmp_path
+    code, _out, err = run(sqlite_source.tmp_path, "export", "tables")
+    assert code == 0, err
+    assert lock_path.is_file() and not lock_path.is_symlink()
+    # A lock file of ours that holds more than a pid keeps its bytes past the pid: the lock
+    # only ever writes its fixed-width pid in place.
+    lock_path.write_bytes(b"x" * 64)
+    code, _out, err = run(sqlite_source.tmp_path, "export", "tables")
+    assert code == 0, err
+    assert len(lock_path.read_bytes()) == 64 and lock_path.read_bytes().endswith(b"x" * 44)
+
+
+def test_a_symlinked_database_shares_its_lock_with_the_real_path(sqlite_source: Source) -> None:
+    _initialized(sqlite_source)
+    alias = sqlite_source.tmp_path / "alias" / "link.db"
+    alias.parent.mkdir()
+    alias.symlink_to(sqlite_source.tmp_path / "source.db")
+    assert lock_file_path(str(alias), "tables") == lock_file_path(
+        str(sqlite_source.tmp_path / "source.db"), "tables"
+    )

@@ -3,9 +3,9 @@ same job at once: a cron job and `tidegate serve` can share one source safely.
 
 - PostgreSQL: a session advisory lock, held on a connection kept open for the job.
 - MySQL/MariaDB: ``GET_LOCK``, likewise on a connection of its own.
-- SQLite: an exclusive ``flock`` on a lock file named after the database file, in the
-  system's temporary directory (SQLite databases are local files, so every process that can
-  open one shares that directory).
+- SQLite: an exclusive ``flock`` on a lock file beside the database file, where SQLite
+  keeps its journal (every process that can write the database can write there; see
+  `lock_file_path` for why no shared temporary directory is used).
 
 All three are released by the operating system or the server when the holder dies, so a
 killed run never leaves a lock behind. For the same reason a server lock is taken again on a
@@ -36,21 +36,22 @@ nothing, and its transactions are the database's usual ones.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
-import tempfile
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.db import Database, connection_lost, database_error, driver_reason, unavailable
-from tidegate.errors import JobBusy, LockLost, SourceUnavailable
+from tidegate.errors import JobBusy, LockLost, SourceError, SourceUnavailable
 from tidegate.model import JobName
 
 POLL_SECONDS = 0.2
@@ -95,7 +96,7 @@ def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator
             with _memory_lock(name, job, wait_seconds):
                 yield HeldLock(db, job)
         else:
-            with _file_lock(name, job, wait_seconds):
+            with _file_lock(database, job, wait_seconds):
                 yield HeldLock(db, job)
     else:
         held = _ServerLock(db, job, name, _locked_connection(db, name, job, wait_seconds))
@@ -379,12 +380,24 @@ def _server_unlock(db: Database, conn: Connection, name: str) -> None:
         conn.invalidate()
 
 
+def lock_file_path(database: str, job: JobName) -> Path:
+    """Where the lock file of a job on a SQLite database lies: beside the database file,
+    the way SQLite keeps its own journal there.
+
+    Every process that can write the database can write that folder (SQLite creates its
+    journal there), so they all share the lock; and no other folder is involved, so nobody
+    who cannot already write beside the database can plant anything in the lock's place.
+    """
+    real = Path(os.path.realpath(database))
+    return real.with_name(f"{real.name}-tidegate-{job}.lock")
+
+
+_PID_WIDTH = 20  # the holder's pid is written padded to this width, so never truncated
+
+
 @contextmanager
-def _file_lock(name: str, job: JobName, wait_seconds: float) -> Iterator[None]:
-    directory = Path(tempfile.gettempdir()) / "tidegate-locks"
-    directory.mkdir(mode=0o777, exist_ok=True)
-    path = directory / (name.replace(":", "-") + ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+def _file_lock(database: str, job: JobName, wait_seconds: float) -> Iterator[None]:
+    fd = _open_lock_file(database, job)
     try:
 
         def try_once() -> bool:
@@ -395,17 +408,74 @@ def _file_lock(name: str, job: JobName, wait_seconds: float) -> Iterator[None]:
             return True
 
         if not _retry(try_once, wait_seconds):
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise _busy(job, wait_seconds, holder)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            holder = os.pread(fd, _PID_WIDTH, 0).decode("ascii", errors="replace").strip()
+            raise _busy(job, wait_seconds, holder if holder.isdigit() else "")
         try:
+            os.pwrite(fd, str(os.getpid()).ljust(_PID_WIDTH).encode("ascii"), 0)
             yield
         finally:
-            os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _open_lock_file(database: str, job: JobName) -> int:
+    """Open (creating if need be) a job's lock file, refusing anything another user could
+    have planted there to turn the lock against us.
+
+    The file is opened without following a symbolic link (``O_NOFOLLOW``), without
+    truncating, and without blocking on a FIFO (``O_NONBLOCK``); what was opened must then
+    be a regular file with one link (a hard link to another file, say the database, is
+    refused) owned by this user or by the database's owner. Only then is the holder's pid
+    written into it, in place.
+
+    Raises:
+        SourceError: the path holds something else, or cannot be opened.
+    """
+    path = lock_file_path(database, job)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        problem = _OPEN_PROBLEMS.get(error.errno or 0, error.strerror or str(error))
+        raise _unsafe_lock_file(path, job, problem) from None
+    try:
+        found = os.fstat(fd)
+        problem = _lock_file_problem(found, database)
+        if problem:
+            raise _unsafe_lock_file(path, job, problem)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_OPEN_PROBLEMS = {
+    errno.ELOOP: "it is a symbolic link",
+    errno.EISDIR: "it is not a regular file",
+}
+
+
+def _lock_file_problem(found: os.stat_result, database: str) -> str:
+    """Why an opened lock file must not be used, or "" when it is safe."""
+    if not stat.S_ISREG(found.st_mode):
+        return "it is not a regular file"
+    if found.st_nlink != 1:
+        return f"it has {found.st_nlink} hard links (another file may be linked in its place)"
+    owners = {os.geteuid()}
+    with suppress(OSError):
+        owners.add(os.stat(database).st_uid)
+    if found.st_uid not in owners:
+        return f"it belongs to user id {found.st_uid}, neither this user nor the database's owner"
+    return ""
+
+
+def _unsafe_lock_file(path: Path, job: JobName, problem: str) -> SourceError:
+    return SourceError(
+        f"cannot use the lock file of job {job!r} at {path}: {problem}",
+        "remove that path if you do not know what put it there; tidegate creates the lock "
+        "file itself, beside the database, and needs write access to the database's folder",
+    )
 
 
 @contextmanager

@@ -199,3 +199,66 @@ def _wait(client: TestClient, job: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{job} did not finish")
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+
+
+def _answer_status(sock: socket.socket) -> int:
+    sock.settimeout(30)
+    head = b""
+    while b"\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def _post_head(port: str, path: str, extra: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Tidegate-Request: 1\r\n"
+        f"Content-Type: application/json\r\n{extra}\r\n"
+    ).encode()
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    sample = make_sample(tmp_path / "bodies", f'[serve]\ntoken = "{TOKEN}"\n')
+    api.init(sample.config())
+    service = start_service(sample.config_path)
+    port = service.url.rsplit(":", 1)[1].strip("/")
+    try:
+        before = _rss_kib(service.process.pid)
+        # A declared gigabyte to the login (before any token) is refused on its headers.
+        with socket.create_connection(("127.0.0.1", int(port))) as sock:
+            sock.sendall(_post_head(port, "/api/login", f"Content-Length: {1 << 30}\r\n"))
+            sock.sendall(b"{" + b" " * 65536)
+            assert _answer_status(sock) == 413
+        # A chunked body is cut off once past the limit: the server answers while the
+        # client could still send 64 MiB more.
+        with socket.create_connection(("127.0.0.1", int(port))) as sock:
+            sock.sendall(_post_head(port, "/api/login", "Transfer-Encoding: chunked\r\n"))
+            chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+            sent = 0
+            sock.settimeout(30)
+            with pytest.raises(OSError):  # the server closes once it has answered
+                for _ in range(1024):
+                    sock.sendall(chunk)
+                    sent += 0x10000
+            assert sent < 8 * 1024 * 1024
+            assert _answer_status(sock) == 413
+        assert _rss_kib(service.process.pid) - before < 32 * 1024
+        # A body within the limit is served as before: a wrong token is 401, not 413.
+        answer = httpx2.post(
+            f"{service.url}api/login", json={"token": "x" * 100_000}, headers=POST_HEADERS
+        )
+        assert answer.status_code == 401
+        answer = httpx2.post(
+            f"{service.url}api/login", json={"token": "x" * 300_000}, headers=POST_HEADERS
+        )
+        assert answer.status_code == 413
+        assert "at most 262,144 bytes" in answer.json()["error"]
+    finally:
+        stop_service(service)

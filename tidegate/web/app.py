@@ -30,7 +30,7 @@ from tidegate.errors import (
 from tidegate.scheduler import Scheduler, scheduled
 from tidegate.version import __version__
 from tidegate.web import routes_api
-from tidegate.web.security import Guard, redact
+from tidegate.web.security import BodyLimit, Guard, redact
 
 STATIC = Path(__file__).parent / "static"
 
@@ -84,6 +84,7 @@ def create_app(config: Config, *, run_schedule: bool = True) -> FastAPI:
     _pages(app)
     _error_handlers(app, response_class)
     app.add_middleware(Guard, token=config.serve.token)
+    app.add_middleware(BodyLimit)  # added last, so it runs first: before the token's check
     return app
 
 

@@ -13,6 +13,10 @@
 - **Secrets.** No answer contains a password from the source or target URL, or the token:
   JSON answers are rendered through :func:`redact`, and pages are static files.
 - **Framing and scripts.** Pages forbid framing and allow scripts from tidegate itself only.
+- **Request bodies.** No body is larger than :data:`MAX_BODY_BYTES`: one that says it is
+  larger (``Content-Length``) is refused with 413 before a byte of it is read, and one sent
+  without a length is refused as soon as it passes the limit (:class:`BodyLimit`). This
+  holds before authentication too, so nobody can make the service buffer a large body.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidegate.errors import ConfigError
 
+MAX_BODY_BYTES = 256 * 1024
+"""The largest request body served: every API body is a few names or a token, so this
+leaves room for thousands of entity names and none for a memory exhaustion."""
 COOKIE = "tidegate_session"
 REQUEST_HEADER = "x-tidegate-request"
 OPEN_PATHS = ("/login", "/api/login", "/static/", "/favicon.svg")  # reachable before login
@@ -172,3 +179,51 @@ def _own_origin(scope: Scope, headers: Headers) -> str:
 def _refuse(status: int, message: str) -> Response:
     body: dict[str, Any] = {"error": message, "hint": ""}
     return JSONResponse(body, status_code=status, headers=PAGE_HEADERS)
+
+
+class BodyLimit:
+    """ASGI middleware that bounds every request body at ``limit`` bytes (413 beyond).
+
+    A declared ``Content-Length`` over the limit is refused before the body is read. A body
+    without one (chunked) is read here, at most ``limit`` bytes of it, and handed on whole;
+    once it passes the limit the rest is never read and the answer is 413.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._too_large(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            # Then the real channel, which tells the app when the client disconnects.
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = _refuse(413, f"a request body may hold at most {self.limit:,} bytes")
+        # The rest of the body is never read: the connection cannot carry another request.
+        answer.headers["connection"] = "close"
+        await answer(scope, receive, send)
