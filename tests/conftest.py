@@ -147,8 +147,9 @@ class Source:
     tmp_path: Path = field(default_factory=Path)
     engines: list[sa.Engine] = field(default_factory=list)
 
-    def config(self, *overrides: str, **sections: Any) -> Config:
-        """A Config pointing at this source; extra `section.key=value` overrides allowed."""
+    def settings(self) -> list[str]:
+        """The `section.key=value` overrides that point a config at this source, with
+        exports and a SQLite target in the test's folder."""
         base = [
             f"source.url={self.url}",
             f"output.location={self.tmp_path / 'exports'}",
@@ -156,6 +157,15 @@ class Source:
         ]
         if self.schema:
             base.append(f"source.schema={self.schema}")
+        return base
+
+    def cli_options(self, *overrides: str) -> list[str]:
+        """`--set` options for the CLI that `config` gives the library."""
+        return [arg for setting in [*self.settings(), *overrides] for arg in ("--set", setting)]
+
+    def config(self, *overrides: str, **sections: Any) -> Config:
+        """A Config pointing at this source; extra `section.key=value` overrides allowed."""
+        base = self.settings()
         path = self.tmp_path / "tidegate.toml"
         if not path.exists():
             path.write_text("# written by the test; values come from --set overrides\n")

@@ -21,9 +21,11 @@ renamed into place; an object store shows an object only once it is written whol
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -75,6 +77,8 @@ class Location:
         return self._entries("file", self.path(*parts))
 
     def _entries(self, kind: str, path: str) -> list[str]:
+        if self.local:
+            return self._local_entries(kind, path)
         try:
             entries = self.fs.ls(path, detail=True)
         except FileNotFoundError:
@@ -87,23 +91,76 @@ class Location:
             if entry.get("type") == kind
         )
 
+    def _local_entries(self, kind: str, path: str) -> list[str]:
+        """As `_entries`, where anything that is not a folder counts as a file (a link, a
+        FIFO, a device), so that a reader names it instead of passing it over."""
+        try:
+            with os.scandir(path) as entries:
+                return sorted(
+                    entry.name for entry in entries if entry.is_dir() == (kind == "directory")
+                )
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise self._error(f"list {path}", error) from None
+
     @contextmanager
     def reading(self, *parts: str) -> Iterator[BinaryIO]:
-        """A file below the root, open to read (a stream: large files are not loaded)."""
-        try:
-            handle = self.fs.open(self.path(*parts), "rb")
-        except FileNotFoundError:
-            raise OutputError(f"{'/'.join(parts)} is missing from {self.url}") from None
+        """A file below the root, open to read (a stream: large files are not loaded).
+
+        On a local file system a symbolic link is never followed and only a regular file
+        is read: an export folder is input from anywhere, and a file linked to
+        ``/dev/zero`` or to a file of the reader's must not be read as an export's.
+
+        Raises:
+            OutputError: the file is missing, a link, or not a regular file.
+        """
+        where = "/".join(parts)
+        if self.local:
+            handle: BinaryIO = os.fdopen(self._open_regular(where), "rb")
+        else:
+            try:
+                handle = self.fs.open(self.path(*parts), "rb")
+            except FileNotFoundError:
+                raise OutputError(f"{where} is missing from {self.url}") from None
         with handle:
             yield handle
 
-    def exists(self, *parts: str) -> bool:
-        """Whether a file or folder exists below the root."""
-        return bool(self.fs.exists(self.path(*parts)))
+    def _open_regular(self, where: str) -> int:
+        """A file descriptor of a local regular file, opened without following a link."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path(where), flags)
+        except FileNotFoundError:
+            raise OutputError(f"{where} is missing from {self.url}") from None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise _not_read(where, "is a symbolic link") from None
+            raise self._error(f"read {where}", error) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _not_read(where, "is not a regular file")
+        return fd
 
-    def read_bytes(self, *parts: str) -> bytes:
-        """A whole (small) file."""
-        data: bytes = self.fs.cat_file(self.path(*parts))
+    def exists(self, *parts: str) -> bool:
+        """Whether a file or folder exists below the root (a link counts, so that a
+        reader names it rather than passing it over)."""
+        path = self.path(*parts)
+        if self.local:
+            return os.path.lexists(path)
+        return bool(self.fs.exists(path))
+
+    def read_bytes(self, *parts: str, limit: int) -> bytes:
+        """A whole small file, at most ``limit`` bytes of it (read as `reading` reads).
+
+        Raises:
+            OutputError: the file is missing, a link, not a regular file, or larger
+                than ``limit``.
+        """
+        with self.reading(*parts) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise _not_read("/".join(parts), f"is larger than {limit:,} bytes")
         return data
 
     @contextmanager
@@ -216,6 +273,14 @@ class Location:
         for name in self._entries("directory", self.path(STAGING)):
             if name != keep and (name == folder or name.startswith(f"{folder}.")):
                 self.remove(STAGING, name)
+
+
+def _not_read(where: str, problem: str) -> OutputError:
+    return OutputError(
+        f"{where}: not read: it {problem}",
+        "an export folder holds regular files written by tidegate; replace this one with "
+        "the file itself, or export again",
+    )
 
 
 def partial_name(name: str) -> str:

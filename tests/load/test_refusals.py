@@ -10,10 +10,12 @@ import random
 import re
 import shutil
 import stat
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 import sqlalchemy as sa
@@ -204,7 +206,22 @@ def rewrite(location: Path, change_members: Callable[[dict[str, bytes]], None]) 
                 target.writestr(name, data)
     digest = hashlib.sha1(zipped.read_bytes()).hexdigest()
     (folder / f"{folder.name}.zip.sha1").write_text(f"{digest}  {zipped.name}\n")
+    record_member_sizes(folder, {n.removeprefix("LINK:"): len(d) for n, d in members.items()})
     return folder
+
+
+def record_member_sizes(folder: Path, sizes: dict[str, int]) -> None:
+    """Make the manifest's member sizes those of `sizes`, as an attacker would."""
+    manifest = folder / f"{folder.name}.extracted.xml"
+    lines = [
+        line
+        for line in manifest.read_text().splitlines()
+        if not line.startswith("<tidegate-member ")
+    ]
+    listed = [
+        f'<tidegate-member name="{escape(name)}" bytes="{size}"/>' for name, size in sizes.items()
+    ]
+    manifest.write_text("\n".join([*lines[:-1], *listed, lines[-1]]) + "\n")
 
 
 def with_bad_utf8(csv: bytes) -> bytes:
@@ -222,7 +239,8 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes]], None], str]] = {
     "slash member": (lambda m: m.update({"a/b.csv": b"x"}), "unsafe name"),
     "absolute member": (lambda m: m.update({"/tmp/evil.csv": b"x"}), "unsafe name"),
     "link member": (lambda m: m.update({"LINK:evil.csv": b"/etc/passwd"}), "link"),
-    "zip bomb": (lambda m: m.update({"parent.csv": b"\0" * (64 * 1024 * 1024)}), "inflate"),
+    # Its manifest made right as well: inflated as a stream, refused for what it holds.
+    "zip bomb": (lambda m: m.update({"parent.csv": b"\0" * (64 * 1024 * 1024)}), "header"),
     "extra field": (
         lambda m: m.update({"parent.csv": with_extra_field(m["parent.csv"])}),
         "fields",
@@ -258,11 +276,25 @@ def test_hostile_archives_are_refused(exports: Path, tmp_path: Path, case: str) 
     assert not (exports.parent / "evil.csv").exists() and not Path("/tmp/evil.csv").exists()
 
 
+def test_a_member_larger_than_its_manifest_says_is_refused_before_inflating(
+    exports: Path, tmp_path: Path
+) -> None:
+    """A zip bomb beside an untouched manifest: the zip's directory says 1 GiB, the manifest
+    a few hundred bytes, and nothing is inflated."""
+    folder = table_folders(exports)[0]
+    manifest = (folder / f"{folder.name}.extracted.xml").read_bytes()
+    rewrite(exports, lambda m: m.update({"parent.csv": b"\0" * (1024 * 1024 * 1024)}))
+    (folder / f"{folder.name}.extracted.xml").write_bytes(manifest)
+    started = time.monotonic()
+    refused(tmp_path, exports, "would inflate to 1,073,741,824 bytes, its manifest says")
+    assert time.monotonic() - started < 30
+
+
 def test_a_line_past_the_limit_is_refused(
     exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Lines are measured between the chunks a member is read in, so both shrink together.
-    monkeypatch.setattr(archive, "MAX_LINE_BYTES", 4096)
+    # Records are measured between the chunks a member is read in, so both shrink together.
+    monkeypatch.setattr(archive, "MAX_RECORD_BYTES", 4096)
     monkeypatch.setattr(archive, "CHUNK", 1024)
     folder = rewrite(
         exports,
@@ -270,7 +302,7 @@ def test_a_line_past_the_limit_is_refused(
     )
     code, _out, err = cli(tmp_path, "load", str(exports))
     assert code == 1
-    assert_one_error(err, rf"Error: {folder.name}/.*longer than 4096 bytes.*")
+    assert_one_error(err, rf"Error: {folder.name}/.*longer than 4,096 bytes.*")
     assert_target_untouched(tmp_path)
 
 
@@ -284,7 +316,12 @@ def rewrite_initial_file(exports: Path, edit: Callable[[bytes], bytes]) -> str:
     lines = edit(gzip.decompress(path.read_bytes()))
     data = gzip.compress(lines)
     path.write_bytes(data)
-    entry.update(records=lines.count(b"\n"), bytes=len(data), sha1=hashlib.sha1(data).hexdigest())
+    entry.update(
+        records=lines.count(b"\n"),
+        bytes=len(data),
+        sha1=hashlib.sha1(data).hexdigest(),
+        longest=max(len(line) + 1 for line in lines.split(b"\n")),
+    )
     manifest_path.write_text(json.dumps(manifest))
     return str(entry["name"])
 

@@ -9,11 +9,11 @@ from typing import BinaryIO
 
 from isal import igzip_threaded
 
-from tidegate.errors import FormatError
+from tidegate.errors import ExportError, FormatError
 from tidegate.formats.hashing import HashingWriter
 from tidegate.formats.jsonl import manifest_name
 from tidegate.formats.naming import EntityExportKind, EntityFileName
-from tidegate.formats.runmanifest import manifest_kind
+from tidegate.formats.runmanifest import MAX_RECORD_BYTES, manifest_kind
 from tidegate.storage import PARTIAL, Location
 
 FOLDER = "entities"
@@ -31,6 +31,7 @@ class WrittenFile:
     records: int
     bytes: int
     sha1: str
+    longest: int  # bytes of the file's longest record line: the loader's bound for it
 
 
 class WorkerFiles:
@@ -55,6 +56,7 @@ class WorkerFiles:
         self._gzip: BinaryIO | None = None
         self._hashing: HashingWriter | None = None
         self._records = 0
+        self._longest = 0
 
     def write(self, records: list[bytes]) -> None:
         """Write records (lines), starting new files as `records_per_file` says."""
@@ -66,6 +68,14 @@ class WorkerFiles:
             assert self._gzip is not None
             room = self.records_per_file - self._records if self.records_per_file else len(records)
             part, records = records[:room], records[room:]
+            self._longest = max(self._longest, *map(len, part))
+            if self._longest > MAX_RECORD_BYTES:
+                raise ExportError(
+                    f"an entity record of {self.entity or 'this run'} is "
+                    f"{self._longest:,} bytes long, more than a loader reads "
+                    f"({MAX_RECORD_BYTES:,})",
+                    "export that entity's tables with a table export instead",
+                )
             # Records reach the compressor in groups: one call per record cost more than the
             # compression itself.
             self._gzip.write(b"".join(part))
@@ -85,6 +95,7 @@ class WorkerFiles:
         )
         self._stack = stack
         self._records = 0
+        self._longest = 0
 
     def _finish(self) -> None:
         if self._stack is None or self._hashing is None:
@@ -100,6 +111,7 @@ class WorkerFiles:
                 self._records,
                 self._hashing.size,
                 self._hashing.sha1.hexdigest(),
+                self._longest,
             )
         )
         self._stack = self._gzip = self._hashing = None

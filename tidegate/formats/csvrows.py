@@ -176,3 +176,68 @@ class RecordCounter:
         if len(pieces) % 2 == 0:  # an odd number of quotes
             self.quoted = not self.quoted
         return sum(piece.count(b"\n") for piece in outside)
+
+
+MAX_VALUE_BYTES = 1024**3
+"""The largest value any supported source holds: PostgreSQL's limit of a field (1 GB),
+MariaDB's largest `max_allowed_packet`, SQLite's default SQLITE_MAX_LENGTH (10^9). The
+same limits bound a whole row: PostgreSQL's COPY builds each line in one buffer of at most
+1 GB, and a SQLite record or a MariaDB row packet is itself one such value."""
+MAX_RECORD_BYTES = 2 * MAX_VALUE_BYTES + 1024**2
+"""The longest CSV record an honest export holds: a row of at most MAX_VALUE_BYTES, at
+most doubled once written (bytes as hex, a quote as two), with room for the separators."""
+
+
+class RecordTooLong(ValueError):
+    """A CSV record runs past the limit a `RecordMeter` was given."""
+
+
+class RecordMeter:
+    """Bounds the records of a CSV byte stream cut anywhere, in C-speed steps per chunk:
+    `feed` raises RecordTooLong once the record still open at a chunk's end, or the first
+    one a chunk ends, has run past ``limit`` bytes. A record ends at a line end outside
+    double quotes, so a value holding line ends stays one record.
+
+    A record wholly inside one chunk is not measured: it is no longer than the chunk, and
+    the chunk is already in memory.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.quoted = False  # inside a quoted field at the end of the last chunk
+        self.open = 0  # bytes of the record still open at the end of the last chunk
+
+    def feed(self, chunk: bytes) -> None:
+        quoted_at_end = self.quoted != bool(chunk.count(b'"') % 2)
+        first = self._first_end(chunk)
+        if first < 0:
+            self.open += len(chunk)
+        elif self.open + first + 1 > self.limit:
+            self.open += first + 1
+        else:
+            self.open = len(chunk) - self._last_end(chunk, quoted_at_end) - 1
+        self.quoted = quoted_at_end
+        if self.open > self.limit:
+            raise RecordTooLong(f"a record is longer than {self.limit:,} bytes")
+
+    def _first_end(self, chunk: bytes) -> int:
+        """The offset of the first line end outside quotes, or -1."""
+        quoted, start = self.quoted, 0
+        end = chunk.find(b"\n")
+        while end >= 0:
+            quoted ^= bool(chunk.count(b'"', start, end) % 2)
+            if not quoted:
+                return end
+            start, end = end, chunk.find(b"\n", end + 1)
+        return -1
+
+    @staticmethod
+    def _last_end(chunk: bytes, quoted_at_end: bool) -> int:
+        """The offset of the last line end outside quotes (one exists: `_first_end`)."""
+        quoted, stop = quoted_at_end, len(chunk)
+        end = chunk.rfind(b"\n")
+        while True:
+            quoted ^= bool(chunk.count(b'"', end + 1, stop) % 2)
+            if not quoted:
+                return end
+            stop, end = end + 1, chunk.rfind(b"\n", 0, end)

@@ -15,6 +15,7 @@ All times are whole UTC seconds since 1970.
     <tidegate-restart mode="reexport" since-ts="…"/>        (only after a restart option)
     <tidegate-table name="customer" file="customer.csv" rows="10" deleted="2"/>   (per table;
         whole="true" when the file holds every row of the table, as in a snapshot)
+    <tidegate-member name="customer.csv" bytes="5120"/>   (per zip member: its size inflated)
     </info>
 """
 
@@ -27,6 +28,13 @@ from typing import Literal
 from xml.sax.saxutils import quoteattr
 
 from tidegate.errors import FormatError
+
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+"""The most a manifest is read of: one of ten thousand tables is a megabyte or two."""
+MAX_COUNT = 2**63 - 1
+"""Audit keys, sequence numbers and counts fit a signed 64-bit integer, as in the source."""
+_EARLIEST = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
+_LATEST = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 
 ExportKind = Literal["snapshot", "incremental"]
 RestartMode = Literal["beginning", "from", "reexport"]
@@ -52,6 +60,15 @@ class TableEntry:
 
 
 @dataclass(frozen=True)
+class MemberSize:
+    """One member of the export's zip and its size once inflated, which bounds how much a
+    reader inflates of it."""
+
+    name: str
+    bytes: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the `.extracted.xml` of one export says."""
 
@@ -68,6 +85,11 @@ class Manifest:
     restart: RestartMode | None = None
     since: datetime | None = None
     tables: tuple[TableEntry, ...] = field(default=())
+    members: tuple[MemberSize, ...] = field(default=())  # empty in exports of tidegate 0.1
+
+    def member_bytes(self) -> dict[str, int]:
+        """Each member's inflated size, by name (empty when the manifest lists none)."""
+        return {member.name: member.bytes for member in self.members}
 
 
 def _ts(moment: datetime) -> str:
@@ -107,6 +129,10 @@ def render(manifest: Manifest) -> bytes:
         if table.whole:
             attributes += ' whole="true"'
         lines.append(f"<tidegate-table {attributes}/>")
+    for member in m.members:
+        lines.append(
+            f"<tidegate-member {_attr('name', member.name)} {_attr('bytes', str(member.bytes))}/>"
+        )
     lines.append("</info>")
     return ("\n".join(lines) + "\n").encode("utf-8")
 
@@ -130,14 +156,18 @@ def parse(data: bytes, where: str) -> Manifest:
             raise FormatError(f"{where}: <{tag}> is missing")
         return found
 
-    def number(text: str | None, what: str) -> int:
-        try:
-            return int(text or "")
-        except ValueError:
-            raise FormatError(f"{where}: {what} is not a whole number: {text!r}") from None
+    def number(text: str | None, what: str, least: int = 0, most: int = MAX_COUNT) -> int:
+        text = text or ""
+        digits = text.removeprefix("-") if least < 0 else text
+        if not (digits.isascii() and digits.isdigit()):
+            raise FormatError(f"{where}: {what} is not a whole number: {text[:40]!r}")
+        if len(digits) > 20 or not least <= int(text) <= most:
+            shown = text if len(text) <= 24 else f"{text[:20]}…"
+            raise FormatError(f"{where}: {what} {shown} is out of range ({least} to {most})")
+        return int(text)
 
     def moment(text: str | None, what: str) -> datetime:
-        return datetime.fromtimestamp(number(text, what), UTC)
+        return datetime.fromtimestamp(number(text, what, _EARLIEST, _LATEST), UTC)
 
     def mark(tag: str) -> HighWaterMark:
         node = element(tag)
@@ -146,6 +176,11 @@ def parse(data: bytes, where: str) -> Manifest:
             moment(node.get("created-ts"), f"<{tag}> created-ts"),
         )
 
+    hwm_from, hwm_to = mark("hwm-from"), mark("hwm-to")
+    if hwm_to.audit_key < hwm_from.audit_key:
+        raise FormatError(
+            f"{where}: hwm-to audit-key {hwm_to.audit_key} is below hwm-from {hwm_from.audit_key}"
+        )
     export = element("tidegate-export")
     kind = export.get("kind")
     if kind not in ("snapshot", "incremental"):
@@ -165,12 +200,18 @@ def parse(data: bytes, where: str) -> Manifest:
         )
         for node in root.findall("tidegate-table")
     )
+    members = tuple(
+        MemberSize(node.get("name") or "", number(node.get("bytes"), "<tidegate-member> bytes"))
+        for node in root.findall("tidegate-member")
+    )
+    if len({member.name for member in members}) != len(members):
+        raise FormatError(f"{where}: a <tidegate-member> is listed twice")
     return Manifest(
         created=moment(element("created-ts").text, "<created-ts>"),
         schema_version=element("gim-schema-version").text or "",
         tidegate_version=element("gim-version").text or "",
-        hwm_from=mark("hwm-from"),
-        hwm_to=mark("hwm-to"),
+        hwm_from=hwm_from,
+        hwm_to=hwm_to,
         max_data_time=moment(element("max-data-ts").text, "<max-data-ts>"),
         kind=kind,  # type: ignore[arg-type]
         stream=number(export.get("stream"), "stream"),
@@ -179,4 +220,5 @@ def parse(data: bytes, where: str) -> Manifest:
         restart=restart,  # type: ignore[arg-type]
         since=moment(since_text, "since-ts") if since_text is not None else None,
         tables=tables,
+        members=members,
     )

@@ -18,7 +18,11 @@ from typing import Literal
 
 from tidegate.errors import FormatError
 
-_PATTERN = re.compile(r"export_(\d+)_(\d{4})_(\d\d)_(\d\d)_(\d\d)_(\d\d)_(\d\d)")
+# ASCII digits only: `\d` alone also matches other scripts' digits, which int() reads, so
+# a folder could name an export it is not.
+_PATTERN = re.compile(r"export_(\d{1,19})_(\d{4})_(\d\d)_(\d\d)_(\d\d)_(\d\d)_(\d\d)", re.ASCII)
+_LOOKALIKE = re.compile(r"export_\d+_\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d")
+MAX_AUDIT_KEY = 2**63 - 1
 
 
 @dataclass(frozen=True, order=True)
@@ -32,8 +36,8 @@ class ExportName:
     max_data_time: datetime
 
     def __post_init__(self) -> None:
-        if self.audit_key < 0:
-            raise ValueError("audit key must not be negative")
+        if not 0 <= self.audit_key <= MAX_AUDIT_KEY:
+            raise ValueError("audit key must be from 0 to 2**63 - 1")
         if self.max_data_time.tzinfo is None:
             raise ValueError("max_data_time must be timezone-aware")
 
@@ -62,17 +66,30 @@ class ExportName:
             FormatError: the name is not an export name.
         """
         match = _PATTERN.fullmatch(name)
+        if not match and looks_like_export(name):
+            raise FormatError(
+                f"{name!r} holds digits that are not ASCII, or an audit key out of range",
+                "export folders are named export_<K>_<YYYY_MM_DD_HH_MI_SS> in ASCII digits",
+            )
         if not match:
             raise FormatError(
                 f"{name!r} is not an export name",
                 "export folders are named export_<K>_<YYYY_MM_DD_HH_MI_SS>",
             )
         key, year, month, day, hour, minute, second = map(int, match.groups())
+        if key > MAX_AUDIT_KEY:
+            raise FormatError(f"{name!r}: its audit key is out of range (at most {MAX_AUDIT_KEY})")
         try:
             moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except ValueError:
             raise FormatError(f"{name!r} has an impossible date") from None
         return ExportName(key, moment)
+
+
+def looks_like_export(name: str) -> bool:
+    """Whether a name has the shape of an export's, in digits of any script (so that one
+    that does not parse is reported as a damaged export, not passed over as a stranger)."""
+    return _LOOKALIKE.fullmatch(name) is not None
 
 
 # Characters a table name may hold that a file name must not: path separators, characters
@@ -184,5 +201,6 @@ class EntityFileName:
 # the fixed fields after it are matched from the end.
 _ENTITY_FILE = re.compile(
     r"(INIT_EXPORT|INC_EXPORT)(?:_([^/\\.][^/\\]*?))?_(\d+)_(\d+)_(\d+)_(\d{14})(?:_(\d+))?"
-    r"\.json\.gz"
+    r"\.json\.gz",
+    re.ASCII,
 )

@@ -19,10 +19,19 @@ from tidegate.formats.naming import EntityFileName
 from tidegate.formats.tableschema import TableSchema, parse_tables
 
 RunKind = Literal["INIT_EXPORT", "INC_EXPORT"]
-MANIFEST = re.compile(r"(INIT_EXPORT|INC_EXPORT)_(\d{1,18})\.manifest\.json")
+MANIFEST = re.compile(r"(INIT_EXPORT|INC_EXPORT)_(\d{1,18})\.manifest\.json", re.ASCII)
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+"""The most a run manifest is read of: MAX_FILES entries and the entities' definitions."""
+MAX_COUNT = 2**63 - 1
+MAX_RECORD_BYTES = 8 * 1024**3
+"""The longest entity record (one line) a run may hold: an entity of several values of a
+gigabyte each, the most a source holds, once escaped as JSON."""
+UNRECORDED_LONGEST = 64 * 1024 * 1024
+"""The bound on a record line of a file whose manifest does not record its longest
+(runs exported by tidegate 0.1)."""
 MAX_FILES = 100_000
 _SHA1 = re.compile(r"[0-9a-f]{40}")
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class RunFile:
     records: int
     bytes: int
     sha1: str
+    longest: int = UNRECORDED_LONGEST  # bytes of its longest record line
 
 
 @dataclass(frozen=True)
@@ -134,11 +144,22 @@ def _file(entry: Any, kind: str, definitions: dict[str, Any], where: str) -> Run
         raise FormatError(f"{where}: {name} belongs to an entity the manifest does not define")
     records, size, sha1 = entry.get("records", -1), entry.get("bytes", -1), entry.get("sha1")
     if not (_count(records, zero=True) and _count(size, zero=True)):
-        raise FormatError(f"{where}: {name}: records and bytes must be counts")
+        raise FormatError(
+            f"{where}: {name}: records and bytes must be counts, out of range above {MAX_COUNT}"
+        )
     if not isinstance(sha1, str) or not _SHA1.fullmatch(sha1):
         raise FormatError(f"{where}: {name}: sha1 must be 40 lowercase hex digits")
-    return RunFile(str(name), str(entity or ""), int(records), int(size), sha1)
+    longest = entry.get("longest", UNRECORDED_LONGEST)
+    if not _count(longest, zero=True) or longest > MAX_RECORD_BYTES:
+        raise FormatError(
+            f"{where}: {name}: longest must be a count, out of range above {MAX_RECORD_BYTES:,}"
+        )
+    return RunFile(str(name), str(entity or ""), int(records), int(size), sha1, int(longest))
 
 
 def _count(value: Any, *, zero: bool = False) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= (0 if zero else 1)
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (0 if zero else 1) <= value <= MAX_COUNT
+    )

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 from tidegate.errors import FormatError
 from tidegate.formats.hashing import HashingWriter
+from tidegate.formats.manifest import MemberSize
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 
@@ -60,6 +61,10 @@ def sha1_line(digest: str, file_name: str) -> bytes:
     return f"{digest}  {file_name}\n".encode()
 
 
+SHA1_FILE_BYTES = 4096
+"""The most a checksum file may hold: one line, a digest and a file name."""
+
+
 def parse_sha1_line(data: bytes, file_name: str, where: str) -> str:
     """The digest a checksum file holds for `file_name`.
 
@@ -69,7 +74,7 @@ def parse_sha1_line(data: bytes, file_name: str, where: str) -> str:
     # UTF-8, as written: a table's file name keeps its non-ASCII letters.
     text = data.decode("utf-8", "replace")
     digest, _, named = text.rstrip("\n").partition("  ")
-    if len(data) > 4096 or not _HEX40.fullmatch(digest) or named != file_name:
+    if len(data) > SHA1_FILE_BYTES or not _HEX40.fullmatch(digest) or named != file_name:
         raise FormatError(f"{where}: not a sha1sum line for {file_name}")
     return digest
 
@@ -91,6 +96,7 @@ class TableZipWriter:
         modified: the time given to every member (the export's creation time, UTC).
         """
         self._stream = HashingWriter(target)
+        self.members: list[MemberSize] = []  # every member so far, with its inflated size
         self._date_time = modified.astimezone(UTC).timetuple()[:6]
         self._zip = zipfile.ZipFile(
             self._stream,  # type: ignore[call-overload]
@@ -106,7 +112,8 @@ class TableZipWriter:
             The member's sha1 in hex.
         """
         digest = hashlib.sha1()
-        with self._zip.open(self._info(name), mode="w", force_zip64=True) as member:
+        info = self._info(name)
+        with self._zip.open(info, mode="w", force_zip64=True) as member:
             # The zip library makes its own zlib compressor; swap in the fastest one before
             # the first byte (the attribute has been stable since Python 3.6).
             member._compressor = _deflater()
@@ -114,7 +121,9 @@ class TableZipWriter:
                 digest.update(chunk)
                 member.write(chunk)
         hexdigest = digest.hexdigest()
-        self._zip.writestr(self._info(f"{name}.sha1"), sha1_line(hexdigest, name))
+        line = sha1_line(hexdigest, name)
+        self._zip.writestr(self._info(f"{name}.sha1"), line)
+        self.members += [MemberSize(name, info.file_size), MemberSize(f"{name}.sha1", len(line))]
         return hexdigest
 
     def _info(self, name: str) -> zipfile.ZipInfo:

@@ -3,10 +3,12 @@
 Before any member is read, the archive must hold exactly the members its manifest and
 schema call for: each name plain (no `/`, `\\`, `..`, leading `.`, absolute path), no
 links, no member twice, nothing else. Each member is read as a stream, its sha1 checked
-against its `.sha1` member as it ends, and its size bounded: at most `MAX_MEMBER_BYTES`
-uncompressed, and at most `MAX_RATIO` times its compressed size (a zip bomb is refused
-before it is inflated). A CSV line longer than `MAX_LINE_BYTES` is refused, so memory
-stays bounded whatever the file holds.
+against its `.sha1` member as it ends, and its size bounded by the size the export
+recorded for it: the manifest lists every member's inflated size, the zip's directory
+must say the same before a byte is inflated, and inflating stops with an error past it (so
+a zip bomb inflates no further than its own manifest admits, while an honest member that
+compresses 1000:1 loads). A CSV record or value longer than `MAX_RECORD_BYTES`, more than
+any source can hold, is refused: memory stays bounded whatever the file holds.
 """
 
 from __future__ import annotations
@@ -21,22 +23,24 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from tidegate.errors import LoadError
+from tidegate.formats import csvrows
 from tidegate.formats.manifest import Manifest
 from tidegate.formats.naming import SCHEMA_MEMBER, sha1_name
 from tidegate.formats.tableschema import TableSchema, parse_schema_document
-from tidegate.formats.tablezip import INFLATE_ERRORS, inflater, parse_sha1_line
+from tidegate.formats.tablezip import INFLATE_ERRORS, SHA1_FILE_BYTES, inflater, parse_sha1_line
 
-MAX_MEMBER_BYTES = 64 * 1024**3  # 64 GiB uncompressed
-MAX_RATIO = 200  # deflate level 1 gives 3-10x on CSV; repetitive columns reach ~50x
-RATIO_FLOOR = 1024 * 1024  # members smaller than this are not held to the ratio
-MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_SCHEMA_BYTES = 64 * 1024 * 1024
+"""The most of the schema member read into memory (ten thousand tables take a few MB)."""
+MAX_RECORD_BYTES = csvrows.MAX_RECORD_BYTES
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+"""The most read of a header line (4,096 columns of 64 four-byte characters, quoted, fit)."""
 CHUNK = 1024 * 1024
 
 # What reading a damaged member raises: the zip library's errors, the inflater's.
 _DAMAGED: tuple[type[Exception], ...] = (zipfile.BadZipFile, OSError, EOFError, *INFLATE_ERRORS)
 
-# csv fields may be as long as a line may be.
-csv.field_size_limit(MAX_LINE_BYTES)
+# A field may be as long as a record may be.
+csv.field_size_limit(MAX_RECORD_BYTES)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class ExportArchive:
             self.zip = zipfile.ZipFile(handle)
         except (zipfile.BadZipFile, OSError) as error:
             raise LoadError(f"{where}: not a readable zip ({error})") from None
-        self.infos = self._checked_members()
+        self.infos = self._checked_members(manifest.member_bytes())
         if SCHEMA_MEMBER not in self.infos:
             raise self._error(f"has no {SCHEMA_MEMBER}")
         self.schema_version, schemas = _schema(self, f"{where}/{SCHEMA_MEMBER}")
@@ -86,7 +90,7 @@ class ExportArchive:
     def _error(self, message: str) -> LoadError:
         return LoadError(f"{self.where}: {message}", "the export was altered: export it again")
 
-    def _checked_members(self) -> dict[str, zipfile.ZipInfo]:
+    def _checked_members(self, recorded: dict[str, int]) -> dict[str, zipfile.ZipInfo]:
         infos: dict[str, zipfile.ZipInfo] = {}
         for info in self.zip.infolist():
             name = info.filename
@@ -103,13 +107,11 @@ class ExportArchive:
                 raise self._error(f"holds a link {name!r}")
             if name in infos:
                 raise self._error(f"holds {name!r} twice")
-            if info.file_size > MAX_MEMBER_BYTES or (
-                info.file_size > RATIO_FLOOR
-                and info.file_size > MAX_RATIO * max(info.compress_size, 1)
-            ):
+            if recorded and recorded.get(name) != info.file_size:
+                says = f"says {recorded[name]:,}" if name in recorded else "does not list it"
                 raise self._error(
-                    f"member {name!r} would inflate to {info.file_size} bytes from "
-                    f"{info.compress_size} (limits: {MAX_MEMBER_BYTES} bytes, {MAX_RATIO}x)"
+                    f"member {name!r} would inflate to {info.file_size:,} bytes, "
+                    f"its manifest {says}"
                 )
             infos[name] = info
         return infos
@@ -124,7 +126,7 @@ class ExportArchive:
 
     def _read_small(self, name: str) -> bytes:
         with self.zip.open(self.infos[name]) as member:
-            data = member.read(4097)
+            data = member.read(SHA1_FILE_BYTES + 1)
         return data
 
     def chunks(self, name: str) -> Iterator[bytes]:
@@ -133,6 +135,7 @@ class ExportArchive:
         expected = self.digest(name)
         sha1 = hashlib.sha1()
         info = self.infos[name]
+        inflated = 0
         try:
             with self.zip.open(info) as member:
                 if info.compress_type == zipfile.ZIP_DEFLATED:
@@ -140,6 +143,9 @@ class ExportArchive:
                     # one before the first byte (as the writer does with its compressor).
                     member._decompressor = inflater()  # type: ignore[attr-defined]
                 while chunk := member.read(CHUNK):
+                    inflated += len(chunk)
+                    if inflated > info.file_size:  # the zip library stops there; so do we
+                        raise self._error(f"member {name!r} inflates past its size")
                     sha1.update(chunk)
                     yield chunk
         except _DAMAGED as error:
@@ -148,12 +154,12 @@ class ExportArchive:
             raise self._error(f"member {name!r} does not match its sha1")
 
     def body(self, member: str, columns: Sequence[str]) -> Iterator[bytes]:
-        """The member's bytes after its header line, which must name `columns`; no line may be
-        longer than MAX_LINE_BYTES."""
+        """The member's bytes after its header line, which must name `columns`; no record
+        may be longer than MAX_RECORD_BYTES."""
         where = f"{self.where}/{member}"
-        chunks = _line_bounded(self.chunks(member), where)
+        chunks = _record_bounded(self.chunks(member), where)
         head = b""
-        while b"\n" not in head:
+        while b"\n" not in head and len(head) <= MAX_HEADER_BYTES:
             chunk = next(chunks, None)
             if chunk is None:
                 break
@@ -171,8 +177,11 @@ class ExportArchive:
     def check_header(self, member: str, header: list[str] | None, columns: Sequence[str]) -> None:
         """A CSV member's header must name exactly the columns the schema gives it."""
         if header != list(columns):
+            shown = repr(header)
+            if len(shown) > 200:  # a hostile header could be a gigabyte
+                shown = f"{shown[:200]}…"
             raise LoadError(
-                f"{self.where}/{member}: its header {header!r} is not the table's columns "
+                f"{self.where}/{member}: its header {shown} is not the table's columns "
                 f"{list(columns)!r}",
                 "the export was altered: export it again",
             )
@@ -189,7 +198,7 @@ class ExportArchive:
     def reader(self, name: str) -> Iterator[list[str]]:
         """`records` without the wrapping generator, for bulk loads that iterate in C: its
         UnicodeDecodeError and csv.Error are the caller's to turn into `csv_error`."""
-        chunks = _line_bounded(self.chunks(name), f"{self.where}/{name}")
+        chunks = _record_bounded(self.chunks(name), f"{self.where}/{name}")
         raw = io.BufferedReader(_ChunkReader(chunks), CHUNK)
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         text._CHUNK_SIZE = CHUNK  # type: ignore[attr-defined]  # decode in large pieces
@@ -207,6 +216,8 @@ def csv_error(where: str, error: Exception) -> LoadError:
 
 
 def _schema(archive: ExportArchive, where: str) -> tuple[str, list[TableSchema]]:
+    if archive.infos[SCHEMA_MEMBER].file_size > MAX_SCHEMA_BYTES:
+        raise archive._error(f"{SCHEMA_MEMBER} is larger than {MAX_SCHEMA_BYTES:,} bytes")
     data = b"".join(archive.chunks(SCHEMA_MEMBER))
     try:
         return parse_schema_document(data, where)
@@ -214,21 +225,14 @@ def _schema(archive: ExportArchive, where: str) -> tuple[str, list[TableSchema]]
         raise LoadError(str(error), "the export was altered: export it again") from None
 
 
-def _line_bounded(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
-    """The same chunks, refused as soon as a line runs past MAX_LINE_BYTES (checked per
-    chunk in C: how far the last newline is from the chunk's end, and the first from its
-    start)."""
-    since_newline = 0
+def _record_bounded(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    """The same chunks, refused as soon as a record runs past MAX_RECORD_BYTES."""
+    meter = csvrows.RecordMeter(MAX_RECORD_BYTES)
     for chunk in chunks:
-        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
-        if last < 0:
-            since_newline += len(chunk)
-        elif since_newline + first > MAX_LINE_BYTES:
-            since_newline = MAX_LINE_BYTES + 1
-        else:
-            since_newline = len(chunk) - last - 1
-        if since_newline > MAX_LINE_BYTES:
-            raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
+        try:
+            meter.feed(chunk)
+        except csvrows.RecordTooLong as error:
+            raise LoadError(f"{where}: {error}") from None
         yield chunk
 
 

@@ -2,11 +2,12 @@
 transaction.
 
 Files are read in the manifest's order, each streamed: its bytes hashed (sha1 and size
-checked against the manifest when it ends), un-gzipped, split into lines of at most
-`MAX_LINE_BYTES`, each line one record. Records are applied in batches: a record whose
-`TIMESTAMP` is not newer than the one the target holds for that entity is skipped;
-otherwise the entity's rows are deleted from every one of its tables (by the root-key
-columns) and the record's rows inserted, or only deleted for a `DELETED` record.
+checked against the manifest when it ends), un-gzipped, split into lines no longer than
+the manifest records the file's longest to be, each line one record. Records are applied
+in batches: a record whose `TIMESTAMP` is not newer than the one the target holds for that
+entity is skipped; otherwise the entity's rows are deleted from every one of its tables
+(by the root-key columns) and the record's rows inserted, or only deleted for a `DELETED`
+record.
 
 An initial run holds every entity of its kinds that existed when it read them, each read
 at or after the run's start (its manifest's `created`; or its oldest record's `TIMESTAMP`,
@@ -43,7 +44,6 @@ from tidegate.load.target import initial_table, version_table
 from tidegate.load.values import Convert, converter
 from tidegate.storage import Location
 
-MAX_LINE_BYTES = 64 * 1024 * 1024
 BATCH_RECORDS = 1000
 CHUNK = 1024 * 1024
 
@@ -158,9 +158,15 @@ def _records(
         hashed = _Hashing(handle)
         try:
             with gzip.GzipFile(fileobj=cast(BinaryIO, hashed), mode="rb") as lines:
-                while line := lines.readline(MAX_LINE_BYTES + 1):
-                    if len(line) > MAX_LINE_BYTES:
-                        raise LoadError(f"{where}: a line is longer than {MAX_LINE_BYTES} bytes")
+                # No longer than the export recorded its longest line to be, so memory is
+                # bounded per record by what the source held (and never past the ceiling
+                # the manifest's reader enforces).
+                while line := lines.readline(file.longest + 1):
+                    if len(line) > file.longest:
+                        raise LoadError(
+                            f"{where}: a line is longer than its manifest's longest "
+                            f"({file.longest:,} bytes)"
+                        )
                     count += 1
                     yield _record(line, f"{where}: record {count}", entities)
         except (OSError, EOFError, zlib.error) as error:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tidegate.errors import FormatError, OutputError
-from tidegate.formats.manifest import Manifest, parse
-from tidegate.formats.naming import ExportName
+from tidegate.formats.manifest import MAX_MANIFEST_BYTES, Manifest, parse
+from tidegate.formats.naming import ExportName, looks_like_export
+from tidegate.formats.runmanifest import MAX_MANIFEST_BYTES as MAX_RUN_MANIFEST_BYTES
 from tidegate.formats.runmanifest import RunKind, RunManifest, manifest_kind, parse_run_manifest
 from tidegate.storage import STAGING, Location
 
@@ -67,8 +68,12 @@ def take_inventory(location: Location) -> Inventory:
             continue
         try:
             name = ExportName.parse(folder)
-        except FormatError:
-            inventory.problems.append(Problem(folder, "not an export folder (ignored)", False))
+        except FormatError as error:
+            if looks_like_export(folder):
+                problem = error.message.removeprefix(f"{folder!r}").lstrip(": ")
+                inventory.problems.append(Problem(folder, problem))
+            else:
+                inventory.problems.append(Problem(folder, "not an export folder (ignored)", False))
             continue
         inventory.tables.append(TableFolder(name, _table_manifest(location, name, inventory)))
     inventory.tables.sort(key=lambda t: t.name)
@@ -81,7 +86,8 @@ def _table_manifest(location: Location, name: ExportName, inventory: Inventory) 
     if not location.exists(name.format(), name.manifest_name):
         return None
     try:
-        return parse(location.read_bytes(name.format(), name.manifest_name), path)
+        data = location.read_bytes(name.format(), name.manifest_name, limit=MAX_MANIFEST_BYTES)
+        return parse(data, path)
     except (FormatError, OutputError) as error:
         inventory.problems.append(_problem(path, error.message))
         return None
@@ -95,8 +101,9 @@ def _entity_runs(location: Location, inventory: Inventory) -> None:
             continue
         path = f"{ENTITY_FOLDER}/{file}"
         try:
-            manifest = parse_run_manifest(location.read_bytes(ENTITY_FOLDER, file), path)
-        except FormatError as error:
+            data = location.read_bytes(ENTITY_FOLDER, file, limit=MAX_RUN_MANIFEST_BYTES)
+            manifest = parse_run_manifest(data, path)
+        except (FormatError, OutputError) as error:
             inventory.problems.append(_problem(path, error.message))
             continue
         if (manifest.kind, manifest.run) != kind_run:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from tidegate.errors import LoadError, TidegateError
 from tidegate.formats.csvrows import RecordCounter
-from tidegate.formats.tablezip import parse_sha1_line
+from tidegate.formats.tablezip import SHA1_FILE_BYTES, parse_sha1_line
 from tidegate.load.archive import ExportArchive
 from tidegate.load.inventory import (
     ENTITY_FOLDER,
@@ -77,7 +77,7 @@ def check_table_folder(
     try:
         digest = _file_sha1(location, folder.folder, name.zip_name)
         expected = parse_sha1_line(
-            location.read_bytes(folder.folder, name.zip_sha1_name),
+            location.read_bytes(folder.folder, name.zip_sha1_name, limit=SHA1_FILE_BYTES),
             name.zip_name,
             f"{folder.folder}/{name.zip_sha1_name}",
         )

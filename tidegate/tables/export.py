@@ -27,7 +27,7 @@ from tidegate.capture import captured_tables, oldest_pending_us
 from tidegate.capture.ticks import claim
 from tidegate.db import Database
 from tidegate.formats import manifest as manifest_format
-from tidegate.formats.manifest import HighWaterMark, Manifest, TableEntry
+from tidegate.formats.manifest import HighWaterMark, Manifest, MemberSize, TableEntry
 from tidegate.formats.naming import SCHEMA_MEMBER, ExportName, deleted_member_name
 from tidegate.formats.tablezip import TableZipWriter, sha1_line
 from tidegate.lock import HeldLock
@@ -119,9 +119,10 @@ def _published_folder(
     name = ExportName.parse(record.name)
     if not location.exists(record.name, name.manifest_name):
         return None
-    manifest = manifest_format.parse(
-        location.read_bytes(record.name, name.manifest_name), name.manifest_name
+    data = location.read_bytes(
+        record.name, name.manifest_name, limit=manifest_format.MAX_MANIFEST_BYTES
     )
+    manifest = manifest_format.parse(data, name.manifest_name)
     return manifest.tables, location.size(record.name, name.zip_name)
 
 
@@ -249,7 +250,7 @@ def _write(
                 raise
             written = archive.close()
         folder.write(name.zip_sha1_name, sha1_line(written.sha1, name.zip_name))
-        manifest = _manifest(record, version, entries)
+        manifest = _manifest(record, version, entries, archive.members)
         # Written last: on object stores its presence is what marks the folder complete.
         folder.write(name.manifest_name, manifest_format.render(manifest))
     return entries, written.size
@@ -282,7 +283,9 @@ def _write_table(
     return TableEntry(spec.name, spec.file, rows[0], deleted[0], spec.name in selection.whole)
 
 
-def _manifest(record: ExportRecord, version: str, entries: list[TableEntry]) -> Manifest:
+def _manifest(
+    record: ExportRecord, version: str, entries: list[TableEntry], members: list[MemberSize]
+) -> Manifest:
     since = record.since_us if record.restart else None
     return Manifest(
         created=from_us(record.created_us),
@@ -298,4 +301,5 @@ def _manifest(record: ExportRecord, version: str, entries: list[TableEntry]) -> 
         restart=record.restart,
         since=from_us(since) if since is not None else None,
         tables=tuple(entries),
+        members=tuple(members),
     )
