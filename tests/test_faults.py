@@ -5,8 +5,11 @@ recovery by the next run."""
 
 from __future__ import annotations
 
+import os
 import random
+import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import sqlalchemy as sa
 
 import tidegate
 from tests.conftest import Source
+from tests.entities.test_initial import fill, order_tables
 from tests.load.conftest import make_target
 from tests.load.helpers import assert_target_equals_source
 from tests.load.test_roundtrip import change
@@ -228,3 +232,57 @@ def test_a_sqlite_source_locked_past_the_busy_timeout_is_one_clear_line(
     code, out, err = run(sqlite_source.tmp_path, "export", "tables")
     assert code == 0, err
     assert "snapshot" in out
+
+
+def entity_cli(source: Source, location: Path, *command: str) -> tuple[int, str, str]:
+    """An entity command as its own process (a hang fails it by its timeout, and the job's
+    lock dies with it)."""
+    options = source.cli_options(f"output.location={location}")
+    done = subprocess.run(
+        [sys.executable, "-m", "tidegate", *options, *command],
+        cwd=source.tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TIDEGATE_CONFIG": ""},
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def big_orders(source: Source) -> None:
+    """Orders whose records take about 2 MB gzipped: far more than the small disk holds."""
+    orders = order_tables()[0]
+    with source.engine().begin() as conn:
+        conn.execute(
+            orders.insert(),
+            [
+                {"region": "EU", "order_no": n, "note": secrets.token_hex(50)}
+                for n in range(10_000, 30_000)
+            ],
+        )
+
+
+@pytest.mark.parametrize("kind", ["initial", "ongoing"])
+def test_a_full_disk_stops_an_entity_export_in_one_line_and_releases_the_lock(
+    source: Source, small_disk: Path, kind: str
+) -> None:
+    source.create(*order_tables())
+    fill(source, 5)
+    config = source.config()
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    location = small_disk / "exports"
+    if kind == "ongoing":
+        code, _out, err = entity_cli(source, source.tmp_path / "elsewhere", "export", "initial")
+        assert code == 0, err
+    big_orders(source)
+    code, _out, err = entity_cli(source, location, "export", kind, "--threads", "2")
+    assert code == 1, err
+    assert_one_error(err, r"Error: .*No space left on device.*")
+    remount(small_disk, "size=64m")
+    code, _out, err = entity_cli(source, location, "export", kind, "--threads", "2")
+    assert code == 0, err  # the lock was released, and the run is redone
+    code, out, err = run(
+        source.tmp_path, *source.cli_options(f"output.location={location}"), "verify"
+    )
+    assert code == 0 and "all verified" in out, out + err

@@ -68,6 +68,10 @@ class Location:
             "check that the location exists, is writable and has space",
         )
 
+    def write_error(self, what: str, error: OSError) -> OutputError:
+        """The one-line error for a write below the root that failed."""
+        return self._error(f"write {what}", error)
+
     def folders(self) -> list[str]:
         """Names of the folders directly below the root (none if the root is missing)."""
         return self._entries("directory", self.root)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from isal import igzip_threaded
 
@@ -34,6 +34,45 @@ class WrittenFile:
     longest: int  # bytes of the file's longest record line: the loader's bound for it
 
 
+class _GzipStream:
+    """ISA-L's threaded gzip writer, whose errors leave it once, as new exceptions.
+
+    That writer keeps the first error of its compressing thread and raises the same
+    exception object again at every later call. An exception raised twice can become its
+    own context, and `contextlib.ExitStack` then walks that chain forever (seen: a full
+    disk spun an entity export at 100% CPU while it held the job's lock). So an error
+    leaves here as a new `OSError` without a context, after which the writer's threads
+    are stopped and nothing more is written.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        # Level 1 (several times faster than zlib's default), compressed in a thread of its
+        # own: ISA-L releases the GIL, so it overlaps the making of records.
+        self._gzip = igzip_threaded.open(raw, "wb", compresslevel=1, threads=1)  # type: ignore[no-untyped-call]
+
+    def write(self, data: bytes) -> None:
+        self._call(self._gzip.write, data)
+
+    def close(self) -> None:
+        """Flush the gzip trailer (the file below stays open)."""
+        self._call(self._gzip.close)
+
+    def abort(self) -> None:
+        """Stop the writer's threads, whatever state it is in."""
+        with suppress(Exception):
+            self._gzip.close()  # stops the threads even when it raises; then a no-op
+
+    def _call(self, method: Callable[..., object], *args: object) -> None:
+        failure: OSError | None = None
+        try:
+            method(*args)
+        except OSError as error:
+            failure = OSError(error.errno, error.strerror)
+        if failure is not None:  # raised here, outside the handler: no context
+            self.abort()
+            raise failure
+
+
 class WorkerFiles:
     """Writes records to files named by `name_for(seq)`, starting a new file every
     `records_per_file` records (0: one file for everything)."""
@@ -53,13 +92,22 @@ class WorkerFiles:
         self.records_per_file = records_per_file
         self.written: list[WrittenFile] = []
         self._stack: ExitStack | None = None
-        self._gzip: BinaryIO | None = None
+        self._gzip: _GzipStream | None = None
         self._hashing: HashingWriter | None = None
         self._records = 0
         self._longest = 0
 
     def write(self, records: list[bytes]) -> None:
-        """Write records (lines), starting new files as `records_per_file` says."""
+        """Write records (lines), starting new files as `records_per_file` says.
+
+        Raises:
+            OutputError: the location cannot be written (the file is abandoned; the next
+                run removes it).
+        """
+        with self._abandoned_on_error():
+            self._write(records)
+
+    def _write(self, records: list[bytes]) -> None:
         while records:
             if self._gzip is None or (
                 self.records_per_file and self._records >= self.records_per_file
@@ -88,19 +136,16 @@ class WorkerFiles:
             self.location.writing(FOLDER, self.name_for(len(self.written) + 1))
         )
         self._hashing = HashingWriter(target)
-        # Level 1 of ISA-L's gzip (several times faster than zlib's default), compressed in a
-        # thread of its own: ISA-L releases the GIL, so it overlaps the making of records.
-        self._gzip = stack.enter_context(
-            igzip_threaded.open(self._hashing, "wb", compresslevel=1, threads=1)  # type: ignore[no-untyped-call]
-        )
+        self._gzip = _GzipStream(cast(BinaryIO, self._hashing))
         self._stack = stack
         self._records = 0
         self._longest = 0
 
     def _finish(self) -> None:
-        if self._stack is None or self._hashing is None:
+        if self._stack is None or self._hashing is None or self._gzip is None:
             return
-        self._stack.close()  # flushes the gzip trailer, then closes the file
+        self._gzip.close()  # the gzip trailer
+        self._stack.close()  # then the file
         seq = len(self.written) + 1
         self.written.append(
             WrittenFile(
@@ -119,10 +164,28 @@ class WorkerFiles:
     def close(self) -> list[WrittenFile]:
         """Finish the last file; returns every file written (a worker with no records
         writes one empty file, so every thread of a run has its file)."""
-        if not self.written and self._gzip is None:
-            self._next_file()
-        self._finish()
+        with self._abandoned_on_error():
+            if not self.written and self._gzip is None:
+                self._next_file()
+            self._finish()
         return self.written
+
+    @contextmanager
+    def _abandoned_on_error(self) -> Iterator[None]:
+        """On an error, stop the compressor's threads and close the file; a write error
+        becomes the location's one-line error."""
+        try:
+            yield
+        except BaseException as error:
+            if self._gzip is not None:
+                self._gzip.abort()
+            if self._stack is not None:
+                with suppress(Exception):
+                    self._stack.close()
+            self._stack = self._gzip = self._hashing = None
+            if isinstance(error, OSError):
+                raise self.location.write_error(FOLDER, error) from None
+            raise
 
 
 def remove_unfinished(location: Location, kind: EntityExportKind, run: int) -> list[str]:
