@@ -22,6 +22,7 @@ from datetime import UTC, datetime, tzinfo
 import sqlalchemy as sa
 
 from tidegate.errors import LoadError
+from tidegate.formats.naming import ExportName
 from tidegate.formats.tableschema import TableSchema
 from tidegate.load.archive import ExportArchive
 from tidegate.load.entityrun import apply_run
@@ -90,14 +91,15 @@ def _refuse(problems: list[Problem]) -> None:
 
 
 def _pending_folders(
-    folders: list[TableFolder], applied: dict[str, int], result: LoadResult
+    folders: list[TableFolder], applied: dict[str, tuple[str, int]], result: LoadResult
 ) -> list[TableFolder]:
-    """The folders to apply, in order, their chain checked against the target's."""
-    done = [f for f in folders if f.folder in applied]
-    position = max((applied[f.folder] for f in done), default=None)
-    pending = [
-        f for f in folders if f.folder not in applied and (not done or f.name > done[-1].name)
-    ]
+    """The folders to apply, in order, their chain checked against the target's.
+
+    Where the chain stands is the target's own record (the table export it applied last),
+    not what the location still holds: applied folders may have been archived."""
+    last = last_applied_folder(applied)
+    position = last[1] if last else None
+    pending = [f for f in folders if f.folder not in applied and (not last or f.name > last[0])]
     chosen = []
     for index, folder in enumerate(pending):
         if folder.manifest is None:
@@ -123,6 +125,15 @@ def _pending_folders(
         position = folder.manifest.hwm_to.audit_key
         chosen.append(folder)
     return chosen
+
+
+def last_applied_folder(applied: dict[str, tuple[str, int]]) -> tuple[ExportName, int] | None:
+    """The table export the target applied last (the highest hwm-to) and its hwm-to."""
+    tables = [(position, name) for name, (kind, position) in applied.items() if kind == "tables"]
+    if not tables:
+        return None
+    position, name = max(tables)
+    return ExportName.parse(name), position
 
 
 def _apply_folder(location: Location, target: Target, folder: TableFolder, zone: tzinfo) -> int:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from tidegate.errors import TidegateError
 from tidegate.load.inventory import take_inventory
+from tidegate.load.loader import last_applied_folder
 from tidegate.load.target import Target, applied_table
 from tidegate.storage import Location
 
@@ -44,9 +45,9 @@ def load_position(location: Location, target_url: str) -> LoadPosition:
         inventory = take_inventory(location)
     except TidegateError as failure:
         return _position(target.safe_url, applied, (), (), None, error or failure.message)
-    done = [folder.name for folder in inventory.tables if folder.folder in applied]
+    last = last_applied_folder({name: (kind, pos) for name, (kind, _at, pos) in applied.items()})
     later = [
-        f for f in inventory.tables if f.folder not in applied and (not done or f.name > done[-1])
+        f for f in inventory.tables if f.folder not in applied and (not last or f.name > last[0])
     ]
     complete = tuple(f.folder for f in later if f.manifest is not None)
     waiting = next((f.folder for f in later if f.manifest is None), None)

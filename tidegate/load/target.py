@@ -166,13 +166,14 @@ class Target:
             tables[schema.name] = table
         return tables
 
-    def applied(self) -> dict[str, int]:
-        """Applied exports: name -> position."""
+    def applied(self) -> dict[str, tuple[str, int]]:
+        """Applied exports: name -> (kind, position)."""
 
-        def read(conn: Connection) -> dict[str, int]:
+        def read(conn: Connection) -> dict[str, tuple[str, int]]:
             metadata.create_all(conn)
-            rows = conn.execute(sa.select(applied_table.c.export, applied_table.c.position))
-            return {row[0]: int(row[1]) for row in rows}
+            columns = applied_table.c
+            rows = conn.execute(sa.select(columns.export, columns.kind, columns.position))
+            return {row[0]: (row[1], int(row[2])) for row in rows}
 
         return self._ddl(read)
 
