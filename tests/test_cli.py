@@ -156,7 +156,12 @@ def test_init_status_runs_end_to_end(source: Source) -> None:
     with source.engine().begin() as conn:
         conn.execute(table.insert(), [{"id": 1}, {"id": 2}])
     code, out, _err = run(source.tmp_path, *options, "status", "--json")
-    assert code == 0 and json.loads(out) == [{"table": "item", "pending": 2}]
+    assert code == 0
+    status = json.loads(out)
+    assert status["pending"] == [{"table": "item", "pending": 2}]
+    sizes = {size["table"]: size for size in status["footprint"]}
+    assert sizes["tidegate_pending"]["rows"] == 2 and sizes["tidegate_change"]["rows"] == 0
+    assert all(size["bytes"] > 0 for size in sizes.values()), sizes
     code, out, _err = run(source.tmp_path, *options, "runs", "--json")
     assert code == 0
     [record] = json.loads(out)

@@ -38,6 +38,7 @@ from tidegate.load.target import DIALECTS, Target, ddl
 from tidegate.load.verify import verify as verify_location
 from tidegate.lock import job_lock
 from tidegate.model import Change, Claim, InitReport, JobName, RunRecord, now_us, to_us
+from tidegate.retention import TableSize, purge, table_sizes
 from tidegate.runs import RunCounters
 from tidegate.storage import Location
 from tidegate.tables.chain import ChainStatus
@@ -182,6 +183,7 @@ def export_tables(
                 result = run_once(db, run.lock, location, settings, restart, progress)
                 if result is not None:
                     run.rows, run.files, run.bytes = result.rows, 3, result.bytes
+                purge(db, config.capture.keep, queue="tables")
             if result is None:
                 break
             results.append(result)
@@ -331,6 +333,7 @@ def export_initial(
                 progress or (lambda _e, _n: None),
             )
             _count(run, result.records, result.files)
+            purge(db, config.capture.keep, queue="entities")
         return result
 
 
@@ -382,6 +385,7 @@ def export_ongoing(
                     progress or (lambda _e, _n: None),
                 )
                 _count(run, result.records, result.files)
+                purge(db, config.capture.keep, queue="entities")
             results.append(result)
             if not (again and result.backlog):
                 return results
@@ -415,6 +419,14 @@ def pending_changes(config: Config) -> dict[str, int]:
         with db.engine.connect() as conn:
             runs.require_installed(db, conn)
         return capture.pending_by_table(db)
+
+
+def footprint(config: Config) -> list[TableSize]:
+    """Rows and bytes of each of tidegate's tables in the source (`tidegate status`)."""
+    with source(config) as db:
+        with db.engine.connect() as conn:
+            runs.require_installed(db, conn)
+        return table_sizes(db)
 
 
 def list_runs(

@@ -170,15 +170,21 @@ def uninstall(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Captured tables and their committed changes not yet claimed."""
-    pending = api.pending_changes(_options.config())
+    """Captured tables and their committed changes not yet claimed, and the size of each of
+    tidegate's own tables in the source."""
+    config = _options.config()
+    view = views.status_view(api.pending_changes(config), api.footprint(config))
     if as_json:
-        print_json([view.model_dump(mode="json") for view in views.pending_views(pending)])
+        print_json(view.model_dump(mode="json"))
         return
     table = Table("table", "pending changes")
-    for name, count in pending.items():
-        table.add_row(name, str(count))
+    for pending in view.pending:
+        table.add_row(pending.table, str(pending.pending))
     out.print(table)
+    sizes = Table("tidegate table", "rows", "bytes")
+    for size in view.footprint:
+        sizes.add_row(size.table, f"{size.rows:,}", "" if size.bytes is None else f"{size.bytes:,}")
+    out.print(sizes)
 
 
 RecordsPerFile = Annotated[

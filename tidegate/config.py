@@ -479,6 +479,19 @@ class TargetConfig(BaseModel):
     url: DatabaseUrl = "sqlite:///target.db"
 
 
+class CaptureConfig(BaseModel):
+    """``[capture]``: how long tidegate's records in the source are kept.
+
+    Attributes:
+        keep: exported changes and run records older than this are removed by export runs;
+            ``--reexport-since`` reaches back no further.
+    """
+
+    model_config = _FROZEN
+
+    keep: Duration = timedelta(days=7)
+
+
 class ScheduleConfig(BaseModel):
     """``[schedule]``: how often ``tidegate serve`` starts each job; None means never.
 
@@ -526,6 +539,7 @@ class Config(BaseModel):
     tables: TablesConfig = Field(default_factory=TablesConfig)
     entities: EntitiesConfig = Field(default_factory=EntitiesConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     origin: str = "defaults"

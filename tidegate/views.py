@@ -22,6 +22,7 @@ from tidegate.entities.records import EntityStatus
 from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.position import LoadPosition
 from tidegate.model import RunRecord
+from tidegate.retention import TableSize
 from tidegate.scheduler import Scheduled
 from tidegate.tables.chain import ChainStatus
 
@@ -70,6 +71,20 @@ class RunView(View):
 class PendingView(View):
     table: str
     pending: int
+
+
+class TableSizeView(View):
+    table: str
+    rows: int
+    bytes: int | None
+
+
+class StatusView(View):
+    """`tidegate status`: pending changes per captured table, and the size of each of
+    tidegate's own tables in the source."""
+
+    pending: list[PendingView]
+    footprint: list[TableSizeView]
 
 
 class ProblemView(View):
@@ -180,8 +195,11 @@ def run_view(record: RunRecord) -> RunView:
     )
 
 
-def pending_views(pending: dict[str, int]) -> list[PendingView]:
-    return [PendingView(table=name, pending=count) for name, count in pending.items()]
+def status_view(pending: dict[str, int], footprint: list[TableSize]) -> StatusView:
+    return StatusView(
+        pending=[PendingView(table=name, pending=count) for name, count in pending.items()],
+        footprint=[TableSizeView(table=t.table, rows=t.rows, bytes=t.bytes) for t in footprint],
+    )
 
 
 def verify_view(inventory: Inventory, found: list[Problem]) -> VerifyView:

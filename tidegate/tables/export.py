@@ -26,12 +26,14 @@ from sqlalchemy.engine import Connection
 from tidegate.capture import captured_tables, oldest_pending_us
 from tidegate.capture.ticks import claim
 from tidegate.db import Database
+from tidegate.errors import ExportError
 from tidegate.formats import manifest as manifest_format
 from tidegate.formats.manifest import HighWaterMark, Manifest, MemberSize, TableEntry
 from tidegate.formats.naming import SCHEMA_MEMBER, ExportName, deleted_member_name
 from tidegate.formats.tablezip import TableZipWriter, sha1_line
 from tidegate.lock import HeldLock
 from tidegate.model import from_us, now_us, to_us
+from tidegate.retention import kept_since
 from tidegate.storage import Location
 from tidegate.tables import stream
 from tidegate.tables.pipeline import non_empty, prefetched, transcoded
@@ -83,6 +85,8 @@ def run_once(
     Raises:
         LockLost: the `tables` lock was lost; the run stopped before its next step.
     """
+    if restart is not None and restart.mode == "reexport":
+        _refuse_beyond_kept(db, restart)
     state = _stream_state(db, settings)
     step = next_step(state, restart)
     if step is None:
@@ -109,6 +113,20 @@ def run_once(
         isinstance(step, Redo),
         claim_until,
     )
+
+
+def _refuse_beyond_kept(db: Database, restart: Restart) -> None:
+    """A re-export since before the kept window would miss the changes removed since."""
+    with db.engine.connect() as conn:
+        kept = kept_since(db, conn)
+    if kept is not None and restart.since_us is not None and restart.since_us < to_us(kept):
+        raise ExportError(
+            f"--reexport-since {from_us(restart.since_us).isoformat()}: changes before "
+            f"{kept.isoformat()} are no longer kept ([capture] keep); the oldest date a "
+            f"re-export can reach is {kept.isoformat()}",
+            "re-export since that date or later, or --restart-from DATE, which reads the "
+            "tables themselves",
+        )
 
 
 def _published_folder(

@@ -26,18 +26,18 @@ from tidegate.views import (
     EntityView,
     LoadView,
     OverviewView,
-    PendingView,
     RunView,
     ScheduledView,
+    StatusView,
     VerifyView,
     activity_view,
     chain_view,
     entity_view,
     load_view,
     overview_view,
-    pending_views,
     run_view,
     scheduled_view,
+    status_view,
     verify_view,
 )
 from tidegate.web.security import COOKIE, session_value, token_matches
@@ -158,9 +158,10 @@ def position(config: ConfigDep) -> LoadView:
 
 
 @router.get("/status", responses=REFUSALS)
-def status(config: ConfigDep) -> list[PendingView]:
-    """Committed changes not yet claimed, per captured table (`tidegate status --json`)."""
-    return pending_views(api.pending_changes(config))
+def status(config: ConfigDep) -> StatusView:
+    """Committed changes not yet claimed, per captured table, and the rows and bytes of
+    tidegate's own tables in the source (`tidegate status --json`)."""
+    return status_view(api.pending_changes(config), api.footprint(config))
 
 
 @router.get("/runs", responses=REFUSALS)
