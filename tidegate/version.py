@@ -1,3 +1,3 @@
 """The tidegate version, written into every export's manifest."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -7,7 +7,7 @@ All times are whole UTC seconds since 1970.
     <info>
     <created-ts>1521091600</created-ts>
     <gim-schema-version>3f2a…</gim-schema-version>
-    <gim-version>0.1.0</gim-version>
+    <gim-version>0.2.0</gim-version>
     <hwm-from audit-key="13" created-ts="1520919983"/>
     <hwm-to audit-key="200074" created-ts="1520995485"/>
     <max-data-ts>1521006157</max-data-ts>
