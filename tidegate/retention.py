@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate import control
-from tidegate.capture.base import sql_file
+from tidegate.capture.base import has_sql_file, sql_file
 from tidegate.db import Database
 from tidegate.model import from_us, now_us
 
@@ -92,6 +92,7 @@ def purge(db: Database, keep: timedelta, *, queue: Literal["tables", "entities"]
     )
     if changes:
         _record_kept_since(db, cutoff)
+        _reclaim(db, change, control.pending)
     ticks = _in_batches(
         db,
         tick.c.audit_key,
@@ -224,6 +225,17 @@ def _in_batches(
         deleted += len(keys)
         if len(keys) < BATCH:
             return deleted
+
+
+def _reclaim(db: Database, *tables: sa.Table) -> None:
+    """Make the removed rows' space reusable now, where the database needs telling
+    (PostgreSQL's VACUUM; InnoDB and SQLite reuse freed pages by themselves)."""
+    if not has_sql_file(db.dialect, "reclaim"):
+        return
+    names = ", ".join(db.qualified(table.name) for table in tables)
+    statement = sql_file(db.dialect, "reclaim").format(tables=names)
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(statement)
 
 
 def _record_kept_since(db: Database, cutoff: int) -> None:

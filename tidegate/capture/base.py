@@ -37,6 +37,12 @@ def sql_file(dialect: str, name: str) -> str:
     return "\n".join(lines)
 
 
+def has_sql_file(dialect: str, name: str) -> bool:
+    """Whether the dialect has the statement ``sql/<dialect>/<name>.sql`` (some steps exist
+    only where a database needs them)."""
+    return resources.files("tidegate.capture").joinpath("sql", dialect, f"{name}.sql").is_file()
+
+
 def run_ddl(conn: Connection, statement: str) -> None:
     """Run one DDL statement exactly as written.
 
