@@ -150,7 +150,7 @@ def test_a_source_connection_cut_mid_export_is_one_error_then_recovered(
     pg_source.url = url.render_as_string(hide_password=False)
     from tidegate.tables import readers
 
-    original = readers.PostgresReader.rows
+    original = readers.CopyReader.rows
 
     def rows_then_cut(self: object, *args: object) -> Iterator[bytes]:
         chunks = original(self, *args)  # type: ignore[arg-type]
@@ -160,12 +160,12 @@ def test_a_source_connection_cut_mid_export_is_one_error_then_recovered(
             yield first
         yield from chunks
 
-    monkeypatch.setattr(readers.PostgresReader, "rows", rows_then_cut)
+    monkeypatch.setattr(readers.CopyReader, "rows", rows_then_cut)
     code, _out, err = export_cli(pg_source, pg_source.tmp_path / "exports")
     assert code == 1
     assert not err.startswith("Error: unexpected "), err  # an error tidegate did not foresee
     assert_one_error(err, r"Error: .*(terminat|connection|closed|lost).*")
-    monkeypatch.setattr(readers.PostgresReader, "rows", original)
+    monkeypatch.setattr(readers.CopyReader, "rows", original)
     code, _out, err = export_cli(pg_source, pg_source.tmp_path / "exports")
     assert code == 0, err
     assert_rebuild_equals_source(pg_source, pg_source.tmp_path / "exports", *sample_tables())
@@ -184,16 +184,16 @@ def test_a_target_connection_cut_mid_load_is_one_error_then_recovered(
     filled_source(sqlite_source)
     config = sqlite_source.config(f"target.url={target.url}")
     tidegate.export_tables(config)
-    from tidegate.load import tablefolder
+    from tidegate.load import staging
 
-    original = tablefolder._counted
+    original = staging.counted
 
     def counted_then_cut(*args: object) -> None:
         original(*args)  # type: ignore[arg-type]
         terminate_backends(target.url, name)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tablefolder, "_counted", counted_then_cut)
+        patch.setattr(staging, "counted", counted_then_cut)
         code, _out, err = run(
             tmp_path, "load", str(tmp_path / "exports"), "--target", target.url, config=""
         )

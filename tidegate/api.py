@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from tidegate import capture, runs
+from tidegate import capture, runs, urls
 from tidegate.config import Config
 from tidegate.db import Database, connect, connection_lost
 from tidegate.entities import records
@@ -34,7 +34,8 @@ from tidegate.load.loader import load as load_location
 from tidegate.load.position import LoadPosition
 from tidegate.load.position import load_position as position_at
 from tidegate.load.schemas import newest_schemas
-from tidegate.load.target import DIALECTS, Target, ddl
+from tidegate.load.target import Target, ddl
+from tidegate.load.targets import DIALECTS
 from tidegate.load.verify import verify as verify_location
 from tidegate.lock import job_lock
 from tidegate.model import Change, Claim, InitReport, JobName, RunRecord, now_us, to_us
@@ -508,9 +509,13 @@ def target_ddl(
 ) -> str:
     """The SQL creating the target tables for the newest schema of every table exported at
     the location, for a dialect (default: [target] url's)."""
-    chosen = dialect or Target(config.target.url).dialect
-    chosen = "mysql" if chosen == "mariadb" else chosen
-    if chosen not in DIALECTS:
+    if dialect is None:
+        target = Target(config.target.url)
+        chosen = target.dialect
+        target.dispose()
+    elif urls.one_name(dialect) in DIALECTS:
+        chosen = DIALECTS[urls.one_name(dialect)]()
+    else:
         raise ConfigError(
             f"--dialect {dialect!r} is not a target dialect", f"use one of {', '.join(DIALECTS)}"
         )

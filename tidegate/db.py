@@ -10,40 +10,15 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.engine import URL, Connection, Engine
 
+from tidegate import urls
 from tidegate.errors import ConfigError, SourceError, SourceUnavailable
-from tidegate.model import TimeKind
-
-Dialect = Literal["sqlite", "postgresql", "mysql"]
-
-# A URL without a driver ("postgresql://") would make SQLAlchemy look for psycopg2, which
-# tidegate does not install. We pick the drivers tidegate ships with instead.
-DEFAULT_DRIVERS = {
-    "postgresql": "psycopg",
-    "postgres": "psycopg",
-    "mysql": "pymysql",
-    "mariadb": "pymysql",
-}
-
-DRIVER_PACKAGES = {
-    "psycopg2": "psycopg2-binary",
-    "mysqldb": "mysqlclient",
-    "asyncpg": "asyncpg",
-    "pg8000": "pg8000",
-    "mysqlconnector": "mysql-connector-python",
-    "aiomysql": "aiomysql",
-    "duckdb": "duckdb-engine",
-}
-
-SUPPORTED_BACKENDS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
-
-SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
+from tidegate.sources import DIALECTS, SourceDialect
 
 
 @dataclass(frozen=True)
@@ -52,7 +27,7 @@ class Database:
 
     Attributes:
         engine: the SQLAlchemy engine.
-        dialect: "sqlite", "postgresql" or "mysql" (MariaDB is "mysql").
+        dialect: what sets this kind of database apart (see `tidegate.sources`).
         schema: the schema holding the source tables and tidegate's own tables
             (PostgreSQL); None elsewhere.
         origin: the config file (or override) the URL came from, for messages.
@@ -60,7 +35,7 @@ class Database:
     """
 
     engine: Engine
-    dialect: Dialect
+    dialect: SourceDialect
     schema: str | None
     origin: str
     section: str
@@ -100,8 +75,8 @@ class Database:
             write: on SQLite, take the write lock at BEGIN (BEGIN IMMEDIATE) so that a
                 read-then-write transaction never fails half-way on a lock upgrade.
         """
-        if write and self.dialect == "sqlite":
-            return self.engine.execution_options(tidegate_write=True).begin()
+        if write and self.dialect.write_options:
+            return self.engine.execution_options(**self.dialect.write_options).begin()
         return self.engine.begin()
 
     @contextmanager
@@ -113,37 +88,9 @@ class Database:
         it started, so a change made by a still-open transaction is neither seen nor waited
         for. (At MariaDB's default REPEATABLE READ, INSERT … SELECT would take locks.)
         """
-        options: dict[str, Any] = {}
-        if self.dialect in ("postgresql", "mysql"):
-            options["isolation_level"] = "READ COMMITTED"
-        elif self.dialect == "sqlite":
-            options["tidegate_write"] = True
+        options = self.dialect.read_committed_options
         with self.engine.connect().execution_options(**options) as conn:
             yield conn
-
-
-def parse_url(url: str, label: str) -> URL:
-    """Parse a SQLAlchemy URL and fill in tidegate's default driver.
-
-    Raises:
-        ConfigError: the text is not a database URL.
-    """
-    try:
-        parsed = sa.make_url(url)
-    except exc.ArgumentError:
-        raise ConfigError(
-            f"{label}: not a database URL: {url!r}",
-            "use a SQLAlchemy URL such as sqlite:///source.db or postgresql://user@host/dbname",
-        ) from None
-    backend, _, driver = parsed.drivername.partition("+")
-    if backend not in SUPPORTED_BACKENDS:
-        raise ConfigError(
-            f"{label}: {backend!r} databases are not supported",
-            "tidegate reads sqlite://, postgresql:// and mysql:// (or mariadb://) URLs",
-        )
-    if not driver and backend in DEFAULT_DRIVERS:
-        parsed = parsed.set(drivername=f"{backend}+{DEFAULT_DRIVERS[backend]}")
-    return parsed
 
 
 def connect(
@@ -171,42 +118,26 @@ def connect(
         SourceUnavailable: the server refused the connection.
     """
     label = f"{origin}: [{section}] url"
-    parsed = parse_url(url, label)
-    if must_exist and parsed.get_backend_name() == "sqlite":
-        _require_sqlite_file(parsed, label)
-    engine = _create_engine(parsed, label)
-    dialect = _dialect_name(engine, label)
-    _install_dialect_hooks(engine, dialect)
-    db = Database(
-        engine, dialect, schema or None if dialect == "postgresql" else None, origin, section
-    )
-    if schema and dialect != "postgresql":
+    parsed, kind = urls.parse(url, label, DIALECTS, "sqlite:///source.db")
+    dialect = DIALECTS[kind]()
+    if must_exist:
+        dialect.require_exists(parsed, label)
+    engine = _create_engine(parsed, dialect, label)
+    dialect.install_hooks(engine)
+    db = Database(engine, dialect, schema or None, origin, section)
+    if schema and not dialect.has_schemas:
         raise ConfigError(
             f"{db.key_label('schema')}: schemas are only used on PostgreSQL",
             "leave [source] schema empty; on MySQL/MariaDB put the database name in the URL",
         )
-    if check or dialect == "postgresql":
+    if check or dialect.has_schemas:
         db = _checked(db)
     return db
 
 
-def _require_sqlite_file(parsed: URL, label: str) -> None:
-    database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    if not Path(database).is_file():
-        raise ConfigError(
-            f"{label}: SQLite database file {database!r} does not exist",
-            "check the path in the URL: sqlite:///relative/path.db or sqlite:////absolute/path.db",
-        )
-
-
-def _create_engine(parsed: URL, label: str) -> Engine:
-    options: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+def _create_engine(parsed: URL, dialect: SourceDialect, label: str) -> Engine:
     try:
-        return sa.create_engine(parsed, **options)
+        return sa.create_engine(parsed, **dialect.engine_options())
     except exc.NoSuchModuleError:
         raise ConfigError(
             f"{label}: unknown database kind {parsed.drivername!r}",
@@ -214,7 +145,7 @@ def _create_engine(parsed: URL, label: str) -> Engine:
         ) from None
     except ImportError as error:
         driver = parsed.get_driver_name()
-        package = DRIVER_PACKAGES.get(driver, getattr(error, "name", None) or driver)
+        package = urls.DRIVER_PACKAGES.get(driver, getattr(error, "name", None) or driver)
         raise ConfigError(
             f"{label}: the driver {driver!r} for {parsed.get_backend_name()} is not installed",
             f"pip install {package}, or drop '+{driver}' from the URL to use tidegate's "
@@ -222,53 +153,16 @@ def _create_engine(parsed: URL, label: str) -> Engine:
         ) from None
 
 
-def _dialect_name(engine: Engine, label: str) -> Dialect:
-    name = engine.dialect.name
-    if name in ("mysql", "mariadb"):
-        return "mysql"
-    if name in ("sqlite", "postgresql"):
-        return name  # type: ignore[return-value]
-    raise ConfigError(
-        f"{label}: {name} is not supported as a source",
-        "tidegate reads SQLite, PostgreSQL and MySQL/MariaDB sources",
-    )
-
-
-def _install_dialect_hooks(engine: Engine, dialect: Dialect) -> None:
-    if dialect == "sqlite":
-        # pysqlite's own transaction handling issues BEGIN lazily and never for DDL; we
-        # take control so that DDL is transactional and writers can BEGIN IMMEDIATE.
-        @event.listens_for(engine, "connect")
-        def _no_implicit_transactions(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get("tidegate_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    elif dialect == "mysql":
-        # tidegate's own timestamps are integers, but reflection and any TIMESTAMP it reads
-        # must not depend on the server's or the session's local time zone.
-        @event.listens_for(engine, "connect")
-        def _utc_session(dbapi_conn: Any, _record: Any) -> None:
-            with dbapi_conn.cursor() as cursor:
-                cursor.execute("SET time_zone = '+00:00'")
-
-
 def _checked(db: Database) -> Database:
-    """Connect once; on PostgreSQL also resolve and check the schema."""
+    """Connect once; where the database has schemas, resolve and check the schema."""
     try:
         with db.engine.connect() as conn:
-            if db.dialect != "postgresql":
+            if not db.dialect.has_schemas:
                 return db
             if db.schema is None:
-                current = conn.execute(sa.text("SELECT current_schema()")).scalar()
-                return Database(db.engine, db.dialect, str(current), db.origin, db.section)
-            found = conn.execute(
-                sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :name"),
-                {"name": db.schema},
-            ).scalar()
+                current = db.dialect.current_schema(conn)
+                return Database(db.engine, db.dialect, current, db.origin, db.section)
+            found = db.dialect.schema_exists(conn, db.schema)
     except exc.DBAPIError as error:
         raise unavailable(db, error) from None
     if not found:
@@ -356,55 +250,7 @@ def primary_key(db: Database, table: str) -> tuple[str, ...]:
     return tuple(constraint.get("constrained_columns") or ())
 
 
-def time_kind(db: Database, column_type: Any) -> TimeKind | None:
-    """How a column stores time, or None when it is no date or time column."""
-    if db.dialect == "sqlite":
-        return "sqlite"  # SQLite columns have no types; the capture reads the value
-    if isinstance(column_type, sa.DateTime):
-        if column_type.timezone or (
-            type(column_type).__name__ == "TIMESTAMP" and (db.dialect == "mysql")
-        ):
-            return "timestamptz"  # MySQL TIMESTAMP is stored in UTC
-        return "timestamp"
-    if isinstance(column_type, sa.Date):
-        return "date"
-    return None
-
-
 def column_types(db: Database, table: str) -> dict[str, Any]:
     """Column name -> SQLAlchemy type, in table order."""
     columns = sa.inspect(db.engine).get_columns(table, schema=db.schema)
     return {column["name"]: column["type"] for column in columns}
-
-
-def portable_type(column_type: Any) -> str:
-    """A portable name for a column's type: what the loader creates in the target."""
-    checks: list[tuple[type[Any], str]] = [
-        (sa.Boolean, "boolean"),
-        (sa.SmallInteger, "smallint"),
-        (sa.BigInteger, "bigint"),
-        (sa.Integer, "integer"),
-        (sa.Float, "float"),
-        (sa.Numeric, "numeric"),
-        (sa.DateTime, "timestamp"),
-        (sa.Date, "date"),
-        (sa.Time, "time"),
-        (sa.LargeBinary, "binary"),
-        (sa.JSON, "json"),
-        (sa.String, "text"),
-    ]
-    for kind, name in checks:
-        if isinstance(column_type, kind):
-            if name == "timestamp" and getattr(column_type, "timezone", False):
-                return "timestamptz"
-            if name == "numeric":
-                precision = getattr(column_type, "precision", None)
-                scale = getattr(column_type, "scale", None)
-                if precision is not None:
-                    return f"numeric({precision},{scale or 0})"
-            if name == "text" and getattr(column_type, "length", None):
-                return f"varchar({column_type.length})"
-            return name
-    if type(column_type).__name__ in ("BYTEA", "BLOB", "VARBINARY", "BINARY"):
-        return "binary"
-    return "text"

@@ -53,6 +53,7 @@ from sqlalchemy.engine import Connection
 from tidegate.db import Database, connection_lost, database_error, driver_reason, unavailable
 from tidegate.errors import JobBusy, LockLost, SourceError, SourceUnavailable
 from tidegate.model import JobName
+from tidegate.sources.base import ServerLock
 
 POLL_SECONDS = 0.2
 LOCK_ATTEMPTS = 2
@@ -64,10 +65,7 @@ _memory_locks: dict[str, threading.Lock] = {}
 
 def lock_name(db: Database, job: JobName) -> str:
     """A stable name for the lock of a job in one database."""
-    url = db.engine.url
-    where = f"{url.host or ''}:{url.port or ''}/{url.database or ''}/{db.schema or ''}"
-    if db.dialect == "sqlite" and url.database and url.database != ":memory:":
-        where = os.path.realpath(url.database)
+    where = db.dialect.lock_place(db.engine.url, db.schema)
     digest = hashlib.sha1(where.encode()).hexdigest()[:16]
     return f"tidegate:{digest}:{job}"
 
@@ -90,20 +88,21 @@ def job_lock(db: Database, job: JobName, *, wait_seconds: float = 0) -> Iterator
             lock was being taken on twice.
     """
     name = lock_name(db, job)
-    if db.dialect == "sqlite":
-        database = db.engine.url.database
-        if not database or database == ":memory:":
-            with _memory_lock(name, job, wait_seconds):
-                yield HeldLock(db, job)
-        else:
-            with _file_lock(database, job, wait_seconds):
-                yield HeldLock(db, job)
-    else:
-        held = _ServerLock(db, job, name, _locked_connection(db, name, job, wait_seconds))
+    server_lock = db.dialect.server_lock
+    database = db.engine.url.database
+    if server_lock is not None:
+        conn = _locked_connection(db, server_lock, name, job, wait_seconds)
+        held = _ServerLock(db, job, name, server_lock, conn)
         try:
             yield held
         finally:
             held.release()
+    elif not database or database == ":memory:":
+        with _memory_lock(name, job, wait_seconds):
+            yield HeldLock(db, job)
+    else:
+        with _file_lock(database, job, wait_seconds):
+            yield HeldLock(db, job)
 
 
 class HeldLock:
@@ -156,9 +155,12 @@ class _ServerLock(HeldLock):
     to a new session, which does not hold the lock (the ownership check sees that too).
     """
 
-    def __init__(self, db: Database, job: JobName, name: str, conn: Connection) -> None:
+    def __init__(
+        self, db: Database, job: JobName, name: str, statements: ServerLock, conn: Connection
+    ) -> None:
         super().__init__(db, job)
         self._name = name
+        self._statements = statements
         self._conn = conn
         self._guard = threading.Lock()
         self._lost: str | None = None  # why, once the lock is known to be gone
@@ -199,21 +201,9 @@ class _ServerLock(HeldLock):
 
     def _holds(self) -> bool:
         """Whether this session holds the lock (one query, in the current transaction)."""
-        if self.db.dialect == "postgresql":
-            key = _advisory_key(self._name)
-            statement = sa.text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND pid = pg_backend_pid() AND classid = CAST(:high AS oid) "
-                "AND objid = CAST(:low AS oid) AND objsubid = 1"
-            )
-            parameters: dict[str, object] = {
-                "high": (key >> 32) & 0xFFFFFFFF,
-                "low": key & 0xFFFFFFFF,
-            }
-        else:
-            statement = sa.text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()")
-            parameters = {"name": self._name}
-        return bool(self._conn.execute(statement, parameters).scalar())
+        statements = self._statements
+        held = self._conn.execute(sa.text(statements.held), statements.params(self._name))
+        return bool(held.scalar())
 
     def _verify(self) -> str | None:
         """None while this session holds the lock, else why it does not; the caller
@@ -241,7 +231,7 @@ class _ServerLock(HeldLock):
         self._keeper.join()
         try:
             if self._lost is None:
-                _server_unlock(self.db, self._conn, self._name)
+                _server_unlock(self._statements, self._conn, self._name)
         finally:
             self._conn.close()
 
@@ -294,12 +284,9 @@ def _retry(try_once: Callable[[], bool], wait_seconds: float) -> bool:
         time.sleep(POLL_SECONDS)
 
 
-def _advisory_key(name: str) -> int:
-    """A signed 64-bit key for pg_advisory_lock, derived from the lock name."""
-    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
-
-
-def _locked_connection(db: Database, name: str, job: JobName, wait_seconds: float) -> Connection:
+def _locked_connection(
+    db: Database, statements: ServerLock, name: str, job: JobName, wait_seconds: float
+) -> Connection:
     """A connection of its own that holds the job's server lock.
 
     The pool's pre-ping finds a session that ended while it sat in the pool, but the server
@@ -322,7 +309,7 @@ def _locked_connection(db: Database, name: str, job: JobName, wait_seconds: floa
         except sa.exc.DBAPIError as error:
             raise unavailable(db, error) from None
         try:
-            _server_lock(db, conn, name, job, max(0.0, deadline - time.monotonic()))
+            _server_lock(statements, conn, name, job, max(0.0, deadline - time.monotonic()))
             return conn
         except sa.exc.DBAPIError as error:
             conn.close()
@@ -346,14 +333,9 @@ def _lost(job: JobName, error: sa.exc.DBAPIError) -> SourceUnavailable:
 
 
 def _server_lock(
-    db: Database, conn: Connection, name: str, job: JobName, wait_seconds: float
+    statements: ServerLock, conn: Connection, name: str, job: JobName, wait_seconds: float
 ) -> None:
-    if db.dialect == "postgresql":
-        statement = sa.text("SELECT pg_try_advisory_lock(:key)")
-        parameters: dict[str, object] = {"key": _advisory_key(name)}
-    else:
-        statement = sa.text("SELECT GET_LOCK(:name, 0)")
-        parameters = {"name": name}
+    statement, parameters = sa.text(statements.take), statements.params(name)
 
     def try_once() -> bool:
         return bool(conn.execute(statement, parameters).scalar())
@@ -364,14 +346,11 @@ def _server_lock(
         raise _busy(job, wait_seconds)
 
 
-def _server_unlock(db: Database, conn: Connection, name: str) -> None:
+def _server_unlock(statements: ServerLock, conn: Connection, name: str) -> None:
     if conn.invalidated or conn.closed:
         return  # the server dropped the session, and with it the lock
     try:
-        if db.dialect == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _advisory_key(name)})
-        else:
-            conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+        conn.execute(sa.text(statements.release), statements.params(name))
         conn.commit()
     except sa.exc.DBAPIError:
         # Either the server ended the session, and its lock went with it, or the session

@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate import control
-from tidegate.capture.base import has_sql_file, sql_file
 from tidegate.db import Database
 from tidegate.model import from_us, now_us
 
@@ -151,7 +150,7 @@ def kept_since(db: Database, conn: Connection) -> datetime | None:
 def table_sizes(db: Database) -> list[TableSize]:
     """Rows and bytes of each of tidegate's tables in the source, in name order."""
     names = sorted(control.TABLE_NAMES)
-    statement = sa.text(sql_file(db.dialect, "table_bytes")).bindparams(
+    statement = sa.text(db.dialect.sql("table_bytes")).bindparams(
         sa.bindparam("names", expanding=True)
     )
     with db.engine.connect() as raw:
@@ -230,10 +229,10 @@ def _in_batches(
 def _reclaim(db: Database, *tables: sa.Table) -> None:
     """Make the removed rows' space reusable now, where the database needs telling
     (PostgreSQL's VACUUM; InnoDB and SQLite reuse freed pages by themselves)."""
-    if not has_sql_file(db.dialect, "reclaim"):
+    if not db.dialect.has_sql("reclaim"):
         return
     names = ", ".join(db.qualified(table.name) for table in tables)
-    statement = sql_file(db.dialect, "reclaim").format(tables=names)
+    statement = db.dialect.sql("reclaim").format(tables=names)
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(statement)
 

@@ -20,6 +20,7 @@ from tests.conftest import Source
 from tidegate import api
 from tidegate.entities import snapshot
 from tidegate.entities.initial import MAX_FILES, files_cap
+from tidegate.sources.postgresql import PostgresSource
 
 Micro = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
@@ -169,7 +170,7 @@ def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     row_to_json) where it applies, and the Python path every source has."""
     if request.param == "python":
         monkeypatch.setenv("TIDEGATE_NO_CLIENTS", "1")
-        monkeypatch.setattr(snapshot, "row_json", lambda *args: None)
+        monkeypatch.setattr(PostgresSource, "row_json", lambda *args: None)
     return str(request.param)
 
 

@@ -30,7 +30,7 @@ LOADER = textwrap.dedent(r"""
     import sys, time
     import tidegate
     from tidegate import api
-    from tidegate.load import entityrun, loader, tablefolder
+    from tidegate.load import entityrun, loader, staging
 
     def pause():
         print("PAUSED", flush=True)
@@ -49,11 +49,11 @@ LOADER = textwrap.dedent(r"""
         if point == "between-exports" and len(loads) == 2:
             pause()  # one export committed, the next not begun
     if point == "inside-merge":
-        original_counted = tablefolder._counted
+        original_counted = staging.counted
         def counted(*args):
             original_counted(*args)
             pause()  # a table's rows loaded, the export's transaction open
-        tablefolder._counted = counted
+        staging.counted = counted
     if point == "inside-entity-run":
         original_replace = entityrun._replace
         def replace(*args):

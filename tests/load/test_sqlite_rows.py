@@ -20,7 +20,7 @@ from tests.load.helpers import assert_target_equals_source
 from tests.load.test_refusals import assert_one_error, cli, rewrite
 from tests.tables.helpers import Micro
 from tidegate import api
-from tidegate.load.tablefolder import ROWS_PER_INSERT
+from tidegate.load.targets.sqlite import ROWS_PER_INSERT
 
 
 def readings() -> sa.Table:

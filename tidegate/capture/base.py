@@ -8,8 +8,6 @@ SQLAlchemy, and runs them.
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, ClassVar
 
 import sqlalchemy as sa
@@ -18,29 +16,15 @@ from sqlalchemy.engine import Connection
 from tidegate import control
 from tidegate.db import Database
 from tidegate.model import CapturedTable, TimeColumn
+from tidegate.sources.base import read_sql
 
 if TYPE_CHECKING:
     from tidegate.capture.ticks import Queue
 
 
-@cache
 def sql_file(dialect: str, name: str) -> str:
-    """The statement in ``sql/<dialect>/<name>.sql``, without its header comment.
-
-    The header documents the statement for readers; it is dropped so that its mentions of
-    the {placeholders} are not filled in and sent along.
-    """
-    path = resources.files("tidegate.capture").joinpath("sql", dialect, f"{name}.sql")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
-        lines.pop(0)
-    return "\n".join(lines)
-
-
-def has_sql_file(dialect: str, name: str) -> bool:
-    """Whether the dialect has the statement ``sql/<dialect>/<name>.sql`` (some steps exist
-    only where a database needs them)."""
-    return resources.files("tidegate.capture").joinpath("sql", dialect, f"{name}.sql").is_file()
+    """The statement in ``sql/<dialect>/<name>.sql``, without its header comment."""
+    return read_sql("tidegate.capture", dialect, name)
 
 
 def run_ddl(conn: Connection, statement: str) -> None:

@@ -7,7 +7,6 @@ from dataclasses import replace
 from sqlalchemy import exc
 
 from tidegate import control
-from tidegate.capture.base import run_ddl
 from tidegate.capture.registry import capture_for, captured_tables, register, unregister
 from tidegate.config import TablesConfig
 from tidegate.db import (
@@ -16,16 +15,11 @@ from tidegate.db import (
     database_error,
     list_tables,
     primary_key,
-    time_kind,
 )
 from tidegate.errors import CaptureError
 from tidegate.formats.tableschema import MAX_NAME, portable_name
 from tidegate.model import CapturedTable, InitReport, TimeColumn
 from tidegate.runs import require_installed
-
-# How long init waits for a writer's open transaction to release a table before it gives
-# up (PostgreSQL); replacing a trigger needs a short exclusive lock on the table.
-LOCK_TIMEOUT = "30s"
 
 
 def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[CapturedTable]:
@@ -91,7 +85,7 @@ def _time_column(
         raise CaptureError(
             f"{where}: table {table!r} has no column {column!r}", f"columns: {', '.join(types)}"
         )
-    kind = time_kind(db, types[column])
+    kind = db.dialect.time_kind(types[column])
     if kind is None:
         raise CaptureError(
             f"{where}: column {column!r} is not a date or timestamp",
@@ -133,8 +127,7 @@ def install(db: Database, tables: TablesConfig, timezone: str = "UTC") -> InitRe
     capture = capture_for(db)
     try:
         with db.begin(write=True) as conn:
-            if db.dialect == "postgresql":
-                run_ddl(conn, f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            db.dialect.start_ddl(conn)
             created = control.create(db, conn)
             existing = captured_tables(db, conn)
             next_id = max((table.table_id for table in existing.values()), default=0) + 1

@@ -24,7 +24,7 @@ _CAPTURES: dict[str, type[TriggerCapture]] = {
 
 def capture_for(db: Database) -> TriggerCapture:
     """The trigger capture for the database's dialect."""
-    return _CAPTURES[db.dialect](db)
+    return _CAPTURES[db.dialect.name](db)
 
 
 def captured_tables(db: Database, conn: Connection) -> dict[str, CapturedTable]:

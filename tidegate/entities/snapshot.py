@@ -24,12 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.clients import client, stream_lines
-from tidegate.db import Database, inline_sql, portable_type
-from tidegate.entities import columns as columns_
+from tidegate.db import Database, inline_sql
 from tidegate.entities import sqliteshell
 from tidegate.entities.catalog import Entity
-from tidegate.entities.rowjson import JsonSource, grouped_rows, row_json
 from tidegate.formats.jsonl import MAX_KEY_COLUMNS, entity_record, key_text, timestamp_text
+from tidegate.sources.base import JsonSource
 
 # Entities read per transaction when exporting by key range: larger batches spend less on
 # starting transactions (5,000 against 1,000 was 10% faster on PostgreSQL), smaller ones
@@ -89,7 +88,8 @@ class EntityReader:
         inspector = sa.inspect(db.engine)
         self.tables = [self._table(inspector, table) for table in entity.tables]
         self.root = self.tables[0]
-        # The fast path (rowjson.py) when the server can write every table's rows.
+        # The fast path (`SourceDialect.row_json`) when the server can write every table's
+        # rows.
         self.fast = all(table.json is not None for table in self.tables)
         self._head = '{"OBJ":' + _json_text(entity.name) + ',"TIMESTAMP":"'
         self._labels = [_json_text(table.name) + ":[" for table in self.tables]
@@ -102,8 +102,7 @@ class EntityReader:
         pk = inspector.get_pk_constraint(name, schema=self.db.schema)
         times = tuple(i for i, c in enumerate(columns) if isinstance(c["type"], sa.DateTime))
         selected = tuple(
-            columns_.selected(self.db.dialect, clause.c[c["name"]], c, self.zone, key)
-            for c in columns
+            self.db.dialect.entity_column(clause.c[c["name"]], c, self.zone, key) for c in columns
         )
         return _Table(
             name,
@@ -113,10 +112,10 @@ class EntityReader:
             key,
             operator.itemgetter(*(names.index(k) for k in key)),
             tuple(pk.get("constrained_columns") or key),
-            times if self.db.dialect == "sqlite" else (),
+            times if self.db.dialect.times_as_text else (),
             any(_may_be_null(e, c) for e, c in zip(selected, columns, strict=True)),
             frozenset(i for i, name in enumerate(key) if _is_time(columns, name)),
-            row_json(self.db.dialect, clause, columns, self.zone),
+            self.db.dialect.row_json(clause, columns, self.zone),
             {
                 "name": name,
                 "root_key": list(key),
@@ -124,7 +123,7 @@ class EntityReader:
                 "columns": [
                     {
                         "name": c["name"],
-                        "type": portable_type(c["type"]),
+                        "type": self.db.dialect.portable_type(c["type"]),
                         "nullable": bool(c.get("nullable", True)),
                     }
                     for c in columns
@@ -175,9 +174,10 @@ class EntityReader:
 
     def _shell(self) -> str | None:
         """The sqlite3 shell, when it can write this entity's records (sqliteshell.py)."""
-        if self.db.dialect != "sqlite" or (self.zone is not UTC and self._has_times()):
+        shell = self.db.dialect.entity_shell
+        if shell is None or (self.zone is not UTC and self._has_times()):
             return None
-        program = client("sqlite3")
+        program = client(shell)
         return program if program and sqliteshell.usable(self._shell_tables()) else None
 
     def _has_times(self) -> bool:
@@ -282,8 +282,8 @@ class EntityReader:
         children: list[Mapping[Group, str]],
     ) -> list[bytes]:
         """The records joined from rows the server wrote as JSON; an entity with a value
-        the server could not write (see rowjson.py) is read again through the Python path,
-        in the same snapshot."""
+        the server could not write (see `SourceDialect.row_json`) is read again through the
+        Python path, in the same snapshot."""
         lines: list[bytes | None] = [
             self._json_line(stamp, group, key, roots, children)
             for group, key in zip(roots, keys, strict=True)
@@ -351,14 +351,9 @@ class EntityReader:
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[Connection]:
         """One short transaction that every read of a batch shares."""
-        options: dict[str, Any] = {}
-        if self.db.dialect in ("postgresql", "mysql"):
-            options["isolation_level"] = "REPEATABLE READ"
+        options = self.db.dialect.snapshot_options
         with self.db.engine.connect().execution_options(**options) as conn, conn.begin():
-            if self.db.dialect == "postgresql":
-                # Floats printed exactly (the shortest text that reads back the same), even
-                # where the server's default says otherwise.
-                conn.exec_driver_sql("SET LOCAL extra_float_digits = 3")
+            self.db.dialect.start_snapshot(conn)
             yield conn
 
     def _in_range(self, query: sa.Select[Any], low: Key | None, high: Key | None) -> sa.Select[Any]:
@@ -377,7 +372,8 @@ class EntityReader:
         if self.fast and table.json is not None:
             keys = _columns(table, table.key)
             if table is not self.root:
-                return grouped_rows(table.json, keys, _columns(table, table.order))
+                order = _columns(table, table.order)
+                return self.db.dialect.grouped_rows(table.json, keys, order)
             text, source = table.json
             return sa.select(*keys, text).select_from(source)
         return sa.select(*table.selected)
@@ -408,7 +404,7 @@ class EntityReader:
         # The driver's own cursor: plain tuples, no per-row SQLAlchemy objects; rows are
         # grouped and made dicts by C code (groupby, map, zip) wherever no value needs a
         # Python step.
-        fetched = columns_.fetch_all(conn, query)
+        fetched = self.db.dialect.fetch_all(conn, query)
         # Groups come from the keys as stored (a page goes on from them), before any value
         # is made the record's.
         groups = list(map(table.group_of, fetched))

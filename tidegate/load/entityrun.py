@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection
 from tidegate.errors import LoadError
 from tidegate.formats.runmanifest import EntityTable, RunFile, RunManifest
 from tidegate.load.target import initial_table, version_table
+from tidegate.load.targets import TargetDialect
 from tidegate.load.values import Convert, converter
 from tidegate.storage import Location
 
@@ -67,7 +68,7 @@ class _Entity:
         tables: Sequence[EntityTable],
         targets: dict[str, sa.Table],
         zone: tzinfo,
-        dialect: str,
+        dialect: TargetDialect,
     ) -> None:
         self.name = name
         self.tables = [(t, targets[t.schema.name]) for t in tables]
@@ -85,7 +86,7 @@ def apply_run(
     manifest: RunManifest,
     targets: dict[str, sa.Table],
     zone: tzinfo,
-    dialect: str,
+    dialect: TargetDialect,
 ) -> int:
     """Apply every record of the run; the number applied (skipped ones not counted)."""
     entities = {

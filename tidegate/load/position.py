@@ -62,7 +62,7 @@ Applied = dict[str, tuple[str, str, int]]
 def _applied(target: Target) -> tuple[Applied, str]:
     """The target's applied exports, read without creating anything in it."""
     database = target.engine.url.database
-    if target.dialect in ("sqlite", "duckdb") and (not database or not os.path.exists(database)):
+    if target.dialect.opens_file and (not database or not os.path.exists(database)):
         return {}, ""  # opening the file would create it
     try:
         with target.engine.connect() as conn:

@@ -19,20 +19,18 @@ Two control tables record progress, written in the same transaction as the data:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from tidegate.errors import TargetError
-from tidegate.formats.tableschema import TableSchema, base_type
+from tidegate import urls
+from tidegate.errors import ConfigError, TargetError
+from tidegate.formats.tableschema import TableSchema
+from tidegate.load.targets import DIALECTS, TargetDialect
 
 T = TypeVar("T")
-DIALECTS = ("postgresql", "sqlite", "duckdb", "mysql")
-PARTITIONS = 8
 
 metadata = sa.MetaData()
 applied_table = sa.Table(
@@ -65,40 +63,27 @@ class Target:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            parsed = sa.engine.make_url(url)
-        except sa.exc.ArgumentError:
-            raise TargetError(
-                f"[target] url {url!r} is not a database URL",
-                "use e.g. postgresql://user@host/db, sqlite:///target.db, duckdb:///t.duckdb",
-            ) from None
-        self.dialect = (
-            "mysql"
-            if parsed.get_backend_name() in ("mysql", "mariadb")
-            else (parsed.get_backend_name())
-        )
-        if self.dialect not in DIALECTS:
-            raise TargetError(
-                f"[target] url: {self.dialect} targets are not supported",
-                f"use one of {', '.join(DIALECTS)}",
-            )
-        self.engine = _engine(parsed)
+            parsed, kind = urls.parse(url, "[target] url", DIALECTS, "sqlite:///target.db")
+        except ConfigError as error:
+            raise TargetError(error.message, error.hint) from None
+        self.dialect: TargetDialect = DIALECTS[kind]()
+        try:
+            self.engine = self.dialect.make_engine(parsed)
+        except (ImportError, sa.exc.ArgumentError) as error:
+            raise TargetError(f"[target] url: {error}") from None
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """One load at a time per target: a session lock on the server (PostgreSQL's
         advisory lock, MariaDB's GET_LOCK), named after the target's database (and
         schema), held for the whole load. SQLite and DuckDB files lock themselves."""
-        if self.dialect not in ("postgresql", "mysql"):
+        lock = self.dialect.load_lock
+        if lock is None:
             yield
             return
-        statements = {
-            "postgresql": ("SELECT pg_try_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
-            "mysql": ("SELECT GET_LOCK(:key, 0)", "SELECT RELEASE_LOCK(:key)"),
-        }
-        take, release = statements[self.dialect]
         with self.engine.connect() as conn:
-            key = self._lock_key(conn)
-            taken = conn.execute(sa.text(take), {"key": key}).scalar()
+            params = lock.params(self._lock_name(conn))
+            taken = conn.execute(sa.text(lock.take), params).scalar()
             conn.commit()
             if not taken:
                 raise TargetError(
@@ -109,22 +94,18 @@ class Target:
                 yield
             finally:
                 with contextlib.suppress(sa.exc.DBAPIError):  # a lost session freed it
-                    conn.execute(sa.text(release), {"key": key})
+                    conn.execute(sa.text(lock.release), params)
                     conn.commit()
 
-    def _lock_key(self, conn: Connection) -> object:
+    def _lock_name(self, conn: Connection) -> str:
         """The lock of this target: its database and schema, not the whole server.
 
         A MariaDB `GET_LOCK` name is one namespace for the whole server, and a PostgreSQL
-        advisory lock one for the whole database, so a fixed key would make loads into two
+        advisory lock one for the whole database, so a fixed name would make loads into two
         different targets on one server (or two schemas of one database) refuse each other.
         """
-        where = "DATABASE()" if self.dialect == "mysql" else "current_database(), current_schema()"
-        place = "/".join(str(part) for part in conn.execute(sa.text(f"SELECT {where}")).one())
-        digest = hashlib.sha1(f"tidegate-load:{place}".encode()).digest()
-        if self.dialect == "postgresql":
-            return int.from_bytes(digest[:8], "big", signed=True)
-        return f"tidegate_load:{digest.hex()}"  # 54 characters: MariaDB allows 64
+        place = "/".join(str(part) for part in conn.execute(sa.text(self.dialect.place_sql)).one())
+        return self.dialect.lock_name(place)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -195,120 +176,37 @@ class Target:
         self.engine.dispose()
 
 
-def _engine(url: sa.engine.URL) -> Engine:
-    backend = url.get_backend_name()
-    try:
-        if backend == "sqlite" and url.database and url.database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
-        if backend == "postgresql" and url.get_driver_name() in ("psycopg2", ""):
-            url = url.set(drivername="postgresql+psycopg")
-        if backend in ("mysql", "mariadb") and url.get_driver_name() in ("mysqldb", ""):
-            url = url.set(drivername=f"{backend}+pymysql")
-        return sa.create_engine(url)
-    except (ImportError, sa.exc.ArgumentError) as error:
-        raise TargetError(f"[target] url: {error}") from None
-
-
 def _first_line(error: Exception) -> str:
     return str(getattr(error, "orig", error)).strip().splitlines()[0]
 
 
-def column_type(portable: str, dialect: str, *, in_key: bool = False) -> Any:
-    """The SQLAlchemy type a portable type becomes in a target of `dialect`."""
-    from sqlalchemy.dialects import mysql
-
-    kind = base_type(portable)
-    sized = portable[portable.index("(") + 1 : -1] if "(" in portable else ""
-    if kind == "numeric":
-        precision, scale = (int(x) for x in sized.split(",")) if sized else (None, None)
-        if dialect == "duckdb":
-            # DuckDB's widest is (38,10) by default here; its dialect binds a Decimal as a
-            # float, so its values travel as text, which DuckDB reads exactly.
-            return _ExactDecimal(precision or 38, scale if scale is not None else 10)
-        if precision is not None:
-            return sa.Numeric(precision, scale)
-        # Unconstrained: the widest the target has (MariaDB's DECIMAL defaults to (10,0)).
-        return mysql.DECIMAL(65, 30) if dialect == "mysql" else sa.Numeric()
-    if kind == "text":
-        if sized:
-            return sa.String(int(sized))
-        return sa.String(255) if in_key and dialect == "mysql" else sa.Text()
-    if dialect == "sqlite" and kind in ("smallint", "integer", "bigint"):
-        # SQLite's integers are all 64-bit; declared INTEGER, a table's only key column is
-        # the rowid itself (one B-tree, not a table and an index beside it), so loads and
-        # look-ups by key do half the work. The loader never binds NULL to it (SQLite
-        # would pick a rowid instead of refusing it): see tablefolder.py.
-        return sa.Integer()
-    if dialect == "mysql":
-        special = {
-            "timestamp": mysql.DATETIME(fsp=6),
-            "timestamptz": mysql.DATETIME(fsp=6),
-            "time": mysql.TIME(fsp=6),
-            "binary": mysql.LONGBLOB(),
-        }
-        if kind in special:
-            return special[kind]
-    return {
-        "boolean": sa.Boolean(),
-        "smallint": sa.SmallInteger(),
-        "integer": sa.Integer(),
-        "bigint": sa.BigInteger(),
-        "float": sa.Double(),
-        "timestamp": sa.DateTime(),
-        "timestamptz": sa.DateTime(timezone=True),
-        "date": sa.Date(),
-        "time": sa.Time(),
-        "binary": sa.LargeBinary(),
-        "json": sa.JSON(),
-    }[kind]
-
-
-class _ExactDecimal(sa.types.UserDefinedType[Any]):
-    """DECIMAL(p,s) whose values are sent as text, untouched (see `column_type`)."""
-
-    cache_ok = True
-
-    def __init__(self, precision: int, scale: int) -> None:
-        self.precision = precision
-        self.scale = scale
-
-    def get_col_spec(self, **_: Any) -> str:
-        return f"DECIMAL({self.precision},{self.scale})"
-
-
 def target_table(
-    schema: TableSchema, dialect: str, *, partitioned: bool = False, meta: sa.MetaData | None = None
+    schema: TableSchema,
+    dialect: TargetDialect,
+    *,
+    partitioned: bool = False,
+    meta: sa.MetaData | None = None,
 ) -> sa.Table:
     """The target table for an exported table's schema."""
-    options: dict[str, Any] = {}
-    if partitioned and dialect == "postgresql":
-        first = sa.column(schema.primary_key[0]).compile(dialect=_dialect(dialect))
-        options["postgresql_partition_by"] = f"HASH ({first})"
-    if partitioned and dialect == "mysql":
-        keys = ", ".join(
-            str(sa.column(k).compile(dialect=_dialect(dialect))) for k in schema.primary_key
-        )
-        options["mysql_partition_by"] = f"KEY ({keys})"
-        options["mysql_partitions"] = str(PARTITIONS)
     return sa.Table(
         schema.name,
         meta if meta is not None else sa.MetaData(),
         *[
             sa.Column(
                 c.name,
-                column_type(c.type, dialect, in_key=c.name in schema.primary_key),
+                dialect.column_type(c.type, in_key=c.name in schema.primary_key),
                 nullable=c.nullable and c.name not in schema.primary_key,
                 autoincrement=False,
             )
             for c in schema.columns
         ],
         sa.PrimaryKeyConstraint(*schema.primary_key),
-        **options,
+        **dialect.table_options(schema, partitioned=partitioned),
     )
 
 
-def _add_columns(conn: Connection, table: sa.Table, dialect: str) -> None:
-    present = set(_column_names(conn, table.name, dialect))
+def _add_columns(conn: Connection, table: sa.Table, dialect: TargetDialect) -> None:
+    present = set(dialect.column_names(conn, table.name))
     preparer = conn.dialect.identifier_preparer
     for column in table.columns:
         if column.name in present:
@@ -320,48 +218,20 @@ def _add_columns(conn: Connection, table: sa.Table, dialect: str) -> None:
         )
 
 
-def _column_names(conn: Connection, table: str, dialect: str) -> list[str]:
-    """A table's column names (DuckDB's SQLAlchemy dialect cannot reflect columns, so the
-    servers are asked through information_schema)."""
-    if dialect == "sqlite":
-        return [c["name"] for c in sa.inspect(conn).get_columns(table)]
-    schema = "DATABASE()" if dialect == "mysql" else "current_schema()"
-    query = sa.text(
-        "SELECT column_name FROM information_schema.columns "
-        f"WHERE table_name = :table AND table_schema = {schema}"
-    )
-    return [str(row[0]) for row in conn.execute(query, {"table": table})]
-
-
-def _dialect(name: str) -> sa.engine.Dialect:
-    if name == "duckdb":
-        import duckdb_engine
-
-        return duckdb_engine.Dialect()
-    from sqlalchemy.dialects import registry
-
-    loaded: Any = registry.load(name)
-    return loaded()  # type: ignore[no-any-return]
-
-
-def ddl(schemas: Sequence[TableSchema], dialect: str, *, partitioned: bool = False) -> str:
+def ddl(
+    schemas: Sequence[TableSchema], dialect: TargetDialect, *, partitioned: bool = False
+) -> str:
     """The SQL creating target tables for `schemas` (what `load` would create)."""
-    engine_dialect = _dialect(dialect)
+    engine_dialect = dialect.sql_dialect()
     statements = []
-    if partitioned and dialect in ("sqlite", "duckdb"):
-        statements.append(f"-- {dialect} has no table partitioning: plain tables follow")
+    if partitioned and not dialect.partitioned:
+        statements.append(f"-- {dialect.name} has no table partitioning: plain tables follow")
     for schema in schemas:
         table = target_table(schema, dialect, partitioned=partitioned)
         create = str(
             sa.schema.CreateTable(table, if_not_exists=True).compile(dialect=engine_dialect)
         )
         statements.append(create.strip() + ";")
-        if partitioned and dialect == "postgresql":
-            name = engine_dialect.identifier_preparer.format_table(table)
-            for part in range(PARTITIONS):
-                child = engine_dialect.identifier_preparer.quote(f"{schema.name}_p{part}")
-                statements.append(
-                    f"CREATE TABLE IF NOT EXISTS {child} PARTITION OF {name} "
-                    f"FOR VALUES WITH (MODULUS {PARTITIONS}, REMAINDER {part});"
-                )
+        if partitioned:
+            statements += dialect.partition_statements(schema, table)
     return "\n\n".join(statements) + "\n"

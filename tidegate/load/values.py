@@ -8,7 +8,7 @@ load into a column without time zone in the source's zone ([source] timezone), s
 kinds leave the same values in the target as in the source.
 
 These converters serve entity records; table-export CSV is converted by the target itself,
-in SQL, by the same rules (casts.py).
+in SQL, by the same rules (`TargetDialect.converted`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 
 from tidegate.formats.tableschema import ColumnSchema, base_type
+from tidegate.load.targets import TargetDialect
 
 Convert = Callable[[Any], Any]
 
 
-def converter(column: ColumnSchema, zone: tzinfo, dialect: str) -> Convert:
+def converter(column: ColumnSchema, zone: tzinfo, dialect: TargetDialect) -> Convert:
     """The function turning one exported value (CSV text, or a JSON value) of a column into
     the value to write to a target of `dialect`; it raises ValueError for a value the
     column cannot hold."""
@@ -36,9 +37,7 @@ def converter(column: ColumnSchema, zone: tzinfo, dialect: str) -> Convert:
     parse: Convert = _PARSERS.get(kind, _text)
     if kind == "timestamp":
         parse = functools.partial(_naive, zone=zone)
-    if kind == "numeric" and dialect == "duckdb":
-        # DuckDB's driver binds a Decimal as a double: the text keeps every digit.
-        parse = lambda value: str(_numeric(value))  # noqa: E731
+    parse = dialect.entity_parser(kind, parse)
 
     def convert(value: Any) -> Any:
         if value == "" or value is None:

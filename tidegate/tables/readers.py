@@ -1,6 +1,7 @@
 """Read a table's exported rows from the source as CSV text, in record-aligned chunks.
 
-One reader per dialect, each using the fastest path its database offers:
+One reader per path a source reads by (`SourceDialect.csv_path`), each the fastest its
+database offers:
 
 - PostgreSQL: `COPY (SELECT …) TO STDOUT (FORMAT csv, HEADER)` (see pgcopy.py). The
   server prints every value the way csvrows.py specifies (DateStyle ISO, TimeZone UTC;
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from tidegate.clients import RowCounter, client, stream_csv
 from tidegate.db import Database, inline_sql
 from tidegate.formats.csvrows import csv_chunks, header
+from tidegate.sources.base import CsvPath
 from tidegate.tables.pgcopy import copy_through_libpq, copy_through_psql, psql_client
 from tidegate.tables.schema import TableSpec
 from tidegate.tables.selection import Selection, deleted_keys, row_filter
@@ -42,13 +44,14 @@ class RowReader(Protocol):
 
 
 def reader_for(db: Database, record_aligned: bool = False) -> RowReader:
-    """The reader for the database's dialect (see _BaseReader for `record_aligned`)."""
-    readers: dict[str, type[PostgresReader | SQLiteReader | MySQLReader]] = {
-        "postgresql": PostgresReader,
-        "sqlite": SQLiteReader,
-        "mysql": MySQLReader,
+    """The reader of the path the source reads CSV by (`SourceDialect.csv_path`; see
+    _BaseReader for `record_aligned`)."""
+    readers: dict[CsvPath, type[CopyReader | SqlLinesReader | PythonRowsReader]] = {
+        "copy": CopyReader,
+        "sql_lines": SqlLinesReader,
+        "rows": PythonRowsReader,
     }
-    return readers[db.dialect](db, record_aligned)
+    return readers[db.dialect.csv_path](db, record_aligned)
 
 
 class _BaseReader:
@@ -98,8 +101,8 @@ class _BaseReader:
         yield from chunks
 
 
-class MySQLReader(_BaseReader):
-    """Server-side cursor, Python formatting."""
+class PythonRowsReader(_BaseReader):
+    """Server-side cursor, Python formatting (MySQL, MariaDB)."""
 
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
         columns = [spec.table.c[c.name] for c in spec.columns]
@@ -107,8 +110,8 @@ class MySQLReader(_BaseReader):
         return self._python_rows(query, [c.name for c in spec.columns], count)
 
 
-class SQLiteReader(_BaseReader):
-    """Each CSV line built by SQLite itself."""
+class SqlLinesReader(_BaseReader):
+    """Each CSV line built by SQLite itself (its shell, or its SQL)."""
 
     def _rows_through_cli(
         self, sqlite3: str, database: str, spec: TableSpec, selection: Selection, count: RowCounter
@@ -184,8 +187,8 @@ class SQLiteReader(_BaseReader):
             raw.close()
 
 
-class PostgresReader(_BaseReader):
-    """COPY … TO STDOUT, values formatted by the server."""
+class CopyReader(_BaseReader):
+    """PostgreSQL's COPY … TO STDOUT, values formatted by the server."""
 
     def _field(self, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
         # Dates, times and timestamps print as csvrows.py specifies under the session's

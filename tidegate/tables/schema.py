@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from tidegate.db import Database, portable_type
+from tidegate.db import Database
 from tidegate.formats.naming import member_name
 from tidegate.model import CapturedTable
 
@@ -81,7 +81,7 @@ def reflect(db: Database, captured: list[CapturedTable]) -> list[TableSpec]:
         columns = tuple(
             ColumnSpec(
                 c.name,
-                portable_type(c.type),
+                db.dialect.portable_type(c.type),
                 _sql_type(db, c.type),
                 bool(c.nullable) and c.name not in table.key_columns,
             )

@@ -58,23 +58,7 @@ class Selection:
 def key_element(db: Database, index: int, column_type: Any) -> sa.ColumnElement[Any]:
     """Element `index` of a captured key (a JSON array), typed like the key column, so the
     table's primary-key index serves the lookup."""
-    # Each dialect's module is imported only for its own source (import time adds up).
-    pk = control.change.c.pk
-    if db.dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        text = sa.cast(pk, postgresql.JSONB)[index].astext
-        return sa.cast(text, column_type)
-    if db.dialect == "mysql":
-        from sqlalchemy.dialects import mysql
-
-        text = sa.func.json_value(pk, f"$[{index}]")
-        if isinstance(column_type, sa.String):
-            return text  # a CAST to CHAR would bring the connection's collation along
-        if isinstance(column_type, sa.DateTime):
-            return sa.cast(text, mysql.DATETIME(fsp=6))
-        return sa.cast(text, column_type)
-    return sa.func.json_extract(pk, f"$[{index}]")  # SQLite: values keep their JSON type
+    return db.dialect.key_element(control.change.c.pk, index, column_type)
 
 
 def _changed_keys(db: Database, spec: TableSpec, selection: Selection) -> sa.Select[Any]:

@@ -1,0 +1,124 @@
+"""What every target's way of loading a table member shares: reading its records, staging
+them as text in a temporary table, counting them against the manifest, and naming the
+member in any error.
+
+Each target (`tidegate.load.targets`) loads members its own fastest way; these are the
+parts they have in common.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate.errors import LoadError
+from tidegate.formats.tableschema import TableSchema
+from tidegate.load.archive import ExportArchive, csv_error
+
+BATCH_ROWS = 10_000
+
+
+def counted(archive: ExportArchive, member: str, expected: int, load: Callable[[], int]) -> None:
+    """Run a bulk load; its row count must be the manifest's. A database error (a value
+    its column cannot hold) names the member."""
+    where = f"{archive.where}/{member}"
+    try:
+        count = load()
+    except sa.exc.DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise csv_error(where, error) from None
+    except Exception as error:  # the driver's own errors, raised outside SQLAlchemy
+        if isinstance(error, LoadError):
+            raise
+        reason = str(error).strip().splitlines()[0]
+        raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
+    if count != expected:
+        raise LoadError(f"{where}: {count} records, its manifest says {expected}")
+
+
+def checked_reader(
+    archive: ExportArchive, member: str, columns: Sequence[str]
+) -> Iterator[list[str]]:
+    """The member's CSV reader itself, past its header (checked against `columns`): no
+    Python runs per record. Its UnicodeDecodeError and csv.Error are the caller's (see
+    `counted`)."""
+    records = archive.reader(member)
+    archive.check_header(member, next(records, None), columns)
+    return records
+
+
+def records(
+    archive: ExportArchive, member: str, columns: Sequence[str], hexed: Sequence[int]
+) -> Iterator[list[Any]]:
+    """A member's records after its header (checked against `columns`), each with as many
+    fields as there are columns, the hex at positions `hexed` turned into bytes."""
+    where = f"{archive.where}/{member}"
+    rows = archive.records(member)
+    archive.check_header(member, next(rows, None), columns)
+    width = len(columns)
+    for number, record in enumerate(rows, start=1):
+        if len(record) != width:
+            raise LoadError(f"{where}: record {number} has {len(record)} fields, not {width}")
+        for index in hexed:
+            try:
+                record[index] = bytes.fromhex(record[index]) if record[index] else None  # type: ignore[call-overload]
+            except ValueError:
+                raise LoadError(
+                    f"{where}: record {number}: not hex: {record[index][:40]!r}"
+                ) from None
+        yield record
+
+
+def new_stage(conn: Connection, columns: Sequence[tuple[str, Any]]) -> sa.Table:
+    """An empty temporary table `tidegate_stage` of (name, type) columns."""
+    stage = sa.Table(
+        "tidegate_stage",
+        sa.MetaData(),
+        *[sa.Column(name, kind) for name, kind in columns],
+        prefixes=["TEMPORARY"],
+    )
+    stage.drop(conn, checkfirst=True)
+    stage.create(conn)
+    return stage
+
+
+def insert_records(
+    conn: Connection, stage: sa.Table, archive: ExportArchive, member: str, columns: Sequence[str]
+) -> int:
+    """The member's CSV parsed here and its fields inserted into the stage as they are
+    (hex turned into bytes for a binary staging column); the number of records."""
+    hexed = [i for i, c in enumerate(columns) if isinstance(stage.c[c].type, sa.LargeBinary)]
+    count, batch = 0, []
+    for record in records(archive, member, columns, hexed):
+        batch.append(dict(zip(columns, record, strict=True)))
+        if len(batch) >= BATCH_ROWS:
+            conn.execute(stage.insert(), batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        conn.execute(stage.insert(), batch)
+        count += len(batch)
+    return count
+
+
+def key_columns(table: sa.Table, schema: TableSchema) -> sa.ColumnElement[Any]:
+    """The target table's key, one column or a tuple of them, for `IN (SELECT …)`."""
+    key = [table.c[k] for k in schema.primary_key]
+    return key[0] if len(key) == 1 else sa.tuple_(*key)
+
+
+def on_conflict(insert: Any, columns: Sequence[str], key: Sequence[str]) -> Any:
+    """An INSERT (SQLite's, PostgreSQL's or DuckDB's) that updates a row whose key exists:
+    every column but the key, or nothing when the key is all there is."""
+    others = [c for c in columns if c not in key]
+    if not others:
+        return insert.on_conflict_do_nothing(index_elements=list(key))
+    return insert.on_conflict_do_update(
+        index_elements=list(key), set_={c: insert.excluded[c] for c in others}
+    )

@@ -1,0 +1,240 @@
+"""What every target database must provide, and the behaviour most of them share.
+
+The loader (order, verification, one transaction per export, exactly-once records) is
+written once; what differs between targets is asked of the target's `TargetDialect`, one
+module per database beside this one: how to connect, which column type each portable type
+becomes, how staged CSV text becomes a typed value in SQL, how a member's records reach
+the table (bulk paths), how rows are merged by key, how one load at a time is enforced.
+
+Adding a target: one module with a subclass overriding what differs, its row in
+`tidegate.load.targets.DIALECTS`, and its column in the type matrix (docs/types.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from tidegate.formats.manifest import TableEntry
+from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type
+from tidegate.load import staging
+from tidegate.load.archive import ExportArchive
+from tidegate.sources.base import ServerLock
+
+Parse = Callable[[Any], Any]
+"""Turns one exported value into the value written to a target column."""
+
+
+class TargetDialect:
+    """A target database's differences from the rest.
+
+    Attributes:
+        name: the database kind's one name ("postgresql", "sqlite", "duckdb", "mysql").
+        opens_file: the URL names a local file that connecting would create.
+        load_lock: the statements of the lock that keeps loads one at a time; None where
+            the database locks itself (a file a single writer holds).
+        place_sql: a SELECT naming the database (and schema) a connection writes to, for
+            the lock's name: loads into two databases of one server never wait for each
+            other.
+        schema_sql: the SQL expression of the schema that unqualified tables go in.
+        partitioned: `target-ddl --partitioned` can partition tables here.
+    """
+
+    name: ClassVar[str] = ""
+    opens_file: ClassVar[bool] = False
+    load_lock: ClassVar[ServerLock | None] = None
+    place_sql: ClassVar[str] = ""
+    schema_sql: ClassVar[str] = "current_schema()"
+    partitioned: ClassVar[bool] = False
+
+    # --- connecting -------------------------------------------------------------------
+
+    def make_engine(self, url: URL) -> Engine:
+        """The engine of a target URL (driver already chosen; see `tidegate.urls`)."""
+        if self.opens_file and url.database and url.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+        return sa.create_engine(url)
+
+    def sql_dialect(self) -> sa.engine.Dialect:
+        """SQLAlchemy's dialect, to print DDL without connecting."""
+        from sqlalchemy.dialects import registry
+
+        loaded: Any = registry.load(self.name)
+        return loaded()  # type: ignore[no-any-return]
+
+    def lock_name(self, place: str) -> str:
+        """The name of the load lock of one target database (and schema)."""
+        return f"tidegate-load:{place}"
+
+    # --- tables -----------------------------------------------------------------------
+
+    def column_type(self, portable: str, *, in_key: bool = False) -> Any:
+        """The SQLAlchemy type a portable type becomes in this target."""
+        kind = base_type(portable)
+        sized = portable[portable.index("(") + 1 : -1] if "(" in portable else ""
+        if kind == "numeric":
+            if sized:
+                precision, scale = (int(x) for x in sized.split(","))
+                return sa.Numeric(precision, scale)
+            return self.unconstrained_numeric()
+        if kind == "text":
+            return sa.String(int(sized)) if sized else self.text_type(in_key=in_key)
+        return {
+            "boolean": sa.Boolean(),
+            "smallint": sa.SmallInteger(),
+            "integer": sa.Integer(),
+            "bigint": sa.BigInteger(),
+            "float": sa.Double(),
+            "timestamp": sa.DateTime(),
+            "timestamptz": sa.DateTime(timezone=True),
+            "date": sa.Date(),
+            "time": sa.Time(),
+            "binary": sa.LargeBinary(),
+            "json": sa.JSON(),
+        }[kind]
+
+    def unconstrained_numeric(self) -> Any:
+        """The type of a numeric column without precision: the widest the target has."""
+        return sa.Numeric()
+
+    def text_type(self, *, in_key: bool) -> Any:
+        """The type of a text column without a length."""
+        return sa.Text()
+
+    def table_options(self, schema: TableSchema, *, partitioned: bool) -> dict[str, Any]:
+        """Dialect options of a target table (partitioning, where asked and possible)."""
+        return {}
+
+    def partition_statements(self, schema: TableSchema, table: sa.Table) -> list[str]:
+        """Statements that create a partitioned table's partitions, after it."""
+        return []
+
+    def column_names(self, conn: Connection, table: str) -> list[str]:
+        """A table's column names (asked of information_schema, which every server has;
+        DuckDB's SQLAlchemy dialect cannot reflect columns)."""
+        query = sa.text(
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_name = :table AND table_schema = {self.schema_sql}"
+        )
+        return [str(row[0]) for row in conn.execute(query, {"table": table})]
+
+    # --- values: staged CSV text to typed values, in SQL ------------------------------
+
+    def staged_type(self, column: ColumnSchema) -> Any:
+        """The staging column's type: text (the database converts it in SQL)."""
+        return sa.Text()
+
+    def empty_as_null(self, staged: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """NULL for the empty string, else the value."""
+        return sa.func.nullif(staged, "")
+
+    def converted(
+        self, staged: sa.ColumnElement[Any], column: ColumnSchema, target_type: Any
+    ) -> sa.ColumnElement[Any]:
+        """The expression turning a staged text value into the target column's value:
+        an empty field is NULL, except in a NOT NULL text column (the rules of
+        `tidegate.load.values`, which converts entity records in Python)."""
+        kind = base_type(column.type)
+        if kind == "text":
+            if column.nullable:
+                return self.empty_as_null(staged)
+            return sa.func.coalesce(staged, "")
+        value = self.empty_as_null(staged)
+        if kind == "binary":
+            return self.from_hex(value)
+        return self.cast(value, kind, target_type)
+
+    def from_hex(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """Bytes from their hex text."""
+        return sa.func.unhex(value)
+
+    def cast(
+        self, value: sa.ColumnElement[Any], kind: str, target_type: Any
+    ) -> sa.ColumnElement[Any]:
+        """A non-empty staged text of a portable `kind` as the target column's value."""
+        return sa.cast(value, target_type)
+
+    def entity_parser(self, kind: str, parse: Parse) -> Parse:
+        """The Python conversion of an entity record's value of `kind` (values.py's
+        `parse`, unless the target's driver needs the value in another form)."""
+        return parse
+
+    # --- loading a table member -------------------------------------------------------
+
+    def load_rows(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        archive: ExportArchive,
+        files_rows: str,
+        schema: TableSchema,
+        entry: TableEntry,
+    ) -> None:
+        """Merge a member's rows into `table` by key (`entry.whole`: the table was just
+        emptied, and the member holds all of it): staged as text, then one upsert."""
+        columns = [c.name for c in schema.columns]
+        stage = self.stage(conn, archive, files_rows, schema, columns, entry.rows)
+        if entry.rows:
+            conn.execute(self.upsert(table, stage, schema))
+        stage.drop(conn)
+
+    def stage(
+        self,
+        conn: Connection,
+        archive: ExportArchive,
+        member: str,
+        schema: TableSchema,
+        columns: Sequence[str],
+        expected: int,
+    ) -> sa.Table:
+        """A temporary table holding a member's records as text; their count checked."""
+        stage = staging.new_stage(conn, [(c, self.staged_type(schema.column(c))) for c in columns])
+        staging.counted(
+            archive,
+            member,
+            expected,
+            lambda: self.fill_stage(conn, stage, archive, member, columns),
+        )
+        return stage
+
+    def fill_stage(
+        self,
+        conn: Connection,
+        stage: sa.Table,
+        archive: ExportArchive,
+        member: str,
+        columns: Sequence[str],
+    ) -> int:
+        """Write a member's records into the stage; the number of records."""
+        return staging.insert_records(conn, stage, archive, member, columns)
+
+    def typed(
+        self, stage: sa.Table, table: sa.Table, schema: TableSchema, column: str
+    ) -> sa.ColumnElement[Any]:
+        """A staged column as the target column's values."""
+        return self.converted(stage.c[column], schema.column(column), table.c[column].type)
+
+    def upsert(self, table: sa.Table, stage: sa.Table, schema: TableSchema) -> sa.Executable:
+        """INSERT the staged rows, updating rows whose key exists (`ON CONFLICT`)."""
+        from sqlalchemy.dialects import postgresql  # SQLite's and DuckDB's agree with it
+
+        columns = [c.name for c in schema.columns]
+        rows = sa.select(*[self.typed(stage, table, schema, c) for c in columns])
+        insert = postgresql.insert(table).from_select(columns, rows)
+        merged: sa.Executable = staging.on_conflict(insert, columns, list(schema.primary_key))
+        return merged
+
+
+def without_utc_offset(value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A UTC date-time's text without its `+00:00` or `+00`, for a target that stores UTC
+    date-times without a zone."""
+    length = sa.func.length(value)
+    return sa.case(
+        (value.like("%+00:00"), sa.func.substr(value, 1, length - 6)),
+        (value.like("%+00"), sa.func.substr(value, 1, length - 3)),
+        else_=value,
+    )
