@@ -213,10 +213,10 @@ def test_a_sqlite_source_locked_past_the_busy_timeout_is_one_clear_line(
     timeout (shortened here from 60 s) stops a run with one line, and the next run works."""
     import sqlite3
 
-    from tidegate import db as tidegate_db
+    from tidegate.sources import sqlite as sqlite_dialect
 
     config = filled_source(sqlite_source, rows=5)
-    monkeypatch.setattr(tidegate_db, "SQLITE_BUSY_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(sqlite_dialect, "BUSY_TIMEOUT_SECONDS", 0.5)
     (sqlite_source.tmp_path / "tidegate.toml").write_text(
         f'[source]\nurl = "{sqlite_source.url}"\n[output]\nlocation = "{config.output.location}"\n'
     )

@@ -42,6 +42,7 @@ from tidegate import api, lock
 from tidegate.api import open_source
 from tidegate.errors import JobBusy, LockLost
 from tidegate.lock import job_lock, lock_name
+from tidegate.sources.postgresql import PostgresSource
 from tidegate.storage import STAGING, Location
 
 # --- ending the session that holds a job's lock -----------------------------------------
@@ -57,7 +58,7 @@ def lock_session(source: Source, job: str) -> int | None:
     try:
         with admin.connect() as conn:
             if source.dialect == "postgresql":
-                key = lock._advisory_key(name)
+                params = PostgresSource.server_lock.params(name)  # type: ignore[union-attr]
                 found = conn.execute(
                     sa.text(
                         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -65,7 +66,7 @@ def lock_session(source: Source, job: str) -> int | None:
                         "WHERE datname = current_database()) "
                         "AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid)"
                     ),
-                    {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+                    {"high": params["high"], "low": params["low"]},
                 ).scalar()
             else:
                 found = conn.execute(sa.text("SELECT IS_USED_LOCK(:name)"), {"name": name}).scalar()
@@ -158,7 +159,7 @@ def test_a_session_that_no_longer_holds_its_lock_is_refused(initialized_server: 
         with job_lock(db, "initial") as held:
             release = (
                 "SELECT pg_advisory_unlock_all()"
-                if db.dialect == "postgresql"
+                if db.dialect.name == "postgresql"
                 else f"SELECT RELEASE_LOCK('{lock_name(db, 'initial')}')"
             )
             held._conn.exec_driver_sql(release)  # type: ignore[attr-defined]

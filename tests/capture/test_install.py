@@ -212,7 +212,7 @@ def test_uninstall_removes_every_trace(source: Source) -> None:
     assert leftover == []
     with db.engine.connect() as conn:
         assert capture.capture_for(db).leftover_triggers(conn) == []
-        if db.dialect == "postgresql":
+        if db.dialect.name == "postgresql":
             functions = conn.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_proc p JOIN pg_namespace n "
