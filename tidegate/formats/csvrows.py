@@ -1,8 +1,9 @@
 """How values become CSV text in a table export, one rule per kind of value.
 
 RFC 4180 fields (comma separated, double-quote quoting when a field holds a comma, a quote,
-CR or LF), records ended by LF, a header line of column names first. NULL and the empty
-string are both an empty field.
+CR or LF), records ended by LF, a header line of column names first. NULL is an empty
+field, the empty string `""` (as PostgreSQL's COPY writes them), so a reader that does not
+care sees both as an empty field, and one that does can tell them apart.
 
 | value | text |
 |---|---|
@@ -145,7 +146,11 @@ def csv_chunks(
     writer = _writer(records)
     pending = 0
     for row in rows:
-        writer.writerow([value_text(value) for value in row])
+        texts = [value_text(value) for value in row]
+        if "" in texts:  # the writer would leave an empty string unquoted, as it does NULL
+            records.parts.append(_record_with_empty_strings(texts))
+        else:
+            writer.writerow(texts)
         pending += 1
         if pending == ROWS_PER_CHUNK:
             # Counted before the yield: a consumer may stop after the last chunk.
@@ -157,6 +162,20 @@ def csv_chunks(
         if counter is not None:
             counter[0] += pending
         yield records.take()
+
+
+def _record_with_empty_strings(texts: Sequence[str | None]) -> str:
+    """A record written field by field: `""` for an empty string, an empty field for
+    NULL, RFC 4180 quoting where a field needs it."""
+    return ",".join(_field(text) for text in texts) + LINE_END
+
+
+def _field(text: str | None) -> str:
+    if text is None:
+        return ""
+    if text == "" or any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 class RecordCounter:
@@ -199,26 +218,31 @@ class RecordMeter:
     double quotes, so a value holding line ends stays one record.
 
     A record wholly inside one chunk is not measured: it is no longer than the chunk, and
-    the chunk is already in memory.
+    the chunk is already in memory. So `longest`, an upper bound of every record's length
+    fed so far, is the longest record that crossed a chunk's end, or the longest chunk.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.quoted = False  # inside a quoted field at the end of the last chunk
         self.open = 0  # bytes of the record still open at the end of the last chunk
+        self.longest = 0
 
     def feed(self, chunk: bytes) -> None:
         quoted_at_end = self.quoted != bool(chunk.count(b'"') % 2)
         first = self._first_end(chunk)
+        self.longest = max(self.longest, len(chunk))
         if first < 0:
             self.open += len(chunk)
         elif self.open + first + 1 > self.limit:
             self.open += first + 1
         else:
+            self.longest = max(self.longest, self.open + first + 1)
             self.open = len(chunk) - self._last_end(chunk, quoted_at_end) - 1
         self.quoted = quoted_at_end
         if self.open > self.limit:
             raise RecordTooLong(f"a record is longer than {self.limit:,} bytes")
+        self.longest = max(self.longest, self.open)
 
     def _first_end(self, chunk: bytes) -> int:
         """The offset of the first line end outside quotes, or -1."""

@@ -15,7 +15,8 @@ All times are whole UTC seconds since 1970.
     <tidegate-restart mode="reexport" since-ts="…"/>        (only after a restart option)
     <tidegate-table name="customer" file="customer.csv" rows="10" deleted="2"/>   (per table;
         whole="true" when the file holds every row of the table, as in a snapshot)
-    <tidegate-member name="customer.csv" bytes="5120"/>   (per zip member: its size inflated)
+    <tidegate-member name="customer.csv" bytes="5120" longest="80"/>   (per zip member: its
+        size inflated; for a CSV member, a bound on the length of its records)
     </info>
 """
 
@@ -66,6 +67,7 @@ class MemberSize:
 
     name: str
     bytes: int
+    longest: int | None = None  # CSV members: no record is longer (bytes, line end included)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class Manifest:
     def member_bytes(self) -> dict[str, int]:
         """Each member's inflated size, by name (empty when the manifest lists none)."""
         return {member.name: member.bytes for member in self.members}
+
+    def longest_record(self, name: str) -> int | None:
+        """The bound the export recorded on a CSV member's records, if it did."""
+        return next((m.longest for m in self.members if m.name == name), None)
 
 
 def _ts(moment: datetime) -> str:
@@ -130,8 +136,10 @@ def render(manifest: Manifest) -> bytes:
             attributes += ' whole="true"'
         lines.append(f"<tidegate-table {attributes}/>")
     for member in m.members:
+        longest = f' longest="{member.longest}"' if member.longest is not None else ""
         lines.append(
-            f"<tidegate-member {_attr('name', member.name)} {_attr('bytes', str(member.bytes))}/>"
+            f"<tidegate-member {_attr('name', member.name)} "
+            f'{_attr("bytes", str(member.bytes))}{longest}/>'
         )
     lines.append("</info>")
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -201,7 +209,13 @@ def parse(data: bytes, where: str) -> Manifest:
         for node in root.findall("tidegate-table")
     )
     members = tuple(
-        MemberSize(node.get("name") or "", number(node.get("bytes"), "<tidegate-member> bytes"))
+        MemberSize(
+            node.get("name") or "",
+            number(node.get("bytes"), "<tidegate-member> bytes"),
+            None
+            if node.get("longest") is None
+            else number(node.get("longest"), "<tidegate-member> longest"),
+        )
         for node in root.findall("tidegate-member")
     )
     if len({member.name for member in members}) != len(members):

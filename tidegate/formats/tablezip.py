@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any, BinaryIO
 
 from tidegate.errors import FormatError
+from tidegate.formats.csvrows import MAX_RECORD_BYTES, RecordMeter, RecordTooLong
 from tidegate.formats.hashing import HashingWriter
 from tidegate.formats.manifest import MemberSize
 
@@ -105,25 +106,40 @@ class TableZipWriter:
             compresslevel=COMPRESS_LEVEL,
         )
 
-    def add(self, name: str, chunks: Iterable[bytes]) -> str:
+    def add(self, name: str, chunks: Iterable[bytes], *, records: bool = True) -> str:
         """Add a member from a stream of byte chunks, then its `.sha1` member.
+
+        Args:
+            name: the member's name.
+            chunks: its bytes.
+            records: the member is CSV: record a bound on its records' length.
 
         Returns:
             The member's sha1 in hex.
         """
         digest = hashlib.sha1()
         info = self._info(name)
+        meter = RecordMeter(MAX_RECORD_BYTES)
         with self._zip.open(info, mode="w", force_zip64=True) as member:
             # The zip library makes its own zlib compressor; swap in the fastest one before
             # the first byte (the attribute has been stable since Python 3.6).
             member._compressor = _deflater()
             for chunk in chunks:
+                if records:
+                    try:
+                        meter.feed(chunk)
+                    except RecordTooLong as error:  # more than any source row can be
+                        raise FormatError(f"{name}: {error}") from None
                 digest.update(chunk)
                 member.write(chunk)
         hexdigest = digest.hexdigest()
         line = sha1_line(hexdigest, name)
         self._zip.writestr(self._info(f"{name}.sha1"), line)
-        self.members += [MemberSize(name, info.file_size), MemberSize(f"{name}.sha1", len(line))]
+        longest = meter.longest if records else None
+        self.members += [
+            MemberSize(name, info.file_size, longest),
+            MemberSize(f"{name}.sha1", len(line)),
+        ]
         return hexdigest
 
     def _info(self, name: str) -> zipfile.ZipInfo:

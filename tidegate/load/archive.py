@@ -16,11 +16,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import stat
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tidegate.errors import LoadError
 from tidegate.formats import csvrows
@@ -32,6 +33,9 @@ from tidegate.formats.tablezip import INFLATE_ERRORS, SHA1_FILE_BYTES, inflater,
 MAX_SCHEMA_BYTES = 64 * 1024 * 1024
 """The most of the schema member read into memory (ten thousand tables take a few MB)."""
 MAX_RECORD_BYTES = csvrows.MAX_RECORD_BYTES
+UNRECORDED_LONGEST = 64 * 1024 * 1024
+"""The bound on records of a member whose manifest records none (exports of tidegate 0.1,
+whose loader refused longer lines)."""
 MAX_HEADER_BYTES = 4 * 1024 * 1024
 """The most read of a header line (4,096 columns of 64 four-byte characters, quoted, fit)."""
 CHUNK = 1024 * 1024
@@ -57,6 +61,7 @@ class ExportArchive:
 
     def __init__(self, handle: BinaryIO, where: str, manifest: Manifest) -> None:
         self.where = where
+        self.manifest = manifest
         try:
             self.zip = zipfile.ZipFile(handle)
         except (zipfile.BadZipFile, OSError) as error:
@@ -186,33 +191,62 @@ class ExportArchive:
                 "the export was altered: export it again",
             )
 
-    def records(self, name: str) -> Iterator[list[str]]:
-        """A CSV member's records (the header first), as lists of fields; a line too long
-        or text that is not UTF-8 is refused, naming the member."""
+    def rows(self, name: str, columns: Sequence[str]) -> Iterator[list[Any]]:
+        """A CSV member's records after its header (which must name `columns`), each a
+        list of its fields: None for NULL (an empty field), "" for the empty string
+        (`""`), else the text. Read by Arrow's CSV reader in blocks larger than the
+        longest record the export recorded, so memory follows the data's own rows."""
         where = f"{self.where}/{name}"
-        try:
-            yield from self.reader(name)
-        except (UnicodeDecodeError, csv.Error) as error:
-            raise csv_error(where, error) from None
+        for batch in self._batches(name, columns, where):
+            fields = [column.to_pylist() for column in batch.columns]
+            yield from map(list, zip(*fields, strict=True))
 
-    def reader(self, name: str) -> Iterator[list[str]]:
-        """`records` without the wrapping generator, for bulk loads that iterate in C: its
-        UnicodeDecodeError and csv.Error are the caller's to turn into `csv_error`."""
-        chunks = _record_bounded(self.chunks(name), f"{self.where}/{name}")
-        raw = io.BufferedReader(_ChunkReader(chunks), CHUNK)
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        text._CHUNK_SIZE = CHUNK  # type: ignore[attr-defined]  # decode in large pieces
-        return csv.reader(text, strict=True)
+    def _batches(self, name: str, columns: Sequence[str], where: str) -> Iterator[Any]:
+        import pyarrow as pa
+        from pyarrow import csv as arrow_csv
+
+        longest = self.manifest.longest_record(name) or UNRECORDED_LONGEST
+        raw = io.BufferedReader(_ChunkReader(self.body(name, columns)), CHUNK)
+        options = {
+            "read_options": arrow_csv.ReadOptions(
+                column_names=list(columns),
+                block_size=min(max(2 * longest, CHUNK), 2**31 - 1),
+                use_threads=False,
+            ),
+            "parse_options": arrow_csv.ParseOptions(
+                newlines_in_values=True, ignore_empty_lines=False
+            ),
+            "convert_options": arrow_csv.ConvertOptions(
+                column_types={column: pa.string() for column in columns},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                null_values=[""],
+            ),
+        }
+        try:
+            yield from arrow_csv.open_csv(raw, **options)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise csv_error(where, error) from None
 
     def close(self) -> None:
         self.zip.close()
 
 
+_WIDTH = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+)")
+
+
 def csv_error(where: str, error: Exception) -> LoadError:
     """The one-line error for a CSV member that cannot be read."""
-    if isinstance(error, UnicodeDecodeError):
+    text = " ".join(str(error).split())
+    if isinstance(error, UnicodeDecodeError) or "UTF8" in text or "UTF-8" in text:
         return LoadError(f"{where}: not UTF-8 text")
-    return LoadError(f"{where}: not valid CSV ({error})")
+    width = _WIDTH.search(text)
+    if width:  # Arrow's parser counts from 1 the records after the header
+        row, expected, got = (int(group) for group in width.groups())
+        return LoadError(f"{where}: record {row} has {got} fields, not {expected}")
+    if len(text) > 200:  # the parser's message quotes the record, which may be huge
+        text = text[:200] + "…"
+    return LoadError(f"{where}: not valid CSV ({text})")
 
 
 def _schema(archive: ExportArchive, where: str) -> tuple[str, list[TableSchema]]:

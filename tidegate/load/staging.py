@@ -42,32 +42,22 @@ def counted(archive: ExportArchive, member: str, expected: int, load: Callable[[
         raise LoadError(f"{where}: {count} records, its manifest says {expected}")
 
 
-def checked_reader(
-    archive: ExportArchive, member: str, columns: Sequence[str]
-) -> Iterator[list[str]]:
-    """The member's CSV reader itself, past its header (checked against `columns`): no
-    Python runs per record. Its UnicodeDecodeError and csv.Error are the caller's (see
-    `counted`)."""
-    records = archive.reader(member)
-    archive.check_header(member, next(records, None), columns)
-    return records
-
-
 def records(
-    archive: ExportArchive, member: str, columns: Sequence[str], hexed: Sequence[int]
+    archive: ExportArchive, member: str, columns: Sequence[str], hexed: Sequence[int] = ()
 ) -> Iterator[list[Any]]:
-    """A member's records after its header (checked against `columns`), each with as many
-    fields as there are columns, the hex at positions `hexed` turned into bytes."""
-    where = f"{archive.where}/{member}"
-    rows = archive.records(member)
-    archive.check_header(member, next(rows, None), columns)
-    width = len(columns)
+    """A member's records after its header (checked against `columns`): None for NULL,
+    "" for the empty string, the hex at positions `hexed` turned into bytes."""
+    rows = archive.rows(member, columns)
+    if not hexed:
+        return rows
+    return _unhexed(rows, hexed, f"{archive.where}/{member}")
+
+
+def _unhexed(rows: Iterator[list[Any]], hexed: Sequence[int], where: str) -> Iterator[list[Any]]:
     for number, record in enumerate(rows, start=1):
-        if len(record) != width:
-            raise LoadError(f"{where}: record {number} has {len(record)} fields, not {width}")
         for index in hexed:
             try:
-                record[index] = bytes.fromhex(record[index]) if record[index] else None  # type: ignore[call-overload]
+                record[index] = bytes.fromhex(record[index]) if record[index] else None
             except ValueError:
                 raise LoadError(
                     f"{where}: record {number}: not hex: {record[index][:40]!r}"

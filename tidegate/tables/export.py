@@ -257,7 +257,7 @@ def _write(
         with folder.open(name.zip_name) as target:
             archive = TableZipWriter(target, from_us(record.created_us))
             try:
-                archive.add(SCHEMA_MEMBER, [schema_json])
+                archive.add(SCHEMA_MEMBER, [schema_json], records=False)
                 for spec in exported:
                     lock.check(publish)  # a lock the keep-alive found lost: stop early
                     entries.append(

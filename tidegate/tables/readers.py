@@ -116,17 +116,18 @@ class SqlLinesReader(_BaseReader):
     def _rows_through_cli(
         self, sqlite3: str, database: str, spec: TableSpec, selection: Selection, count: RowCounter
     ) -> Iterator[bytes]:
-        """The sqlite3 shell's CSV output: it quotes and writes in C. REALs go through
-        quote() (the shell prints only 15 digits), blobs as hex, "" as an empty field. The
-        header line is written here: the shell leaves it out when there are no rows."""
+        """The sqlite3 shell's CSV output: it quotes and writes in C, NULL as an empty field
+        and the empty string as "". REALs go through quote() (the shell prints only 15
+        digits), blobs as hex. The header line is written here: the shell leaves it out
+        when there are no rows."""
         columns: list[sa.ColumnElement[Any]] = []
         for column in spec.columns:
             c = self.db.quote(column.name)
             columns.append(
                 sa.literal_column(
-                    f"CASE typeof({c}) WHEN 'real' THEN quote({c}) "
+                    f"CASE typeof({c}) WHEN 'real' THEN {_real_text(c)} "
                     f"WHEN 'blob' THEN lower(hex({c})) "
-                    f"WHEN 'text' THEN nullif({c}, '') ELSE {c} END AS {c}"
+                    f"ELSE {c} END AS {c}"
                 )
             )
         sql = inline_sql(self.db, self._rows_query(spec, selection, columns))
@@ -151,11 +152,12 @@ class SqlLinesReader(_BaseReader):
         c = self.db.quote(column)
         quoted = f"'\"' || replace({c}, '\"', '\"\"') || '\"'"
         special = " OR ".join(f"instr({c}, {x})" for x in ("','", "'\"'", "char(10)", "char(13)"))
+        special += f" OR {c} = ''"  # the empty string is "", NULL an empty field
         # Text is quoted only when it holds a comma, quote, LF or CR (RFC 4180). quote() of a
         # REAL gives 15 significant digits when they read back exactly, else 20: exact.
         return (
             f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {special} THEN {quoted} ELSE {c} END "
-            f"WHEN 'integer' THEN {c} WHEN 'null' THEN '' WHEN 'real' THEN quote({c}) "
+            f"WHEN 'integer' THEN {c} WHEN 'null' THEN '' WHEN 'real' THEN {_real_text(c)} "
             f"ELSE lower(hex({c})) END"
         )
 
@@ -187,6 +189,12 @@ class SqlLinesReader(_BaseReader):
             raw.close()
 
 
+def _real_text(c: str) -> str:
+    """SQL for a SQLite REAL's exact text: quote() gives 15 significant digits when they
+    read back exactly, else 20, but `Inf` for an infinity, which no reader takes."""
+    return f"CASE {c} WHEN 9e999 THEN 'Infinity' WHEN -9e999 THEN '-Infinity' ELSE quote({c}) END"
+
+
 class CopyReader(_BaseReader):
     """PostgreSQL's COPY … TO STDOUT, values formatted by the server."""
 
@@ -199,9 +207,8 @@ class CopyReader(_BaseReader):
             text = sa.case((column, "true"), (~column, "false"))
         elif isinstance(kind, sa.LargeBinary) or type(kind).__name__ == "BYTEA":
             text = sa.func.encode(column, "hex")
-        elif isinstance(kind, sa.String | sa.Enum):
-            text = sa.func.nullif(column, "")  # "" and NULL are both an empty field
-        else:
+        else:  # COPY writes NULL as an empty field and the empty string as ""
+            return column.label(column.name)
             return column.label(column.name)
         return text.label(column.name)
 

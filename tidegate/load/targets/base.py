@@ -135,14 +135,15 @@ class TargetDialect:
     def converted(
         self, staged: sa.ColumnElement[Any], column: ColumnSchema, target_type: Any
     ) -> sa.ColumnElement[Any]:
-        """The expression turning a staged text value into the target column's value:
-        an empty field is NULL, except in a NOT NULL text column (the rules of
-        `tidegate.load.values`, which converts entity records in Python)."""
+        """The expression turning a staged text value into the target column's value.
+
+        A text is staged as it was exported: NULL (an empty field) or the text (`""` is
+        the empty string); in a NOT NULL text column NULL is the empty string (exports
+        of tidegate 0.1 wrote both as an empty field). Any other kind's empty value is
+        NULL."""
         kind = base_type(column.type)
         if kind == "text":
-            if column.nullable:
-                return self.empty_as_null(staged)
-            return sa.func.coalesce(staged, "")
+            return staged if column.nullable else sa.func.coalesce(staged, "")
         value = self.empty_as_null(staged)
         if kind == "binary":
             return self.from_hex(value)

@@ -126,11 +126,7 @@ class SQLiteTarget(TargetDialect):
         where = f"{archive.where}/{files_rows}"
 
         def run() -> int:
-            records = (
-                staging.records(archive, files_rows, columns, hexed)
-                if hexed
-                else staging.checked_reader(archive, files_rows, columns)
-            )
+            records = staging.records(archive, files_rows, columns, hexed)
             rest = _Rest()
             raw.executemany(statement(per), _flat_batches(records, width, per, where, rest))
             if rest.tail:
@@ -145,15 +141,15 @@ class SQLiteTarget(TargetDialect):
 
     def _field_sql(self, table: sa.Table, column: ColumnSchema, rowid: bool) -> str:
         """A column's conversion as SQL text, its constants written in, the field it
-        converts written `:field` (see `_named_sql`). A rowid key's integer field goes in
-        unconverted (its conversion only turns '' into NULL); any other kind's NULL
+        converts written `:field` (see `_named_sql`). A rowid key never gets NULL: its
+        field goes in as it is (an integer's conversion is the field itself), and NULL
         becomes '', which SQLite refuses there ("datatype mismatch") as it refuses any
         other text that is no integer."""
         text: sa.BindParameter[Any] = sa.bindparam("field")
         conversion = self.converted(text, column, table.c[column.name].type)
         if rowid:
             integer = base_type(column.type) in ("smallint", "integer", "bigint")
-            conversion = text if integer else sa.func.coalesce(conversion, "")
+            conversion = sa.func.coalesce(text if integer else conversion, "")
         return _named_sql(conversion)
 
 
