@@ -1,9 +1,11 @@
 """The matrix for a test session: each source prepared once (its catalog created and
 exported), each combination of source, target and export kind loaded once.
 
-The first test to ask computes every combination the session selected, in threads: the
-sources are prepared side by side, and each combination is loaded as soon as its source
-is ready (most of the time is spent waiting on the databases, so the threads overlap).
+The first test to ask computes every combination the session selected, in threads. Each
+source's catalog is split into shards of SHARD_UNITS units, each shard a source database
+of its own (tidegate reads every table of a source each time it looks for entities, so a
+source of many tables costs more per unit); the shards are prepared side by side, and
+each is loaded into every target as soon as it is ready.
 
 With TIDEGATE_TYPE_MATRIX=<file> set, the session writes every cell it judged, and how
 each value was written, to that JSON file (scripts/type_matrix.py makes docs/types.md of
@@ -25,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conformance import mysql_catalog, pg_catalog, sqlite_catalog
+from tests.conformance.catalog import Catalog
 from tests.conformance.harness import PreparedSource, load_cells, prepare
 from tests.conformance.outcomes import Cell
 from tests.conformance.report import results_document
@@ -38,6 +41,8 @@ CATALOGS = {
 }
 RESULTS_VARIABLE = "TIDEGATE_TYPE_MATRIX"
 LOAD_THREADS = 4
+SHARD_THREADS = 4
+SHARD_UNITS = 14
 # Servers' fixtures, by dialect: resolved before threads start, as pytest's fixture
 # machinery is not thread-safe.
 SERVER_FIXTURES = {"postgresql": "pg_database", "mysql": "mysql_server"}
@@ -65,6 +70,16 @@ class _Fixtures:
         return self.values[name]
 
 
+def shards(dialect: str) -> list[Catalog]:
+    """A source's catalog in shards of at most SHARD_UNITS units, in catalog order."""
+    catalog = CATALOGS[dialect]()
+    units = catalog.units
+    return [
+        Catalog(catalog.dialect, units[start : start + SHARD_UNITS])
+        for start in range(0, len(units), SHARD_UNITS)
+    ]
+
+
 class Matrix:
     """Prepared sources and judged combinations, made on first use."""
 
@@ -73,7 +88,7 @@ class Matrix:
         self.folder = tmp.mktemp("matrix")
         self.numbers = itertools.count(1)
         self.fixtures = _Fixtures({})
-        self.prepared: dict[str, PreparedSource] = {}
+        self.prepared: dict[str, list[PreparedSource]] = {}  # dialect -> its shards
         self.cells: dict[Combination, list[Cell]] = {}
 
     def combination(self, source: str, target: str, kind: str) -> list[Cell]:
@@ -100,15 +115,21 @@ class Matrix:
         # The slowest first: loads into server targets, of the largest catalogs.
         ordered = sorted(combinations, key=lambda c: (c[1] in ("sqlite",), c[0] == "sqlite", c))
         with (
-            ThreadPoolExecutor(max(1, len(sources)), "prepare") as preparing,
+            ThreadPoolExecutor(SHARD_THREADS, "prepare") as preparing,
             ThreadPoolExecutor(LOAD_THREADS, "load") as loading,
         ):
-            ready = {s: preparing.submit(self._source, s) for s in sources}
-            loads = {c: loading.submit(self._load, ready, c) for c in ordered}
-            for combination, future in loads.items():
-                self.cells[combination] = future.result()
+            ready = {s: [preparing.submit(self._shard, s, c) for c in shards(s)] for s in sources}
+            ready |= {s: [_done(p) for p in self.prepared[s]] for s in self.prepared}
+            loads = {
+                c: [loading.submit(self._load, shard, c[1], c[2]) for shard in ready[c[0]]]
+                for c in ordered
+            }
+            for combination, futures in loads.items():
+                self.cells[combination] = [cell for f in futures for cell in f.result()]
+            for source in sources:
+                self.prepared[source] = [future.result() for future in ready[source]]
 
-    def _source(self, dialect: str) -> PreparedSource:
+    def _shard(self, dialect: str, catalog: Catalog) -> PreparedSource:
         folder = self._new_folder(f"source-{dialect}")
         source: Source
         if dialect == "postgresql":
@@ -118,34 +139,10 @@ class Matrix:
         else:
             source = _sqlite_source(folder)
         source = dataclasses.replace(source, url=_without_tls(source.url))
-        import sys
-        import time
+        return prepare(source, catalog, folder)
 
-        t = time.perf_counter()
-        self.prepared[dialect] = prepare(source, CATALOGS[dialect](), folder)
-        print(
-            f"PREPARE {dialect} {time.perf_counter() - t:.1f}s {time.process_time():.1f}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return self.prepared[dialect]
-
-    def _load(
-        self, ready: dict[str, Future[PreparedSource]], combination: Combination
-    ) -> list[Cell]:
-        source, target, kind = combination
-        prepared = self.prepared[source] if source in self.prepared else ready[source].result()
-        import sys
-        import time
-
-        t = time.perf_counter()
-        r = load_cells(prepared, target, kind, lambda: self._target(target))
-        print(
-            f"LOAD {combination} {time.perf_counter() - t:.1f}s {time.process_time():.1f}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return r
+    def _load(self, shard: Future[PreparedSource], target: str, kind: str) -> list[Cell]:
+        return load_cells(shard.result(), target, kind, lambda: self._target(target))
 
     def _target(self, dialect: str) -> TargetDb:
         request = cast(pytest.FixtureRequest, self.fixtures)
@@ -158,13 +155,20 @@ class Matrix:
         return folder
 
     def close(self) -> None:
-        for prepared in self.prepared.values():
-            prepared.close()
-            prepared.source.dispose()
+        for shards_ in self.prepared.values():
+            for prepared in shards_:
+                prepared.close()
+                prepared.source.dispose()
 
     def document(self) -> dict[str, Any]:
         cells = [cell for key in sorted(self.cells) for cell in self.cells[key]]
-        return results_document(list(self.prepared.values()), cells)
+        return results_document(self.prepared, cells)
+
+
+def _done(prepared: PreparedSource) -> Future[PreparedSource]:
+    future: Future[PreparedSource] = Future()
+    future.set_result(prepared)
+    return future
 
 
 @pytest.fixture(scope="session")

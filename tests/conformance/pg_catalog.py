@@ -49,10 +49,17 @@ def _numbers(cat: Catalog) -> None:
         "12345678901234567890.123456789",
         "0.000000000000000000000000000000000000001",
         "0.30000000000000004441",
+        about="unconstrained: any scale, every digit kept",
+    )
+    cat.single(
+        "numeric_huge",
+        "numeric",
+        "decimal",
         "9" * 1000,
         "-" + "1" * 500 + "." + "2" * 500,
-        "'NaN'",
+        about="values of 1000 digits",
     )
+    cat.single("numeric_special", "numeric", "decimal", "'NaN'", "'Infinity'", "'-Infinity'")
     cat.single(
         "numeric_10_2",
         "numeric(10,2)",
@@ -62,7 +69,6 @@ def _numbers(cat: Catalog) -> None:
         "0.01",
         "1.10",
         "0",
-        "'NaN'",
     )
     cat.single(
         "numeric_38_10",
@@ -73,32 +79,21 @@ def _numbers(cat: Catalog) -> None:
     )
     cat.single("numeric_40_0", "numeric(40,0)", "decimal", "9" * 40, "-" + "9" * 40)
     cat.single("numeric_5_neg2", "numeric(5,-2)", "decimal", "9999900", "-100")
-    cat.single(
-        "real",
-        "real",
-        "float",
-        "0",
-        "'-0'",
-        "'NaN'",
-        "'Infinity'",
-        "'-Infinity'",
-        "'3.4028235e38'",
-        "'1.4e-45'",
-        "'0.1'",
-    )
+    specials = ("'-0'", "'NaN'", "'Infinity'", "'-Infinity'")
+    cat.single("real", "real", "float", "0", "'3.4028235e38'", "'1.4e-45'", "'0.1'")
+    cat.single("real_special", "real", "float", *specials, about="-0, NaN and the infinities")
     cat.single(
         "double",
         "double precision",
         "float",
         "0",
-        "'-0'",
-        "'NaN'",
-        "'Infinity'",
-        "'-Infinity'",
         "'1.7976931348623157e308'",
         "'5e-324'",
         "'0.1'",
         "'0.30000000000000004'",
+    )
+    cat.single(
+        "double_special", "double precision", "float", *specials, about="-0, NaN and the infinities"
     )
     cat.single("money", "money", "pg:money", "'12.34'", "'-0.01'", "'92233720368547758.07'")
 
@@ -120,28 +115,21 @@ def _texts(cat: Catalog) -> None:
 
 
 def _times(cat: Catalog) -> None:
+    """Each date-time type twice: values every target has, then the extremes (BC, years
+    past 9999, infinity, 24:00:00) that some cannot hold."""
+    cat.single("date", "date", "date", "'2024-02-29'", "'0001-01-01'", "'9999-12-31'")
     cat.single(
+        "date_extremes",
         "date",
         "date",
-        "date",
-        "'2024-02-29'",
-        "'0001-01-01'",
-        "'9999-12-31'",
         "'10000-01-01'",
         "'0044-03-15 BC'",
         "'4713-01-01 BC'",
         "'infinity'",
         "'-infinity'",
     )
-    cat.single(
-        "time",
-        "time",
-        "time",
-        "'00:00:00'",
-        "'23:59:59.999999'",
-        "'24:00:00'",
-        "'12:34:56.5'",
-    )
+    cat.single("time", "time", "time", "'00:00:00'", "'23:59:59.999999'", "'12:34:56.5'")
+    cat.single("time_24", "time", "time", "'24:00:00'", about="24:00:00, the end of a day")
     cat.single(
         "timetz",
         "timetz",
@@ -156,7 +144,13 @@ def _times(cat: Catalog) -> None:
         "timestamp",
         "'1970-01-01 00:00:00'",
         "'2024-06-30 12:34:56.789012'",
+        "'0001-01-01 00:00:00'",
         "'9999-12-31 23:59:59.999999'",
+    )
+    cat.single(
+        "timestamp_extremes",
+        "timestamp",
+        "timestamp",
         "'10000-01-01 00:00:00'",
         "'0044-03-15 12:00:00 BC'",
         "'infinity'",
@@ -169,6 +163,11 @@ def _times(cat: Catalog) -> None:
         "'1970-01-01 00:00:00+00'",
         "'2024-06-30 12:34:56.789012+05:30'",
         "'1900-01-01 00:00:00+01:23:45'",
+    )
+    cat.single(
+        "timestamptz_extremes",
+        "timestamptz",
+        "timestamptz",
         "'0044-03-15 12:00:00+00 BC'",
         "'infinity'",
         "'-infinity'",
@@ -195,13 +194,15 @@ def _others(cat: Catalog) -> None:
     )
     documents = (
         '{"a": 1.10, "b": 12345678901234567890.123}',
-        '[1, "x", null, true, 1e400]',
+        '[1, "x", true, 1e400]',
         '"  spaced  "',
-        "null",
         "{}",
     )
-    cat.single("json", "json", "json", *(s(d) for d in documents))
-    cat.single("jsonb", "jsonb", "json", *(s(d) for d in documents))
+    # A `null` in a document: the entity reader takes another path for those.
+    with_nulls = ("null", "[null, 12345678901234567890.123]")
+    for name in ("json", "jsonb"):
+        cat.single(name, name, "json", *(s(d) for d in documents))
+        cat.single(f"{name}_nulls", name, "json", *(s(d) for d in with_nulls))
     cat.single("int_array", "integer[]", "pg:integer[]", "'{1,2,3}'", "'{}'", "'{NULL,1}'",
                "'{{1,2},{3,4}}'")  # fmt: skip
     cat.single(
@@ -244,7 +245,7 @@ def _keys_and_names(cat: Catalog) -> None:
         *(
             Table(
                 name,
-                (Column("id", "integer", "int"), Column("c_text", "text", "text")),
+                (Column("id", "integer", "int", tested=False), Column("c_text", "text", "text")),
                 ("id",),
                 (f"CREATE TABLE {q(name)} (id integer PRIMARY KEY, c_text text)",),
                 (("1", s(name)),),
@@ -259,7 +260,7 @@ def _keys_and_names(cat: Catalog) -> None:
         "long_name",
         Table(
             long_name,
-            (Column("id", "integer", "int"), Column("c_text", "text", "text")),
+            (Column("id", "integer", "int", tested=False), Column("c_text", "text", "text")),
             ("id",),
             (f"CREATE TABLE {q(long_name)} (id integer PRIMARY KEY, c_text text)",),
             (("1", s("x")),),

@@ -2,14 +2,14 @@
 
 Drivers round some values on the way: psycopg reads a `real` through its 6-9 digit text
 and a JSON document into floats, and refuses `infinity` and BC dates; PyMySQL reads a
-FLOAT through the 6 digits MariaDB prints. So each value is selected the way that keeps it:
+FLOAT through the 6 digits MariaDB prints; duckdb_engine parses JSON into floats. So each
+value is selected the way that keeps it:
 
-| database | selected as |
-|---|---|
-| PostgreSQL | its text (`real` through `float8`), under fixed settings; decoded here by type |
-| MariaDB | itself, but FLOAT as DOUBLE (exact: every float is a double) |
-| DuckDB | itself, but date-times, intervals and UUIDs as their text |
-| SQLite | itself: the driver gives each storage class as it is |
+- PostgreSQL: its text under fixed settings (`real` through `float8`; `char(n)` as it
+  is, padded: its cast to text drops trailing spaces), decoded here by type;
+- MariaDB: itself, but FLOAT as DOUBLE (exact: every float is a double);
+- DuckDB: itself, but date-times, intervals, UUIDs and JSON as their text;
+- SQLite: itself: the driver gives each storage class as it is.
 
 Column types are read as each database prints them (`numeric(10,2)`, `DECIMAL(38,10)`).
 """
@@ -119,6 +119,8 @@ def read_rows(engine: sa.Engine, table: str, schema: str | None = None) -> list[
 def _selected(dialect: str, column: str, kind: str) -> str:
     lowered = kind.lower()
     if dialect == "postgresql":
+        if lowered.startswith("character(") or lowered == "character":
+            return column  # as stored, padded: a cast to text would drop trailing spaces
         return f"{column}::float8::text" if lowered == "real" else f"{column}::text"
     if dialect in ("mysql", "mariadb") and lowered.startswith("float"):
         return f"CAST({column} AS DOUBLE)"
@@ -138,6 +140,7 @@ _DUCKDB_TEXT = {
     "timestamp_s",
     "interval",
     "uuid",
+    "json",  # duckdb_engine would parse it, numbers into floats
 }
 
 

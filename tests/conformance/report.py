@@ -13,7 +13,7 @@ into docs/types.md.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tests.conformance.catalog import Table
@@ -23,9 +23,15 @@ from tests.conformance.outcomes import Cell
 NOT_WRITTEN = None  # a value the export did not write (its export failed)
 
 
-def results_document(sources: Sequence[PreparedSource], cells: Sequence[Cell]) -> dict[str, Any]:
+def results_document(
+    sources: Mapping[str, Sequence[PreparedSource]], cells: Sequence[Cell]
+) -> dict[str, Any]:
+    """`sources`: each source dialect's shards, in catalog order."""
     return {
-        "sources": {prepared.dialect: _units(prepared) for prepared in sources},
+        "sources": {
+            dialect: [unit for shard in shards for unit in _units(shard)]
+            for dialect, shards in sources.items()
+        },
         "cells": [dataclasses.asdict(cell) for cell in cells],
     }
 

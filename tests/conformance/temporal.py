@@ -8,7 +8,8 @@ microseconds. Texts are read in the forms PostgreSQL, DuckDB, SQLite and MariaDB
 or `(BC)` (DuckDB), `infinity` and `-infinity`.
 
 Each function returns None for a text it cannot read exactly; the caller then keeps the
-text as it is, so it can only equal the same text.
+text as it is, so it can only equal the same text. MariaDB's zero dates are kept as one
+text of their own (`zero date 0000-00-00 00:00:00.000000`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def parse_moment(text: str) -> Moment | str | None:
     year, month, day = (int(match[name]) for name in ("year", "month", "day"))
     if bc:
         year = 1 - year
+    if month == 0 or day == 0:
+        return _zero_date(match, year, month, day)
     if not _valid(year, month, day):
         return None
     days = days_from_civil(year, month, day)
@@ -100,6 +103,13 @@ def parse_moment(text: str) -> Moment | str | None:
         return None
     micros = ((hour * 60 + minute) * 60 + second) * 1_000_000 + _fraction(match["fraction"])
     return days, micros, _zone_seconds(match["zone"])
+
+
+def _zero_date(match: re.Match[str], year: int, month: int, day: int) -> str:
+    """MariaDB's zero date (`0000-00-00`, or a zero month or day) as one text, whatever
+    the fraction digits it is printed with."""
+    clock = ":".join(match[name] or "00" for name in ("hour", "minute", "second"))
+    return f"zero date {year:04d}-{month:02d}-{day:02d} {clock}.{_fraction(match['fraction']):06d}"
 
 
 def parse_clock(text: str) -> tuple[int, int | None] | None:
