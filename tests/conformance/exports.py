@@ -47,8 +47,8 @@ def export_units(source: Source, catalog: Catalog, base: Path) -> dict[str, Unit
 
 def _table_exports(source: Source, units: list[Unit], base: Path) -> dict[str, Exported]:
     results: dict[str, Exported] = {}
-    first, failed = True, False
-    for unit in units:
+    failed = False
+    for number, unit in enumerate(units):
         location = base / unit.name / "tables"
         include = f"tables.include={json.dumps([table.name for table in unit.tables])}"
         config = source.config(include, f"output.location={location}")
@@ -58,11 +58,12 @@ def _table_exports(source: Source, units: list[Unit], base: Path) -> dict[str, E
             if failed:
                 _finish_failed_run(source, include, base)
             step = "export tables"
-            written = tidegate.export_tables(config, restart_from_beginning=not first)
+            # Every export after the stream's first attempt is a new snapshot.
+            written = tidegate.export_tables(config, restart_from_beginning=number > 0)
         except Exception as error:  # every error is an outcome of the matrix
             results[unit.name], failed = Failure.of(step, error), True
             continue
-        first, failed = False, False
+        failed = False
         results[unit.name] = location if written else Failure(step, "wrote nothing", False)
     return results
 
