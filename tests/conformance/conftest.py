@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from tests.conformance import mysql_catalog, pg_catalog, sqlite_catalog
 from tests.conformance.catalog import Catalog
 from tests.conformance.harness import PreparedSource, load_cells, prepare
+from tests.conformance.known_defects import KNOWN_DEFECTS
 from tests.conformance.outcomes import Cell
 from tests.conformance.report import results_document
 from tests.conftest import Source, _mysql_source, _pg_source, _sqlite_source
@@ -162,7 +163,7 @@ class Matrix:
 
     def document(self) -> dict[str, Any]:
         cells = [cell for key in sorted(self.cells) for cell in self.cells[key]]
-        return results_document(self.prepared, cells)
+        return results_document(self.prepared, cells, KNOWN_DEFECTS)
 
 
 def _done(prepared: PreparedSource) -> Future[PreparedSource]:

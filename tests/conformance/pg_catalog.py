@@ -252,7 +252,7 @@ def _keys_and_names(cat: Catalog) -> None:
             )
             for name in ("Case", "case")
         ),
-        about='tables "Case" and "case": one in a target whose names ignore case',
+        about='"Case" and "case": one table where names ignore case',
     )
     long_name = "t_" + "long_name_" * 6 + "x"  # 63 characters, PostgreSQL's longest
     assert len(long_name) == 63

@@ -7,7 +7,8 @@ into docs/types.md.
             {"name": "c_numeric", "sql_type": "numeric", "source_type": "numeric",
              "values": [{"row": "2", "sql": "1.10", "csv": "1.10", "json": "1.10"}]}]}]}]},
      "cells": [{"source": "postgresql", "target": "sqlite", "kind": "tables",
-                "table": "t_numeric", "column": "c_numeric", "outcome": "WRONG", ...}]}
+                "table": "t_numeric", "column": "c_numeric", "outcome": "WRONG", …,
+                "known_defect": "SQLite NUMERIC keeps a REAL (15-17 digits)"}]}
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ NOT_WRITTEN = None  # a value the export did not write (its export failed)
 
 
 def results_document(
-    sources: Mapping[str, Sequence[PreparedSource]], cells: Sequence[Cell]
+    sources: Mapping[str, Sequence[PreparedSource]],
+    cells: Sequence[Cell],
+    known: Mapping[tuple[str, str, str, str], str],
 ) -> dict[str, Any]:
-    """`sources`: each source dialect's shards, in catalog order."""
+    """`sources`: each source dialect's shards, in catalog order; `known`: the reasons of
+    KNOWN_DEFECTS, given to the cells they name."""
     return {
         "sources": {
             dialect: [unit for shard in shards for unit in _units(shard)]
             for dialect, shards in sources.items()
         },
-        "cells": [dataclasses.asdict(cell) for cell in cells],
+        "cells": [
+            {**dataclasses.asdict(cell), "known_defect": known.get(cell.key, "")} for cell in cells
+        ],
     }
 
 
