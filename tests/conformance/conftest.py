@@ -28,10 +28,11 @@ import sqlalchemy as sa
 
 from tests.conformance import mysql_catalog, pg_catalog, sqlite_catalog
 from tests.conformance.catalog import Catalog
-from tests.conformance.harness import PreparedSource, load_cells, prepare
 from tests.conformance.known_defects import KNOWN_DEFECTS
+from tests.conformance.loads import load_cells
 from tests.conformance.outcomes import Cell
 from tests.conformance.report import results_document
+from tests.conformance.sources import PreparedSource, prepare
 from tests.conftest import Source, _mysql_source, _pg_source, _sqlite_source
 from tests.load.conftest import TargetDb, make_target
 

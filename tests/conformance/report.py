@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tests.conformance.catalog import Table
-from tests.conformance.harness import PreparedSource
 from tests.conformance.outcomes import Cell
+from tests.conformance.sources import PreparedSource
 
 NOT_WRITTEN = None  # a value the export did not write (its export failed)
 
