@@ -254,3 +254,11 @@ def column_types(db: Database, table: str) -> dict[str, Any]:
     """Column name -> SQLAlchemy type, in table order."""
     columns = sa.inspect(db.engine).get_columns(table, schema=db.schema)
     return {column["name"]: column["type"] for column in columns}
+
+
+def type_text(db: Database, column_type: Any) -> str:
+    """A column type as the database spells it, for people (the export's `sql_type`)."""
+    try:
+        return str(column_type.compile(dialect=db.engine.dialect))
+    except Exception:  # a type the dialect cannot print back: its Python name will do
+        return type(column_type).__name__

@@ -37,7 +37,11 @@ PG_SETTINGS = (
 
 def quoted(engine: sa.Engine, table: str, schema: str | None = None) -> str:
     prep = engine.dialect.identifier_preparer
-    return f"{prep.quote(schema)}.{prep.quote(table)}" if schema else prep.quote(table)
+    return (
+        f"{prep.quote_identifier(schema)}.{prep.quote_identifier(table)}"
+        if schema
+        else prep.quote_identifier(table)
+    )
 
 
 def column_types(engine: sa.Engine, table: str, schema: str | None = None) -> dict[str, str]:
@@ -96,7 +100,9 @@ def read_rows(engine: sa.Engine, table: str, schema: str | None = None) -> list[
     types = column_types(engine, table, schema)
     dialect = engine.dialect.name
     prep = engine.dialect.identifier_preparer
-    selected = [_selected(dialect, prep.quote(name), kind) for name, kind in types.items()]
+    selected = [
+        _selected(dialect, prep.quote_identifier(name), kind) for name, kind in types.items()
+    ]
     sql = f"SELECT {', '.join(selected)} FROM {quoted(engine, table, schema)}"
     with engine.connect() as conn, conn.begin():
         if dialect == "postgresql":

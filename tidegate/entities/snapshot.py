@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.clients import client, stream_lines
-from tidegate.db import Database, inline_sql
+from tidegate.db import Database, inline_sql, type_text
 from tidegate.entities import sqliteshell
 from tidegate.entities.catalog import Entity
 from tidegate.formats.jsonl import MAX_KEY_COLUMNS, entity_record, key_text, timestamp_text
@@ -124,6 +124,7 @@ class EntityReader:
                     {
                         "name": c["name"],
                         "type": self.db.dialect.portable_type(c["type"]),
+                        "sql_type": type_text(self.db, c["type"]),
                         "nullable": bool(c.get("nullable", True)),
                     }
                     for c in columns

@@ -139,7 +139,7 @@ def render(manifest: Manifest) -> bytes:
         longest = f' longest="{member.longest}"' if member.longest is not None else ""
         lines.append(
             f"<tidegate-member {_attr('name', member.name)} "
-            f'{_attr("bytes", str(member.bytes))}{longest}/>'
+            f"{_attr('bytes', str(member.bytes))}{longest}/>"
         )
     lines.append("</info>")
     return ("\n".join(lines) + "\n").encode("utf-8")

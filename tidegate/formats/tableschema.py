@@ -20,25 +20,31 @@ import orjson
 
 from tidegate.errors import FormatError
 
-# Portable column types: what a loader creates in the target.
+# Portable column types: what a loader creates in the target (docs/types.md).
 PORTABLE_TYPES = frozenset(
     {
         "boolean",
-        "smallint",
-        "integer",
-        "bigint",
-        "float",
-        "numeric",
+        "smallint",  # 16-bit
+        "integer",  # 32-bit
+        "bigint",  # 64-bit
+        "float",  # a double
+        "numeric",  # exact, any precision
         "timestamp",
         "timestamptz",
         "date",
-        "time",
+        "time",  # a time of day, 24:00:00 included
+        "timetz",  # a time of day and its UTC offset
+        "interval",  # months, days and microseconds (PostgreSQL's interval)
+        "duration",  # signed hours, minutes, seconds (MariaDB's TIME)
+        "uuid",
+        "varbit",  # a string of bits of any length
         "binary",
         "json",
         "text",
     }
 )
-_SIZED = re.compile(r"(numeric)\((\d{1,4}),(\d{1,4})\)|(varchar)\((\d{1,6})\)")
+_SIZED = re.compile(r"(numeric)\((\d{1,4}),(\d{1,4})\)|(varchar)\((\d{1,8})\)|(bit)\((\d{1,8})\)")
+_SIZED_KINDS = {"numeric": "numeric", "varchar": "text", "bit": "varbit"}
 MAX_TABLES = 10_000
 MAX_COLUMNS = 1_600  # PostgreSQL's own limit
 MAX_NAME = 255
@@ -49,6 +55,11 @@ class ColumnSchema:
     name: str
     type: str
     nullable: bool
+    sql_type: str = ""  # the source's own spelling, for messages ("" if not given)
+
+    def described(self, table: str) -> str:
+        """How messages name the column: table, column and the source's type."""
+        return f"table {table!r}, column {self.name!r} ({self.sql_type or self.type})"
 
 
 @dataclass(frozen=True)
@@ -62,11 +73,19 @@ class TableSchema:
 
 
 def base_type(portable: str) -> str:
-    """`numeric(12,2)` → `numeric`, `varchar(20)` → `text`, others as they are."""
+    """`numeric(12,2)` → `numeric`, `varchar(20)` → `text`, `bit(3)` → `varbit`, others
+    as they are."""
     match = _SIZED.fullmatch(portable)
     if match:
-        return "numeric" if match.group(1) else "text"
+        return _SIZED_KINDS[next(group for group in match.groups() if group is not None)]
     return portable
+
+
+def type_size(portable: str) -> tuple[int, ...]:
+    """The numbers in a sized type: `numeric(12,2)` → (12, 2), `varchar(5)` → (5,)."""
+    if "(" not in portable:
+        return ()
+    return tuple(int(part) for part in portable[portable.index("(") + 1 : -1].split(","))
 
 
 def parse_schema_document(data: bytes, where: str) -> tuple[str, list[TableSchema]]:
@@ -127,7 +146,10 @@ def _column(column: Any, where: str) -> ColumnSchema:
     nullable = column.get("nullable")
     if not isinstance(nullable, bool):
         raise FormatError(f"{where}: column {name!r} needs nullable true or false")
-    return ColumnSchema(name, kind, nullable)
+    sql_type = column.get("sql_type", "")
+    if not isinstance(sql_type, str) or len(sql_type) > MAX_NAME:
+        raise FormatError(f"{where}: column {name!r} has a bad sql_type")
+    return ColumnSchema(name, kind, nullable, sql_type)
 
 
 def portable_name(name: str) -> bool:

@@ -40,6 +40,8 @@ from sqlalchemy.engine import Connection
 
 from tidegate.errors import LoadError
 from tidegate.formats.runmanifest import EntityTable, RunFile, RunManifest
+from tidegate.formats.tableschema import TableSchema
+from tidegate.load.staging import REFUSAL_HINT, refusal
 from tidegate.load.target import initial_table, version_table
 from tidegate.load.targets import TargetDialect
 from tidegate.load.values import Convert, converter
@@ -77,6 +79,7 @@ class _Entity:
             for t in tables
         }
         self.keys = {t.schema.name: t.schema.primary_key for t in tables}
+        self.schemas = {t.schema.name: t.schema for t in tables}
 
 
 def apply_run(
@@ -179,6 +182,22 @@ def _records(
         )
 
 
+def _value_refused(
+    row: dict[str, Any], converts: dict[str, Convert], schema: TableSchema, where: str
+) -> LoadError:
+    """The error naming the first column of a row whose value does not convert."""
+    for name, value in row.items():
+        try:
+            converts[name](value)
+        except (ValueError, TypeError, ArithmeticError) as error:
+            return LoadError(
+                f"{where}: {schema.column(name).described(schema.name)}: "
+                f"{' '.join(str(error).split())[:200]}",
+                REFUSAL_HINT,
+            )
+    return LoadError(f"{where}: a row of {schema.name!r} does not convert")
+
+
 def _record(line: bytes, where: str, entities: dict[str, _Entity]) -> _Record:
     try:
         record = json.loads(line, parse_float=Decimal)
@@ -259,29 +278,35 @@ def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
             else columns[0].in_([k[0] for k in keys])
         )
         conn.execute(table.delete().where(match))
-        converts = entity.converts[described.schema.name]
+        schema = entity.schemas[described.schema.name]
+        converts = entity.converts[schema.name]
         rows = [
-            _row(row, converts, described.schema.name, entity.keys[described.schema.name], r.where)
+            _row(row, converts, schema, entity.keys[schema.name], r.where)
             for r in records
             if not r.deleted
-            for row in r.data[described.schema.name]
+            for row in r.data[schema.name]
         ]
         if rows:
-            conn.execute(table.insert(), rows)
+            try:
+                conn.execute(table.insert(), rows)
+            except (sa.exc.DBAPIError, sa.exc.StatementError) as error:
+                where = records[0].where.rsplit(": record", 1)[0]
+                raise refusal(where, schema, error) from None
 
 
 def _row(
-    row: Any, converts: dict[str, Convert], table: str, key: Sequence[str], where: str
+    row: Any, converts: dict[str, Convert], schema: TableSchema, key: Sequence[str], where: str
 ) -> dict[str, Any]:
     """A record's row converted; a key column without a value is refused here (a SQLite
     table's INTEGER key is its rowid, which would take a new value for NULL)."""
+    table = schema.name
     at = f"{where}: a row of {table!r}"
     if not isinstance(row, dict) or set(row) != set(converts):
         raise LoadError(f"{at} does not hold exactly its columns")
     try:
         converted = {name: converts[name](value) for name, value in row.items()}
-    except (ValueError, TypeError) as error:
-        raise LoadError(f"{at}: {error}") from None
+    except (ValueError, TypeError, ArithmeticError):
+        raise _value_refused(row, converts, schema, where) from None
     for name in key:
         if converted[name] is None:
             raise LoadError(f"{at}: its key column {name!r} is empty")

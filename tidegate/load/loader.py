@@ -142,7 +142,7 @@ def _apply_folder(location: Location, target: Target, folder: TableFolder, zone:
     with location.reading(folder.folder, name.zip_name) as handle:
         archive = ExportArchive(handle, f"{folder.folder}/{name.zip_name}", folder.manifest)
         try:
-            tables = target.prepare([files.schema for files in archive.tables])
+            tables = target.prepare([files.schema for files in archive.tables], folder.folder)
             with target.transaction() as conn:
                 rows = apply_folder(conn, target.dialect, archive, folder.manifest, tables)
                 _record(conn, folder.folder, "tables", folder.manifest.hwm_to.audit_key)
@@ -155,7 +155,7 @@ def _apply_run(location: Location, target: Target, run: EntityRun, zone: tzinfo)
     schemas: list[TableSchema] = [
         table.schema for tables in run.manifest.definitions.values() for table in tables
     ]
-    tables = target.prepare(schemas)
+    tables = target.prepare(schemas, f"{ENTITY_FOLDER}/{run.label}")
     with target.transaction() as conn:
         records = apply_run(
             conn, location, ENTITY_FOLDER, run.manifest, tables, zone, target.dialect

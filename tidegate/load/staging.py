@@ -9,6 +9,7 @@ parts they have in common.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -16,30 +17,75 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate.errors import LoadError
-from tidegate.formats.tableschema import TableSchema
+from tidegate.formats.tableschema import ColumnSchema, TableSchema
 from tidegate.load.archive import ExportArchive, csv_error
 
 BATCH_ROWS = 10_000
 
 
-def counted(archive: ExportArchive, member: str, expected: int, load: Callable[[], int]) -> None:
+def counted(
+    archive: ExportArchive,
+    member: str,
+    expected: int,
+    load: Callable[[], int],
+    schema: TableSchema | None = None,
+) -> None:
     """Run a bulk load; its row count must be the manifest's. A database error (a value
-    its column cannot hold) names the member."""
+    its column cannot hold) names the member, and the table and column when it can."""
     where = f"{archive.where}/{member}"
     try:
         count = load()
-    except sa.exc.DBAPIError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise csv_error(where, error) from None
-    except Exception as error:  # the driver's own errors, raised outside SQLAlchemy
-        if isinstance(error, LoadError):
-            raise
-        reason = str(error).strip().splitlines()[0]
-        raise LoadError(f"{where}: {reason}", "the export was altered: export it again") from None
+    except LoadError:
+        raise
+    except Exception as error:  # the database's, or the driver's own
+        raise refusal(where, schema, error) from None
     if count != expected:
         raise LoadError(f"{where}: {count} records, its manifest says {expected}")
+
+
+REFUSAL_HINT = (
+    "the target's column cannot hold this value of the source: load into a target that "
+    "holds it (docs/types.md), or change the value or the column in the source"
+)
+
+
+def refusal(
+    where: str,
+    schema: TableSchema | None,
+    error: BaseException,
+    column: ColumnSchema | None = None,
+) -> LoadError:
+    """One line for a value the target refused: where, the table and the column (given,
+    or named by the database's message) with its type, and the database's reason,
+    without the statement."""
+    text = str(getattr(error, "orig", None) or error)
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    reason = " ".join(first.split())
+    if len(reason) > 200:
+        reason = reason[:200] + "…"
+    if column is None and schema is not None:
+        column = named_column(text, schema)
+    if schema is not None and column is not None:
+        return LoadError(f"{where}: {column.described(schema.name)}: {reason}", REFUSAL_HINT)
+    if schema is not None:
+        return LoadError(f"{where}: table {schema.name!r}: {reason}", REFUSAL_HINT)
+    return LoadError(f"{where}: {reason}", REFUSAL_HINT)
+
+
+def named_column(text: str, schema: TableSchema) -> ColumnSchema | None:
+    """The column of the table a database's message names (PostgreSQL's `column c`,
+    MariaDB's `for column 'c'` or `` `t`.`c` ``), if it names exactly one."""
+    found = [
+        column
+        for column in schema.columns
+        if re.search(
+            rf"column (?:[`'\"]{re.escape(column.name)}[`'\"]|{re.escape(column.name)}:)", text
+        )
+        or f"`.`{column.name}`" in text
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def records(

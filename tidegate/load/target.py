@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate import urls
-from tidegate.errors import ConfigError, TargetError
+from tidegate.errors import ConfigError, LoadError, TargetError
 from tidegate.formats.tableschema import TableSchema
 from tidegate.load.targets import DIALECTS, TargetDialect
 
@@ -128,15 +128,26 @@ class Target:
     def safe_url(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
-    def prepare(self, schemas: Sequence[TableSchema]) -> dict[str, sa.Table]:
+    def prepare(self, schemas: Sequence[TableSchema], where: str) -> dict[str, sa.Table]:
         """Create missing tables (and the control tables), add missing columns; the target's
-        tables for `schemas`, by name."""
-        return self._ddl(lambda conn: self._prepare(conn, schemas))
+        tables for `schemas`, by name.
 
-    def _prepare(self, conn: Connection, schemas: Sequence[TableSchema]) -> dict[str, sa.Table]:
+        Raises:
+            LoadError: a column of a type the target cannot hold exactly, or a name the
+                target cannot tell from another (`where` names the export); nothing
+                was written.
+        """
+        for schema in schemas:
+            refuse_unheld(schema, self.dialect, where)
+        return self._ddl(lambda conn: self._prepare(conn, schemas, where))
+
+    def _prepare(
+        self, conn: Connection, schemas: Sequence[TableSchema], where: str
+    ) -> dict[str, sa.Table]:
         metadata.create_all(conn)
         _add_columns(conn, version_table, self.dialect)  # a target made by an older version
         existing = set(sa.inspect(conn).get_table_names())
+        refuse_clashing_names(schemas, existing, self.dialect, where)
         tables = {}
         for schema in schemas:
             table = target_table(schema, self.dialect)
@@ -200,8 +211,49 @@ def target_table(
             )
             for c in schema.columns
         ],
-        sa.PrimaryKeyConstraint(*schema.primary_key),
+        dialect.key_constraint(schema),
         **dialect.table_options(schema, partitioned=partitioned),
+    )
+
+
+def refuse_unheld(schema: TableSchema, dialect: TargetDialect, where: str) -> None:
+    """Refuse a table with a column of a type the target cannot hold exactly."""
+    for column in schema.columns:
+        reason = dialect.refusal(column.type)
+        if reason is not None:
+            raise LoadError(
+                f"{where}: {column.described(schema.name)}: {reason}",
+                f"load it into a target that holds it (docs/types.md), or leave the table "
+                f"out of the export with [tables] exclude = [{schema.name!r}]",
+            )
+
+
+def refuse_clashing_names(
+    schemas: Sequence[TableSchema], existing: set[str], dialect: TargetDialect, where: str
+) -> None:
+    """Refuse two tables (or two columns of a table) whose names differ only in case,
+    where the target does not tell such names apart: one would take the other's rows."""
+    if dialect.folds_table_names:
+        seen = {name.casefold(): name for name in existing if not name.startswith("tidegate_")}
+        for schema in schemas:
+            other = seen.setdefault(schema.name.casefold(), schema.name)
+            if other != schema.name:
+                raise _clash(where, f"tables {other!r} and {schema.name!r}", dialect)
+    for schema in schemas if dialect.folds_column_names else ():
+        columns: dict[str, str] = {}
+        for column in schema.columns:
+            other = columns.setdefault(column.name.casefold(), column.name)
+            if other != column.name:
+                raise _clash(
+                    where, f"table {schema.name!r}: columns {other!r} and {column.name!r}", dialect
+                )
+
+
+def _clash(where: str, names: str, dialect: TargetDialect) -> LoadError:
+    return LoadError(
+        f"{where}: {names} differ only in case, and {dialect.name} does not tell such names apart",
+        "rename one of them in the source, or load into a target that tells them apart "
+        "(PostgreSQL)",
     )
 
 

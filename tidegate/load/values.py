@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -36,7 +37,7 @@ def converter(column: ColumnSchema, zone: tzinfo, dialect: TargetDialect) -> Con
     empty: Any = "" if kind == "text" and not column.nullable else None
     parse: Convert = _PARSERS.get(kind, _text)
     if kind == "timestamp":
-        parse = functools.partial(_naive, zone=zone)
+        parse = _beyond_iso(functools.partial(_naive, zone=zone))
     parse = dialect.entity_parser(kind, parse)
 
     def convert(value: Any) -> Any:
@@ -91,15 +92,34 @@ def _boolean(value: Any) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-def _aware(value: Any) -> datetime:
-    moment = datetime.fromisoformat(str(value))
+_BEYOND_ISO = re.compile(r"-?infinity|\d{4}-.* BC|\d{5,}-.*")
+"""Dates and date-times ISO 8601 (and Python) do not write: infinity, before year 1, after
+9999. The export writes PostgreSQL's text of them; they load as that text, which a
+PostgreSQL target reads and any other target refuses."""
+
+
+def _beyond_iso(parse: Callable[[str], Any]) -> Convert:
+    def parsed(value: Any) -> Any:
+        text = str(value)
+        try:
+            return parse(text)
+        except ValueError:
+            if _BEYOND_ISO.fullmatch(text):
+                return text
+            raise
+
+    return parsed
+
+
+def _aware(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _naive(value: Any, zone: tzinfo) -> datetime:
+def _naive(value: str, zone: tzinfo) -> datetime:
     """A date-time without zone: as written (table export), or from UTC into `zone`
     (entity export, `…Z`)."""
-    moment = datetime.fromisoformat(str(value))
+    moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(zone).replace(tzinfo=None)
@@ -115,6 +135,15 @@ def _binary(value: Any) -> bytes:
     return bytes.fromhex(str(value))
 
 
+def _time(value: Any) -> time | str:
+    """A time of day; 24:00:00, which Python's time cannot hold, as its text (every
+    target's time type reads it)."""
+    text = str(value)
+    if text.startswith("24:00:00"):
+        return text
+    return time.fromisoformat(text)
+
+
 _PARSERS: dict[str, Convert] = {
     "boolean": _boolean,
     "smallint": _integer,
@@ -122,10 +151,12 @@ _PARSERS: dict[str, Convert] = {
     "bigint": _integer,
     "numeric": _numeric,
     "float": _float,
-    "timestamptz": _aware,
-    "date": lambda value: date.fromisoformat(str(value)),
-    "time": lambda value: time.fromisoformat(str(value)),
+    "timestamptz": _beyond_iso(_aware),
+    "date": _beyond_iso(date.fromisoformat),
+    "time": _time,
     "binary": _binary,
     "json": _json,
     "text": _text,
 }
+"""Every other portable type (timetz, interval, duration, uuid, varbit) loads as the text
+the export wrote, which the target's type reads."""

@@ -130,6 +130,11 @@ class SourceDialect:
 
     # --- reading ----------------------------------------------------------------------
 
+    def csv_column(self, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+        """The select-list element of a column for table export's CSV, where the database
+        must shape the value to print it as the format says (see formats/csvrows.py)."""
+        return column.label(column.name)
+
     def key_element(
         self, pk: sa.ColumnElement[Any], index: int, column_type: Any
     ) -> sa.ColumnElement[Any]:
@@ -191,7 +196,8 @@ def is_text(kind: sa.types.TypeEngine[Any]) -> bool:
 
 
 def generic_portable_type(column_type: Any) -> str:
-    """A portable name for a column's type, from SQLAlchemy's generic types."""
+    """A portable name for a column's type, from SQLAlchemy's generic types; "text" for a
+    type it does not know (exported as the database prints it)."""
     checks: list[tuple[type[Any], str]] = [
         (sa.Boolean, "boolean"),
         (sa.SmallInteger, "smallint"),
@@ -202,22 +208,33 @@ def generic_portable_type(column_type: Any) -> str:
         (sa.DateTime, "timestamp"),
         (sa.Date, "date"),
         (sa.Time, "time"),
+        (sa.Interval, "interval"),
+        (sa.Uuid, "uuid"),
         (sa.LargeBinary, "binary"),
         (sa.JSON, "json"),
         (sa.String, "text"),
     ]
     for kind, name in checks:
         if isinstance(column_type, kind):
-            if name == "timestamp" and getattr(column_type, "timezone", False):
-                return "timestamptz"
+            if name in ("timestamp", "time") and getattr(column_type, "timezone", False):
+                return f"{name}tz"
             if name == "numeric":
-                precision = getattr(column_type, "precision", None)
-                scale = getattr(column_type, "scale", None)
-                if precision is not None:
-                    return f"numeric({precision},{scale or 0})"
+                return _numeric(column_type)
             if name == "text" and getattr(column_type, "length", None):
                 return f"varchar({column_type.length})"
             return name
     if type(column_type).__name__ in ("BYTEA", "BLOB", "VARBINARY", "BINARY"):
         return "binary"
     return "text"
+
+
+def _numeric(column_type: Any) -> str:
+    """`numeric(p,s)`, or `numeric` without a precision. A negative scale (PostgreSQL's
+    numeric(5,-2) holds 12300) is a whole number of p - s digits."""
+    precision = getattr(column_type, "precision", None)
+    scale = getattr(column_type, "scale", None) or 0
+    if precision is None:
+        return "numeric"
+    if scale < 0:
+        return f"numeric({precision - scale},0)"
+    return f"numeric({precision},{scale})"

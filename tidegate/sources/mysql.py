@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +17,14 @@ from sqlalchemy.engine import Engine
 
 from tidegate.model import TimeKind
 from tidegate.sources.base import ServerLock, SourceDialect
+
+_UNSIGNED = {
+    "TINYINT": "smallint",
+    "SMALLINT": "integer",
+    "MEDIUMINT": "integer",
+    "INTEGER": "bigint",
+}
+"""The portable type of each unsigned integer: the narrowest signed one holding its values."""
 
 
 class MySQLSource(SourceDialect):
@@ -33,10 +43,40 @@ class MySQLSource(SourceDialect):
             with dbapi_conn.cursor() as cursor:
                 cursor.execute("SET time_zone = '+00:00'")
 
+    def portable_type(self, column_type: Any) -> str:
+        from sqlalchemy.dialects import mysql
+
+        if isinstance(column_type, sa.Integer) and getattr(column_type, "unsigned", False):
+            # The next wider signed type holds every value; BIGINT UNSIGNED needs 20 digits.
+            return _UNSIGNED.get(type(column_type).__name__, "numeric(20,0)")
+        if isinstance(column_type, mysql.MEDIUMINT):
+            return "integer"
+        if isinstance(column_type, mysql.BIT):
+            return f"bit({column_type.length or 1})"
+        if isinstance(column_type, mysql.YEAR):
+            return "smallint"
+        if isinstance(column_type, sa.Time):
+            return "duration"  # from -838:59:59 to 838:59:59, not a time of day
+        if isinstance(column_type, mysql.SET):
+            return f"varchar({sum(map(len, column_type.values)) + len(column_type.values)})"
+        return super().portable_type(column_type)
+
     def time_kind(self, column_type: Any) -> TimeKind | None:
         if isinstance(column_type, sa.DateTime) and type(column_type).__name__ == "TIMESTAMP":
             return "timestamptz"  # a TIMESTAMP is stored in UTC
         return super().time_kind(column_type)
+
+    def csv_column(self, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+        shaped = _shaped(column, column.type)
+        return (column if shaped is None else shaped).label(column.name)
+
+    def entity_column(
+        self, column: sa.ColumnClause[Any], reflected: Any, zone: tzinfo, key: Sequence[str]
+    ) -> sa.ColumnElement[Any]:
+        shaped = None if column.name in key else _shaped(column, reflected["type"])
+        if shaped is not None:
+            return shaped.label(column.name)
+        return super().entity_column(column, reflected, zone, key)
 
     def key_element(
         self, pk: sa.ColumnElement[Any], index: int, column_type: Any
@@ -49,3 +89,16 @@ class MySQLSource(SourceDialect):
         if isinstance(column_type, sa.DateTime):
             return sa.cast(text, mysql.DATETIME(fsp=6))
         return sa.cast(text, column_type)
+
+
+def _shaped(column: sa.ColumnElement[Any], kind: Any) -> sa.ColumnElement[Any] | None:
+    """A value the driver would read inexactly, shaped by the server; None for others."""
+    from sqlalchemy.dialects import mysql
+
+    if isinstance(kind, sa.Float) and not isinstance(kind, mysql.DOUBLE):
+        # A FLOAT as its exact double: the driver reads FLOAT as 6 digits of text.
+        return sa.cast(column, mysql.DOUBLE())
+    if isinstance(kind, mysql.BIT):
+        # The bits as text of 0 and 1, as wide as the column (the driver reads bytes).
+        return sa.func.lpad(sa.func.bin(column), kind.length or 1, "0")
+    return None

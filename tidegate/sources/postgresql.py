@@ -40,6 +40,9 @@ LOCK_TIMEOUT = "30s"
 """How long `init` waits for a table's lock (its triggers need one) before giving up."""
 UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 """to_char's pattern for `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
+UTC_WIDE = 'YYYY-MM-DD HH24:MI:SS.US"+00" BC'
+"""The pattern of a UTC date-time ISO 8601 does not write (before year 1, after 9999), as
+PostgreSQL reads it back."""
 
 
 class AdvisoryLock(ServerLock):
@@ -63,6 +66,24 @@ class PostgresSource(SourceDialect):
         "AND objid = CAST(:low AS oid) AND objsubid = 1",
     )
 
+    def portable_type(self, column_type: Any) -> str:
+        from sqlalchemy.dialects import postgresql
+
+        if isinstance(column_type, postgresql.DOMAIN):
+            return self.portable_type(column_type.data_type)
+        if isinstance(column_type, postgresql.BIT):
+            varying = column_type.varying or not column_type.length
+            return "varbit" if varying else f"bit({column_type.length})"
+        if isinstance(column_type, postgresql.MONEY):
+            return "numeric"  # exported as its number, not the locale's text
+        if isinstance(column_type, sa.Float) and not isinstance(
+            column_type, postgresql.DOUBLE_PRECISION
+        ):
+            return "float"  # a real is exported as the double it is exactly
+        if isinstance(column_type, postgresql.ARRAY | postgresql.ENUM):
+            return "text"  # as PostgreSQL prints it: `{1,2,3}`
+        return super().portable_type(column_type)
+
     def current_schema(self, conn: Connection) -> str | None:
         return str(conn.execute(sa.text("SELECT current_schema()")).scalar())
 
@@ -80,6 +101,28 @@ class PostgresSource(SourceDialect):
     def start_ddl(self, conn: Connection) -> None:
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
 
+    def csv_column(self, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+        """COPY prints dates, times and timestamps as the format says under DateStyle ISO
+        and TimeZone UTC, NULL as an empty field and the empty string as `""`; booleans,
+        bytes, reals and money need an expression."""
+        from sqlalchemy.dialects import postgresql
+
+        kind = column.type
+        if isinstance(kind, postgresql.DOMAIN):
+            kind = kind.data_type
+        text: sa.ColumnElement[Any]
+        if isinstance(kind, sa.Boolean):
+            text = sa.case((column, "true"), (~column, "false"))
+        elif isinstance(kind, sa.LargeBinary) or type(kind).__name__ == "BYTEA":
+            text = sa.func.encode(column, "hex")
+        elif isinstance(kind, sa.Float) and not isinstance(kind, postgresql.DOUBLE_PRECISION):
+            text = sa.cast(column, postgresql.DOUBLE_PRECISION)  # a real's exact double
+        elif isinstance(kind, postgresql.MONEY):
+            text = sa.cast(column, sa.Numeric())  # not the locale's text
+        else:
+            return column.label(column.name)
+        return text.label(column.name)
+
     def key_element(
         self, pk: sa.ColumnElement[Any], index: int, column_type: Any
     ) -> sa.ColumnElement[Any]:
@@ -94,8 +137,15 @@ class PostgresSource(SourceDialect):
         from sqlalchemy.dialects import postgresql
 
         kind = reflected["type"]
+        if isinstance(kind, postgresql.DOMAIN):
+            kind = kind.data_type
         if column.name in key or is_text(kind):
             return super().entity_column(column, reflected, zone, key)
+        if isinstance(kind, postgresql.MONEY):
+            column = sa.cast(column, sa.Numeric()).label(column.name)  # type: ignore[assignment]
+            kind = sa.Numeric()
+        if _as_text(kind):
+            return sa.func.coalesce(sa.cast(column, sa.Text), "").label(column.name)
         if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
             # JSON's text of a numeric is its digits, every one (NaN becomes "NaN").
             json = sa.func.to_json(column, type_=postgresql.JSON)
@@ -148,17 +198,47 @@ class PostgresSource(SourceDialect):
         return sa.select(*keys, joined).select_from(source).group_by(*keys)
 
 
+def _as_text(kind: sa.types.TypeEngine[Any]) -> bool:
+    """Whether an entity record holds a value of this type as PostgreSQL prints it: types
+    JSON has nothing for, and those the driver would read inexactly (an interval's months
+    as days, a time's offset dropped, 24:00:00 and dates past what Python holds refused)."""
+    from sqlalchemy.dialects import postgresql
+
+    text_types = (
+        sa.Interval,
+        postgresql.BIT,
+        postgresql.ARRAY,
+        postgresql.INET,
+        postgresql.CIDR,
+        postgresql.MACADDR,
+        sa.Time,
+        sa.Date,
+    )
+    return isinstance(kind, text_types) and not isinstance(kind, sa.DateTime)
+
+
 def _time_text(
     value: sa.ColumnElement[Any], kind: sa.types.TypeEngine[Any], zone: tzinfo
 ) -> sa.ColumnElement[Any] | None:
     """A date-time as the record's text (NULL as ""), or None when the column is no
-    date-time or the source's zone has no name the server knows."""
+    date-time or the source's zone has no name the server knows. One ISO 8601 does not
+    write (infinity, a date before year 1 or after 9999) is PostgreSQL's own text of it
+    in UTC, which a PostgreSQL target reads back."""
     zone_name = "UTC" if zone is UTC else getattr(zone, "key", None)
     if not isinstance(kind, sa.DateTime) or zone_name is None:
         return None
     # A naive value is read in the source's zone, then both kinds are turned to UTC.
-    in_utc = value if kind.timezone else sa.func.timezone(zone_name, value)
-    return sa.func.coalesce(sa.func.to_char(sa.func.timezone("UTC", in_utc), UTC_ISO), "")
+    in_utc = sa.func.timezone("UTC", value if kind.timezone else sa.func.timezone(zone_name, value))
+    finite = sa.func.isfinite(value)
+    written = sa.case(
+        (
+            sa.and_(finite, sa.extract("year", in_utc).between(1, 9999)),
+            sa.func.to_char(in_utc, UTC_ISO),
+        ),
+        (finite, sa.func.to_char(in_utc, UTC_WIDE)),
+        else_=sa.cast(value, sa.Text),  # infinity, -infinity
+    )
+    return sa.func.coalesce(written, "")
 
 
 def _json_value(

@@ -66,6 +66,11 @@ class SQLiteSource(SourceDialect):
             return os.path.realpath(database)  # every path to one file names one lock
         return super().lock_place(url, schema)
 
+    def portable_type(self, column_type: Any) -> str:
+        if isinstance(column_type, sa.Integer):
+            return "bigint"  # every SQLite integer is 64-bit, whatever the declaration
+        return super().portable_type(column_type)
+
     def time_kind(self, column_type: Any) -> TimeKind | None:
         return "sqlite"  # SQLite columns have no types; the capture reads the value
 

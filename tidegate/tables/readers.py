@@ -105,7 +105,7 @@ class PythonRowsReader(_BaseReader):
     """Server-side cursor, Python formatting (MySQL, MariaDB)."""
 
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
-        columns = [spec.table.c[c.name] for c in spec.columns]
+        columns = [self.db.dialect.csv_column(spec.table.c[c.name]) for c in spec.columns]
         query = self._rows_query(spec, selection, columns)
         return self._python_rows(query, [c.name for c in spec.columns], count)
 
@@ -198,22 +198,8 @@ def _real_text(c: str) -> str:
 class CopyReader(_BaseReader):
     """PostgreSQL's COPY … TO STDOUT, values formatted by the server."""
 
-    def _field(self, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
-        # Dates, times and timestamps print as csvrows.py specifies under the session's
-        # DateStyle ISO and TimeZone UTC; only these types need an expression.
-        kind = column.type
-        text: sa.ColumnElement[Any]
-        if isinstance(kind, sa.Boolean):
-            text = sa.case((column, "true"), (~column, "false"))
-        elif isinstance(kind, sa.LargeBinary) or type(kind).__name__ == "BYTEA":
-            text = sa.func.encode(column, "hex")
-        else:  # COPY writes NULL as an empty field and the empty string as ""
-            return column.label(column.name)
-            return column.label(column.name)
-        return text.label(column.name)
-
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
-        columns = [self._field(spec.table.c[c.name]) for c in spec.columns]
+        columns = [self.db.dialect.csv_column(spec.table.c[c.name]) for c in spec.columns]
         query = self._rows_query(spec, selection, columns)
         copy_sql = f"COPY ({inline_sql(self.db, query)}) TO STDOUT WITH (FORMAT csv, HEADER)"
         psql = None if self.record_aligned else psql_client()

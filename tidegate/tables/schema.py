@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from tidegate.db import Database
+from tidegate.db import Database, type_text
 from tidegate.formats.naming import member_name
 from tidegate.model import CapturedTable
 
@@ -65,13 +65,6 @@ class TableSpec:
         }
 
 
-def _sql_type(db: Database, column_type: Any) -> str:
-    try:
-        return str(column_type.compile(dialect=db.engine.dialect))
-    except Exception:  # a type the dialect cannot print back: its Python name will do
-        return type(column_type).__name__
-
-
 def reflect(db: Database, captured: list[CapturedTable]) -> list[TableSpec]:
     """Read the current definition of every captured table, in name order."""
     metadata = sa.MetaData(schema=db.schema)
@@ -82,7 +75,7 @@ def reflect(db: Database, captured: list[CapturedTable]) -> list[TableSpec]:
             ColumnSpec(
                 c.name,
                 db.dialect.portable_type(c.type),
-                _sql_type(db, c.type),
+                type_text(db, c.type),
                 bool(c.nullable) and c.name not in table.key_columns,
             )
             for c in reflected.columns

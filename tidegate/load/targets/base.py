@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from tidegate.formats.manifest import TableEntry
-from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type
+from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load import staging
 from tidegate.load.archive import ExportArchive
 from tidegate.sources.base import ServerLock
@@ -42,10 +44,14 @@ class TargetDialect:
             other.
         schema_sql: the SQL expression of the schema that unqualified tables go in.
         partitioned: `target-ddl --partitioned` can partition tables here.
+        folds_table_names: table names that differ only in case name one table.
+        folds_column_names: the same for column names (all but PostgreSQL).
     """
 
     name: ClassVar[str] = ""
     opens_file: ClassVar[bool] = False
+    folds_table_names: ClassVar[bool] = False  # "Case" and "case" name one table
+    folds_column_names: ClassVar[bool] = True  # "A" and "a" name one column
     load_lock: ClassVar[ServerLock | None] = None
     place_sql: ClassVar[str] = ""
     schema_sql: ClassVar[str] = "current_schema()"
@@ -54,10 +60,11 @@ class TargetDialect:
     # --- connecting -------------------------------------------------------------------
 
     def make_engine(self, url: URL) -> Engine:
-        """The engine of a target URL (driver already chosen; see `tidegate.urls`)."""
+        """The engine of a target URL (driver already chosen; see `tidegate.urls`). JSON
+        documents are written by orjson, every decimal digit kept."""
         if self.opens_file and url.database and url.database != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
-        return sa.create_engine(url)
+        return sa.create_engine(url, json_serializer=exact_json)
 
     def sql_dialect(self) -> sa.engine.Dialect:
         """SQLAlchemy's dialect, to print DDL without connecting."""
@@ -73,16 +80,16 @@ class TargetDialect:
     # --- tables -----------------------------------------------------------------------
 
     def column_type(self, portable: str, *, in_key: bool = False) -> Any:
-        """The SQLAlchemy type a portable type becomes in this target."""
+        """The SQLAlchemy type a portable type becomes in this target (one it holds:
+        `refusal` says which it does not)."""
         kind = base_type(portable)
-        sized = portable[portable.index("(") + 1 : -1] if "(" in portable else ""
+        size = type_size(portable)
         if kind == "numeric":
-            if sized:
-                precision, scale = (int(x) for x in sized.split(","))
-                return sa.Numeric(precision, scale)
-            return self.unconstrained_numeric()
+            return sa.Numeric(size[0], size[1]) if size else self.unconstrained_numeric()
         if kind == "text":
-            return sa.String(int(sized)) if sized else self.text_type(in_key=in_key)
+            return sa.String(size[0]) if size else self.text_type(in_key=in_key)
+        if kind == "varbit":
+            return _Bits(size[0] if size else None)
         return {
             "boolean": sa.Boolean(),
             "smallint": sa.SmallInteger(),
@@ -93,17 +100,30 @@ class TargetDialect:
             "timestamptz": sa.DateTime(timezone=True),
             "date": sa.Date(),
             "time": sa.Time(),
+            "timetz": sa.Time(timezone=True),
+            "interval": sa.Interval(),
+            "duration": sa.Interval(),
+            "uuid": sa.Uuid(as_uuid=False),
             "binary": sa.LargeBinary(),
-            "json": sa.JSON(),
+            "json": sa.JSON(none_as_null=True),
         }[kind]
 
+    def refusal(self, portable: str) -> str | None:
+        """Why this target cannot hold every value of a portable type exactly, or None
+        when it can. A load refuses such a column before it writes anything."""
+        return None
+
     def unconstrained_numeric(self) -> Any:
-        """The type of a numeric column without precision: the widest the target has."""
+        """The type of a numeric column without precision."""
         return sa.Numeric()
 
     def text_type(self, *, in_key: bool) -> Any:
         """The type of a text column without a length."""
         return sa.Text()
+
+    def key_constraint(self, schema: TableSchema) -> sa.schema.SchemaItem:
+        """What makes the table's key unique: its primary key."""
+        return sa.PrimaryKeyConstraint(*schema.primary_key)
 
     def table_options(self, schema: TableSchema, *, partitioned: bool) -> dict[str, Any]:
         """Dialect options of a target table (partitioning, where asked and possible)."""
@@ -180,8 +200,37 @@ class TargetDialect:
         columns = [c.name for c in schema.columns]
         stage = self.stage(conn, archive, files_rows, schema, columns, entry.rows)
         if entry.rows:
-            conn.execute(self.upsert(table, stage, schema))
+            self.merge(conn, table, stage, schema, f"{archive.where}/{files_rows}")
         stage.drop(conn)
+
+    def merge(
+        self, conn: Connection, table: sa.Table, stage: sa.Table, schema: TableSchema, where: str
+    ) -> None:
+        """Upsert the staged rows into the table. A value the target refuses is one line
+        naming the column: the upsert runs in a savepoint, and after a refusal each
+        column's conversion is tried on its own until one fails."""
+        try:
+            with conn.begin_nested():
+                conn.execute(self.upsert(table, stage, schema))
+        except sa.exc.DBAPIError as error:
+            column = staging.named_column(str(error.orig), schema) or self._failing_column(
+                conn, table, stage, schema
+            )
+            raise staging.refusal(where, schema, error, column) from None
+
+    def _failing_column(
+        self, conn: Connection, table: sa.Table, stage: sa.Table, schema: TableSchema
+    ) -> ColumnSchema | None:
+        """The first column whose staged values the target cannot convert, each tried in
+        a savepoint of its own."""
+        for column in schema.columns:
+            converted = self.typed(stage, table, schema, column.name)
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.select(sa.func.count(converted)).select_from(stage))
+            except sa.exc.DBAPIError:
+                return column
+        return None
 
     def stage(
         self,
@@ -199,6 +248,7 @@ class TargetDialect:
             member,
             expected,
             lambda: self.fill_stage(conn, stage, archive, member, columns),
+            schema,
         )
         return stage
 
@@ -228,6 +278,30 @@ class TargetDialect:
         insert = postgresql.insert(table).from_select(columns, rows)
         merged: sa.Executable = staging.on_conflict(insert, columns, list(schema.primary_key))
         return merged
+
+
+def exact_json(document: Any) -> str:
+    """A JSON document as text, its numbers (Decimals, read from the export) with every
+    digit they had."""
+    return orjson.dumps(document, default=_number_text).decode()
+
+
+def _number_text(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+class _Bits(sa.types.UserDefinedType[Any]):
+    """A string of bits: BIT(n), or BIT VARYING without a length (PostgreSQL's names)."""
+
+    cache_ok = True
+
+    def __init__(self, length: int | None) -> None:
+        self.length = length
+
+    def get_col_spec(self, **_: Any) -> str:
+        return f"BIT({self.length})" if self.length else "BIT VARYING"
 
 
 def without_utc_offset(value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:

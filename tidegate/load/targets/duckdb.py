@@ -1,8 +1,9 @@
 """DuckDB as a target: a local file that locks itself, PostgreSQL's SQL for merging.
 
 DuckDB's SQLAlchemy dialect binds a Decimal as a float, so exact numerics travel as text,
-which DuckDB reads exactly; its widest DECIMAL is (38,10) here for a numeric without
-precision.
+which DuckDB reads exactly. Its widest DECIMAL has 38 digits: a numeric with more, or
+without a precision (which may hold any number of digits), is refused before anything is
+written.
 """
 
 from __future__ import annotations
@@ -10,39 +11,122 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
 
+from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
+from tidegate.load import staging
 from tidegate.load.targets.base import Parse, TargetDialect
 
 
 class DuckDBTarget(TargetDialect):
     name = "duckdb"
     opens_file = True
+    folds_table_names = True
+
+    def make_engine(self, url: URL) -> Engine:
+        engine = super().make_engine(url)
+        _quote_everything(engine.dialect)
+        return engine
 
     def sql_dialect(self) -> sa.engine.Dialect:
         import duckdb_engine
 
-        return duckdb_engine.Dialect()
+        dialect = duckdb_engine.Dialect()
+        _quote_everything(dialect)
+        return dialect
 
     def column_type(self, portable: str, *, in_key: bool = False) -> Any:
-        kind = super().column_type(portable, in_key=in_key)
-        if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
-            return _ExactDecimal(kind.precision or 38, kind.scale if kind.scale is not None else 10)
-        return kind
+        kind = base_type(portable)
+        if kind == "numeric":
+            precision, scale = type_size(portable)
+            return _Spelled(f"DECIMAL({precision},{scale})")
+        if kind == "varbit":
+            return _Spelled("BIT")  # a string of bits of any length
+        return super().column_type(portable, in_key=in_key)
+
+    def refusal(self, portable: str) -> str | None:
+        if base_type(portable) != "numeric":
+            return None
+        size = type_size(portable)
+        if not size:
+            return (
+                "DuckDB's DECIMAL holds at most 38 digits, and a numeric without a "
+                "precision holds any number of them"
+            )
+        if size[0] > MAX_DIGITS:
+            return f"DuckDB's DECIMAL holds at most {MAX_DIGITS} digits"
+        return None
+
+    def cast(
+        self, value: sa.ColumnElement[Any], kind: str, target_type: Any
+    ) -> sa.ColumnElement[Any]:
+        if kind in ("interval", "duration"):
+            # PostgreSQL writes a mixed sign as "-1 days +02:00:00"; DuckDB reads it
+            # without the plus.
+            value = sa.func.replace(value, "+", "")
+        return super().cast(value, kind, target_type)
+
+    def merge(
+        self, conn: Connection, table: sa.Table, stage: sa.Table, schema: TableSchema, where: str
+    ) -> None:
+        """DuckDB has no savepoints, and a failed statement ends its transaction: each
+        column's staged values are tried first (TRY_CAST, one scan), so that a value it
+        cannot hold is named before the upsert."""
+        checks = {
+            column.name: self._unconvertible(
+                stage.c[column.name], column, table.c[column.name].type
+            )
+            for column in schema.columns
+            if base_type(column.type) not in ("text", "binary")
+        }
+        if checks:
+            found = conn.execute(sa.select(*checks.values()).select_from(stage)).one()
+            for name, failed in zip(checks, found, strict=True):
+                if failed:
+                    kind = table.c[name].type.compile(dialect=conn.dialect)
+                    reason = ValueError(f"a value DuckDB's {kind} cannot hold")
+                    raise staging.refusal(where, schema, reason, schema.column(name))
+        try:
+            conn.execute(self.upsert(table, stage, schema))
+        except sa.exc.DBAPIError as error:
+            raise staging.refusal(where, schema, error) from None
+
+    def _unconvertible(
+        self, staged: sa.ColumnElement[Any], column: ColumnSchema, target_type: Any
+    ) -> sa.ColumnElement[Any]:
+        """Whether some staged value of a column does not convert (an aggregate)."""
+        value = self.empty_as_null(staged)
+        if base_type(column.type) in ("interval", "duration"):
+            value = sa.func.replace(value, "+", "")
+        failed = sa.and_(value.is_not(None), sa.try_cast(value, target_type).is_(None))
+        return sa.func.coalesce(sa.func.bool_or(failed), False)
 
     def entity_parser(self, kind: str, parse: Parse) -> Parse:
         if kind == "numeric":
             return lambda value: str(parse(value))  # the text keeps every digit
+        if kind in ("interval", "duration"):
+            return lambda value: str(parse(value)).replace("+", "")
         return parse
 
 
-class _ExactDecimal(sa.types.UserDefinedType[Any]):
-    """DECIMAL(p,s) whose values are sent as text, untouched (see the module docstring)."""
+MAX_DIGITS = 38
+
+
+def _quote_everything(dialect: sa.engine.Dialect) -> None:
+    """Quote every identifier: the dialect's list of DuckDB's keywords is short of
+    DuckDB's own (a column named `at` went unquoted)."""
+    preparer: Any = dialect.identifier_preparer
+    preparer._requires_quotes = lambda _value: True
+
+
+class _Spelled(sa.types.UserDefinedType[Any]):
+    """A type DuckDB knows by this spelling, whose values are sent as text, untouched
+    (its dialect would bind a Decimal as a float)."""
 
     cache_ok = True
 
-    def __init__(self, precision: int, scale: int) -> None:
-        self.precision = precision
-        self.scale = scale
+    def __init__(self, spelling: str) -> None:
+        self.spelling = spelling
 
     def get_col_spec(self, **_: Any) -> str:
-        return f"DECIMAL({self.precision},{self.scale})"
+        return self.spelling

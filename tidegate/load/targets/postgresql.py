@@ -19,7 +19,7 @@ from tidegate.formats.manifest import TableEntry
 from tidegate.formats.tableschema import TableSchema, base_type
 from tidegate.load import staging
 from tidegate.load.archive import ExportArchive
-from tidegate.load.targets.base import TargetDialect
+from tidegate.load.targets.base import Parse, TargetDialect
 from tidegate.sources.postgresql import PostgresSource
 
 PARTITIONS = 8
@@ -29,6 +29,7 @@ class PostgresTarget(TargetDialect):
     name = "postgresql"
     load_lock = PostgresSource.server_lock  # the job locks' statements, another name
     place_sql = "SELECT current_database(), current_schema()"
+    folds_column_names = False
     partitioned = True
 
     def table_options(self, schema: TableSchema, *, partitioned: bool) -> dict[str, Any]:
@@ -45,6 +46,11 @@ class PostgresTarget(TargetDialect):
             f"PARTITION OF {name} FOR VALUES WITH (MODULUS {PARTITIONS}, REMAINDER {part});"
             for part in range(PARTITIONS)
         ]
+
+    def entity_parser(self, kind: str, parse: Parse) -> Parse:
+        if kind == "text":
+            return lambda value: _without_nul(parse(value))
+        return parse
 
     def from_hex(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.decode(value, "hex")
@@ -85,6 +91,12 @@ class PostgresTarget(TargetDialect):
         """The member's bytes straight into COPY (the server parses the CSV)."""
         statement = _copy_statement(conn, stage, columns)
         return _copy_rows(conn, statement, archive.body(member, columns))
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("PostgreSQL's text cannot hold the character NUL")
+    return text
 
 
 def _copy_statement(

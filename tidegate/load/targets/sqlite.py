@@ -14,33 +14,48 @@ give it a new rowid instead of refusing it.
 from __future__ import annotations
 
 import itertools
+import math
+import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
 from tidegate.errors import LoadError
 from tidegate.formats.manifest import TableEntry
-from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type
+from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load import staging
 from tidegate.load.archive import ExportArchive
-from tidegate.load.targets.base import TargetDialect, without_utc_offset
+from tidegate.load.targets.base import Parse, TargetDialect, without_utc_offset
 
 ROWS_PER_INSERT = 50  # records per INSERT statement (measured: 25-124 alike)
+EXACT_REAL_DIGITS = 15  # significant digits a REAL (a double) holds exactly
+_AS_TEXT = ("time", "timetz", "interval", "duration", "uuid", "varbit")
+"""Portable types SQLite has no type for: kept as the text the export wrote."""
 MAX_PARAMETERS = 999  # the lowest limit a SQLite build may have (before 3.32)
 
 
 class SQLiteTarget(TargetDialect):
     name = "sqlite"
     opens_file = True
+    folds_table_names = True
 
     def column_type(self, portable: str, *, in_key: bool = False) -> Any:
-        if base_type(portable) in ("smallint", "integer", "bigint"):
+        kind = base_type(portable)
+        if kind in ("smallint", "integer", "bigint"):
             # SQLite's integers are all 64-bit; declared INTEGER, a table's only key column
             # is the rowid itself, so loads and look-ups by key do half the work.
             return sa.Integer()
+        size = type_size(portable)
+        if kind == "numeric" and (not size or size[0] > EXACT_REAL_DIGITS):
+            # A REAL holds 15 significant digits exactly: wider numbers are kept as their
+            # text (the declared type gives TEXT affinity), every digit of it.
+            return _Spelled("DECIMAL_TEXT")
+        if kind in _AS_TEXT:
+            return sa.Text()
         return super().column_type(portable, in_key=in_key)
 
     def column_names(self, conn: Connection, table: str) -> list[str]:
@@ -67,18 +82,39 @@ class SQLiteTarget(TargetDialect):
             return sa.case(whens, value=staged)
         if kind == "float":
             # SQLite's CAST reads "Infinity" and "NaN" as 0; one `CASE field WHEN …` costs
-            # less per row than NULLIF and a comparison per branch.
+            # less per row than NULLIF and a comparison per branch. A REAL cannot hold
+            # NaN (SQLite stores NULL) or -0 (stored as 0): those are refused.
+            refuse = sa.func.tidegate_refuse(column.name, staged)
+            number: sa.ColumnElement[Any] = sa.cast(staged, sa.Double())
             return sa.case(
                 {
                     "": sa.null(),
                     "Infinity": sa.literal_column("9e999"),
                     "-Infinity": sa.literal_column("-9e999"),
-                    "NaN": sa.null(),
+                    "NaN": refuse,
                 },
                 value=staged,
-                else_=sa.cast(staged, sa.Double()),
+                else_=sa.case((sa.and_(staged.like("-%"), number == 0), refuse), else_=number),
             )
         return super().converted(staged, column, target_type)
+
+    def entity_parser(self, kind: str, parse: Parse) -> Parse:
+        if kind == "numeric":
+            return lambda value: str(parse(value))  # every digit, into NUMERIC or text
+        if kind == "float":
+            return lambda value: _held_float(parse(value))
+        if kind == "time":
+            return lambda value: str(parse(value))  # a TEXT column (24:00:00 included)
+        return parse
+
+    def make_engine(self, url: URL) -> Engine:
+        engine = super().make_engine(url)
+
+        @sa.event.listens_for(engine, "connect")
+        def _refusals(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.create_function("tidegate_refuse", 2, _refuse, deterministic=True)
+
+        return engine
 
     def cast(
         self, value: sa.ColumnElement[Any], kind: str, target_type: Any
@@ -128,16 +164,17 @@ class SQLiteTarget(TargetDialect):
         def run() -> int:
             records = staging.records(archive, files_rows, columns, hexed)
             rest = _Rest()
-            raw.executemany(statement(per), _flat_batches(records, width, per, where, rest))
-            if rest.tail:
-                raw.execute(
-                    statement(len(rest.tail)), tuple(itertools.chain.from_iterable(rest.tail))
-                )
+            with _refused(where, schema):
+                raw.executemany(statement(per), _flat_batches(records, width, per, where, rest))
+                if rest.tail:
+                    raw.execute(
+                        statement(len(rest.tail)), tuple(itertools.chain.from_iterable(rest.tail))
+                    )
             # Records, not rows changed: an upsert that finds nothing to update (a table
             # that is all key) changes no row, and that record was applied all the same.
             return rest.records
 
-        staging.counted(archive, files_rows, entry.rows, run)
+        staging.counted(archive, files_rows, entry.rows, run, schema)
 
     def _field_sql(self, table: sa.Table, column: ColumnSchema, rowid: bool) -> str:
         """A column's conversion as SQL text, its constants written in, the field it
@@ -151,6 +188,41 @@ class SQLiteTarget(TargetDialect):
             integer = base_type(column.type) in ("smallint", "integer", "bigint")
             conversion = sa.func.coalesce(text if integer else conversion, "")
         return _named_sql(conversion)
+
+
+_REFUSED: list[tuple[str, str]] = []
+"""(column, value) of the last value `tidegate_refuse` refused: SQLite reports only that
+a function raised, not what it said."""
+
+
+def _refuse(column: str, value: str) -> None:
+    """SQL function `tidegate_refuse(column, value)`: stops the statement."""
+    _REFUSED[:] = [(column, value)]
+    raise ValueError(value)
+
+
+@contextmanager
+def _refused(where: str, schema: TableSchema) -> Iterator[None]:
+    """A statement `tidegate_refuse` stopped becomes one line naming the column."""
+    _REFUSED.clear()
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        if not _REFUSED:
+            raise
+        name, value = _REFUSED[0]
+        column = schema.column(name)
+        raise LoadError(
+            f"{where}: {column.described(schema.name)}: SQLite's REAL cannot hold {value}",
+            staging.REFUSAL_HINT,
+        ) from error
+
+
+def _held_float(value: float) -> float:
+    """A float a REAL holds as it is: not NaN (stored as NULL), not -0 (stored as 0)."""
+    if math.isnan(value) or (value == 0 and math.copysign(1, value) < 0):
+        raise ValueError(f"SQLite's REAL cannot hold {value}")
+    return value
 
 
 @dataclass
@@ -215,3 +287,15 @@ def _inline_constants(expression: Any, dialect: sa.engine.Dialect) -> Any:
         return None
 
     return sa.sql.visitors.replacement_traverse(expression, {}, inline)
+
+
+class _Spelled(sa.types.UserDefinedType[Any]):
+    """A declared type by this spelling (SQLite derives a column's affinity from it)."""
+
+    cache_ok = True
+
+    def __init__(self, spelling: str) -> None:
+        self.spelling = spelling
+
+    def get_col_spec(self, **_: Any) -> str:
+        return self.spelling
