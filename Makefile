@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/cli_docs.py --check
+	$(BIN)/python scripts/type_matrix.py --check
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest

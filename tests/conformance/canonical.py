@@ -14,7 +14,8 @@ holds it, becomes one canonical form, and two values are equal when their forms 
   SQLite and MariaDB targets keep it).
 - `time`: microseconds of the day (24:00:00 apart); a target may hold a duration within
   a day. `duration`: signed microseconds (MariaDB's TIME).
-- `json`: the parsed document, numbers as Decimals, booleans apart from numbers.
+- `json`: the parsed document, numbers as Decimals, booleans apart from numbers;
+  `json_text` the same, for a JSON held as text (MariaDB's).
 - `bits:N`: the N bits as text of 0 and 1; from bytes, an integer or that text.
 - `sqlite`: storage class and value (INTEGER and REAL are both numbers: SQLite itself
   turns one into the other in a NUMERIC column).
@@ -81,6 +82,8 @@ def _pg_input(value: Any) -> str | None:
     ISO form, a duration within a day (MariaDB's TIME) as a time of day."""
     if isinstance(value, str):
         return value
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return str(value)  # a number the target holds (money as its amount)
     if isinstance(value, dt.time | dt.date):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -321,6 +324,7 @@ _RULES: dict[str, Callable[[Any], Canon]] = {
     "timestamptz": _timestamptz,
     "duration": _duration,
     "json": _json,
+    "json_text": _json,
     "sqlite": _sqlite,
 }
 

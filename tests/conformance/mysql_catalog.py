@@ -36,10 +36,12 @@ def catalog() -> Catalog:
     _times(cat)
     cat.single("enum", "enum('a','b','ü')", "text", s("a"), s("ü"), about="ENUM('a','b','ü')")
     cat.single("set", "set('x','y','z')", "text", s(""), s("x,z"), s("x,y,z"))
+    # MariaDB's JSON is a LONGTEXT that must hold JSON: tidegate exports its text, which
+    # entity records carry as a string (the document `null` stays the text "null").
     cat.single(
         "json",
         "json",
-        "json",
+        "json_text",
         s('{"a": 1.10, "b": 12345678901234567890.123}'),
         s('[1, "x", null, true]'),
         s('"  spaced  "'),

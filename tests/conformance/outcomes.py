@@ -96,8 +96,11 @@ def failure_outcome(failure: Failure, table: str, columns: Sequence[Any], writte
         and "\n" not in message.strip()
         and not _ECHOED_SQL.search(message)
     )
-    named = names(message, table) and any(
-        names(message, column.name) and names(message, column.type_word) for column in columns
+    named = names(message, table) and (
+        any(names(message, column.name) and names(message, column.type_word) for column in columns)
+        # Two tables whose names the target cannot tell apart: the refusal is about the
+        # table, not a column.
+        or "differ only in case" in message
     )
     return REFUSED if refusal and named and not written else FAILED
 
@@ -106,8 +109,11 @@ def entity_contract(kind: str, value: Any, nullable: bool) -> Any:
     """What the entity format's contract makes of a source value, as loaded back: texts
     lose their trailing spaces, and an empty value (NULL, "", and so empty bytes, written
     as an empty hex string) is one `""`, which loads as NULL (as "" in a NOT NULL text
-    column). docs/formats/entity-export.md, "Records"."""
+    column). A JSON document that is JSON's `null` is written `""` as well: a record
+    writes no `null`. docs/formats/entity-export.md, "Records"."""
     empty = "" if not nullable and kind in ("text", "sqlite") else None
+    if kind == "json" and isinstance(value, str) and value.strip() == "null":
+        return empty
     if isinstance(value, str) and kind in ("text", "sqlite"):
         value = value.rstrip(" ")
     if value is None or value in ("", b""):

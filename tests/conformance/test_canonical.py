@@ -69,4 +69,5 @@ def test_the_entity_contract_trims_texts_and_empties_only() -> None:
     assert entity_contract("text", "", nullable=False) == ""
     assert entity_contract("bytes", b"", nullable=True) is None
     assert entity_contract("json", '"  spaced  "', nullable=True) == '"  spaced  "'
+    assert entity_contract("json", "null", nullable=True) is None
     assert entity_contract("decimal", Decimal("0"), nullable=True) == Decimal("0")

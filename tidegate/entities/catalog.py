@@ -145,10 +145,11 @@ def _discovered(shape: _Shape) -> list[Entity]:
         for parent, columns in shape.parents.get(table, []):
             children.setdefault(parent, []).append(Child(table, columns))
     roots = [t for t in candidates if t not in shape.parents]
+    names = _entity_names(roots)
     return [
         _checked(
             Entity(
-                root.upper(),
+                names[root],
                 root,
                 shape.keys[root],
                 tuple(c for c in children.get(root, []) if c.table in candidates),
@@ -156,6 +157,22 @@ def _discovered(shape: _Shape) -> list[Entity]:
         )
         for root in roots
     ]
+
+
+def _entity_names(roots: list[str]) -> dict[str, str]:
+    """Each root's entity name: the table's name in upper case; where two tables give
+    the same one ("Case" and "case"), the first in name order keeps it and the others
+    take `_2`, `_3`, … (a name an entity already has is skipped)."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for root in sorted(roots, key=lambda table: (table.upper(), table)):
+        name, number = root.upper(), 1
+        while name in taken:
+            number += 1
+            name = f"{root.upper()}_{number}"
+        names[root] = name
+        taken.add(name)
+    return names
 
 
 def _defined(shape: _Shape, name: str, definition: EntityDefinition) -> Entity:

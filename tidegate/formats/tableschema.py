@@ -58,8 +58,10 @@ class ColumnSchema:
     sql_type: str = ""  # the source's own spelling, for messages ("" if not given)
 
     def described(self, table: str) -> str:
-        """How messages name the column: table, column and the source's type."""
-        return f"table {table!r}, column {self.name!r} ({self.sql_type or self.type})"
+        """How messages name the column: table, column, the source's type and the
+        portable type it was exported as."""
+        kind = self.type if not self.sql_type else f"{self.sql_type}, exported as {self.type}"
+        return f"table {table!r}, column {self.name!r} ({kind})"
 
 
 @dataclass(frozen=True)

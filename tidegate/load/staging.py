@@ -103,7 +103,8 @@ def _unhexed(rows: Iterator[list[Any]], hexed: Sequence[int], where: str) -> Ite
     for number, record in enumerate(rows, start=1):
         for index in hexed:
             try:
-                record[index] = bytes.fromhex(record[index]) if record[index] else None
+                if record[index] is not None:
+                    record[index] = bytes.fromhex(record[index])
             except ValueError:
                 raise LoadError(
                     f"{where}: record {number}: not hex: {record[index][:40]!r}"

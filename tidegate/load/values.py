@@ -14,6 +14,7 @@ in SQL, by the same rules (`TargetDialect.converted`).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections.abc import Callable
@@ -126,9 +127,10 @@ def _naive(value: str, zone: tzinfo) -> datetime:
 
 
 def _json(value: Any) -> Any:
-    """A JSON document as an object (the target's JSON type writes it): parsed from CSV
-    text, as it is from an entity record."""
-    return orjson.loads(value) if isinstance(value, str) else value
+    """A JSON document as an object (the target's JSON type writes it, every digit kept:
+    see `targets.base.exact_json`): parsed from text with its decimals exact, as an entity
+    record's are."""
+    return json.loads(value, parse_float=Decimal) if isinstance(value, str) else value
 
 
 def _binary(value: Any) -> bytes:

@@ -40,9 +40,9 @@ LOCK_TIMEOUT = "30s"
 """How long `init` waits for a table's lock (its triggers need one) before giving up."""
 UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 """to_char's pattern for `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
-UTC_WIDE = 'YYYY-MM-DD HH24:MI:SS.US"+00" BC'
+UTC_WIDE = 'YYYY-MM-DD HH24:MI:SS.US"+00"'
 """The pattern of a UTC date-time ISO 8601 does not write (before year 1, after 9999), as
-PostgreSQL reads it back."""
+PostgreSQL reads it back: ` BC` follows one before year 1."""
 
 
 class AdvisoryLock(ServerLock):
@@ -153,14 +153,17 @@ class PostgresSource(SourceDialect):
         text = _time_text(column, kind, zone)
         if text is not None:
             return text.label(column.name)
-        if isinstance(kind, sa.JSON) and not isinstance(kind, postgresql.JSONB):
-            document = sa.cast(column, postgresql.JSONB)
-            return sa.func.coalesce(document, sa.literal_column("'\"\"'::jsonb")).label(column.name)
+        if isinstance(kind, sa.JSON):
+            # jsonb's text (a document's own newlines never reach a line), typed json so
+            # that `fetch_all` loads it as an exact fragment, every digit kept.
+            document = sa.cast(sa.cast(column, postgresql.JSONB), postgresql.JSON)
+            empty = sa.literal_column("'\"\"'::json")
+            return sa.func.coalesce(document, empty).label(column.name)
         return column
 
     def fetch_all(self, conn: Connection, query: sa.Select[Any]) -> list[Sequence[Any]]:
-        """On a cursor of its own whose `json` values (only the numerics `entity_column`
-        wraps) load as `orjson.Fragment`s, written as they are."""
+        """On a cursor of its own whose `json` values (the numerics and documents
+        `entity_column` shapes) load as `orjson.Fragment`s, written as they are."""
         compiled = query.compile(dialect=conn.dialect)
         raw = conn.connection.driver_connection
         assert raw is not None
@@ -206,6 +209,7 @@ def _as_text(kind: sa.types.TypeEngine[Any]) -> bool:
 
     text_types = (
         sa.Interval,
+        postgresql.INTERVAL,
         postgresql.BIT,
         postgresql.ARRAY,
         postgresql.INET,
@@ -235,6 +239,10 @@ def _time_text(
             sa.and_(finite, sa.extract("year", in_utc).between(1, 9999)),
             sa.func.to_char(in_utc, UTC_ISO),
         ),
+        (
+            sa.and_(finite, sa.extract("year", in_utc) < 1),
+            sa.func.to_char(in_utc, UTC_WIDE) + " BC",
+        ),
         (finite, sa.func.to_char(in_utc, UTC_WIDE)),
         else_=sa.cast(value, sa.Text),  # infinity, -infinity
     )
@@ -254,7 +262,10 @@ def _json_value(
     if is_text(kind):
         return sa.func.coalesce(sa.func.rtrim(value), "")
     if isinstance(kind, sa.Float):
-        return json(sa.func.to_json(sa.cast(value, postgresql.DOUBLE_PRECISION)))
+        double = sa.cast(value, postgresql.DOUBLE_PRECISION)
+        # JSON's -0 reads back as the integer 0: a zero is written as its text ("-0").
+        zero = sa.func.to_json(sa.cast(double, sa.Text))
+        return json(sa.case((double == 0, zero), else_=sa.func.to_json(double)))
     if isinstance(kind, sa.Integer | sa.Numeric | sa.Boolean | sa.Date):
         return json(sa.func.to_json(value))
     if isinstance(kind, sa.DateTime):

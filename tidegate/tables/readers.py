@@ -158,7 +158,8 @@ class SqlLinesReader(_BaseReader):
         return (
             f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {special} THEN {quoted} ELSE {c} END "
             f"WHEN 'integer' THEN {c} WHEN 'null' THEN '' WHEN 'real' THEN {_real_text(c)} "
-            f"ELSE lower(hex({c})) END"
+            f"WHEN 'blob' THEN CASE length({c}) WHEN 0 THEN '\"\"' ELSE lower(hex({c})) END "
+            f"END"
         )
 
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:

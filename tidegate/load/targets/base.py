@@ -159,15 +159,16 @@ class TargetDialect:
 
         A text is staged as it was exported: NULL (an empty field) or the text (`""` is
         the empty string); in a NOT NULL text column NULL is the empty string (exports
-        of tidegate 0.1 wrote both as an empty field). Any other kind's empty value is
-        NULL."""
+        of tidegate 0.1 wrote both as an empty field). Bytes and bit strings keep their
+        empty value apart from NULL the same way; any other kind's empty value is NULL."""
         kind = base_type(column.type)
         if kind == "text":
             return staged if column.nullable else sa.func.coalesce(staged, "")
-        value = self.empty_as_null(staged)
         if kind == "binary":
-            return self.from_hex(value)
-        return self.cast(value, kind, target_type)
+            return self.from_hex(staged)  # "" is empty bytes, an empty field NULL
+        if kind == "varbit":
+            return self.cast(staged, kind, target_type)  # "" is an empty bit string
+        return self.cast(self.empty_as_null(staged), kind, target_type)
 
     def from_hex(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """Bytes from their hex text."""
@@ -281,15 +282,29 @@ class TargetDialect:
 
 
 def exact_json(document: Any) -> str:
-    """A JSON document as text, its numbers (Decimals, read from the export) with every
-    digit they had."""
-    return orjson.dumps(document, default=_number_text).decode()
+    """A JSON document as text, its numbers (Decimals, read from the export, and integers
+    of any size) with every digit they had."""
+    try:
+        return orjson.dumps(document, default=_number_text).decode()
+    except TypeError:  # an integer past 64 bits, which orjson refuses before `default`
+        return orjson.dumps(_wide_integers(document), default=_number_text).decode()
 
 
 def _number_text(value: Any) -> Any:
     if isinstance(value, Decimal):
         return orjson.Fragment(str(value))
     raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _wide_integers(document: Any) -> Any:
+    """The document with its integers written as their digits."""
+    if isinstance(document, dict):
+        return {key: _wide_integers(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [_wide_integers(value) for value in document]
+    if isinstance(document, int) and not isinstance(document, bool):
+        return orjson.Fragment(str(document))
+    return document
 
 
 class _Bits(sa.types.UserDefinedType[Any]):

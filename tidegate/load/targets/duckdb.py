@@ -60,11 +60,7 @@ class DuckDBTarget(TargetDialect):
     def cast(
         self, value: sa.ColumnElement[Any], kind: str, target_type: Any
     ) -> sa.ColumnElement[Any]:
-        if kind in ("interval", "duration"):
-            # PostgreSQL writes a mixed sign as "-1 days +02:00:00"; DuckDB reads it
-            # without the plus.
-            value = sa.func.replace(value, "+", "")
-        return super().cast(value, kind, target_type)
+        return super().cast(_readable(value, kind), kind, target_type)
 
     def merge(
         self, conn: Connection, table: sa.Table, stage: sa.Table, schema: TableSchema, where: str
@@ -95,10 +91,16 @@ class DuckDBTarget(TargetDialect):
         self, staged: sa.ColumnElement[Any], column: ColumnSchema, target_type: Any
     ) -> sa.ColumnElement[Any]:
         """Whether some staged value of a column does not convert (an aggregate)."""
-        value = self.empty_as_null(staged)
-        if base_type(column.type) in ("interval", "duration"):
-            value = sa.func.replace(value, "+", "")
-        failed = sa.and_(value.is_not(None), sa.try_cast(value, target_type).is_(None))
+        kind = base_type(column.type)
+        value = _readable(self.empty_as_null(staged), kind)
+        failed: sa.ColumnElement[bool] = sa.and_(
+            value.is_not(None), sa.try_cast(value, target_type).is_(None)
+        )
+        if kind in ("timestamp", "timestamptz"):
+            # DuckDB reads a date-time before year 1 as the same date AD: refused.
+            failed = sa.or_(failed, value.like("% BC"))
+        if kind == "varbit":  # DuckDB's BIT has no empty bit string ('' reads as 0)
+            failed = sa.or_(failed, staged == "")
         return sa.func.coalesce(sa.func.bool_or(failed), False)
 
     def entity_parser(self, kind: str, parse: Parse) -> Parse:
@@ -106,10 +108,35 @@ class DuckDBTarget(TargetDialect):
             return lambda value: str(parse(value))  # the text keeps every digit
         if kind in ("interval", "duration"):
             return lambda value: str(parse(value)).replace("+", "")
+        if kind == "date":
+            return lambda value: _bc_date(parse(value))
+        if kind in ("timestamp", "timestamptz"):
+            return lambda value: _no_bc(parse(value))
         return parse
 
 
 MAX_DIGITS = 38
+
+
+def _readable(value: sa.ColumnElement[Any], kind: str) -> sa.ColumnElement[Any]:
+    """A staged text as DuckDB reads its kind: PostgreSQL writes a mixed-sign interval as
+    "-1 days +02:00:00" (DuckDB reads it without the plus) and a date before year 1 as
+    "0044-03-15 BC" (DuckDB reads "0044-03-15 (BC)")."""
+    if kind in ("interval", "duration"):
+        return sa.func.replace(value, "+", "")
+    if kind == "date":
+        return sa.func.replace(value, " BC", " (BC)")
+    return value
+
+
+def _bc_date(value: Any) -> Any:
+    return value.replace(" BC", " (BC)") if isinstance(value, str) else value
+
+
+def _no_bc(value: Any) -> Any:
+    if isinstance(value, str) and value.endswith(" BC"):
+        raise ValueError("DuckDB reads a date-time before year 1 as the same date AD")
+    return value
 
 
 def _quote_everything(dialect: sa.engine.Dialect) -> None:

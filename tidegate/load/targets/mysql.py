@@ -58,8 +58,9 @@ class MySQLTarget(TargetDialect):
                     else mysql.TEXT(collation=KEY_COLLATION)
                 )
             return mysql.VARCHAR(size[0]) if size else mysql.LONGTEXT()
-        if kind == "varbit":
-            return mysql.BIT(type_size(portable)[0])
+        if kind == "varbit":  # the bits as text of 0 and 1 (BIT holds 64 at most)
+            size = type_size(portable)
+            return mysql.VARCHAR(size[0]) if size else mysql.LONGTEXT()
         if kind == "uuid":
             return _Uuid()
         special = _SPECIAL.get(kind)
@@ -69,8 +70,6 @@ class MySQLTarget(TargetDialect):
         kind, size = base_type(portable), type_size(portable)
         if kind in ("interval", "timetz"):
             return f"MariaDB has no {kind} type"
-        if kind == "varbit" and (not size or size[0] > 64):
-            return "MariaDB's BIT holds at most 64 bits"
         if kind == "numeric" and not size:
             return (
                 f"MariaDB's DECIMAL holds at most {MAX_DIGITS} digits, {MAX_SCALE} after the "
@@ -83,8 +82,6 @@ class MySQLTarget(TargetDialect):
     def entity_parser(self, kind: str, parse: Parse) -> Parse:
         if kind == "float":
             return lambda value: _finite(parse(value))
-        if kind == "varbit":
-            return lambda value: int(str(value), 2)  # a BIT column takes the number
         return parse
 
     def key_constraint(self, schema: TableSchema) -> sa.schema.SchemaItem:
@@ -114,8 +111,6 @@ class MySQLTarget(TargetDialect):
             )
         if kind == "timestamptz":
             return without_utc_offset(value)  # stored as UTC, without a zone
-        if kind == "varbit":
-            return sa.func.conv(value, 2, 10)  # the bits as the number they make
         return value
 
     def upsert(self, table: sa.Table, stage: sa.Table, schema: TableSchema) -> sa.Executable:

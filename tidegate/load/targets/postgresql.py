@@ -78,6 +78,7 @@ class PostgresTarget(TargetDialect):
             files_rows,
             entry.rows,
             lambda: _copy_rows(conn, statement, archive.body(files_rows, columns)),
+            schema,
         )
 
     def fill_stage(

@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,7 @@ from tidegate.load.targets.base import Parse, TargetDialect, without_utc_offset
 ROWS_PER_INSERT = 50  # records per INSERT statement (measured: 25-124 alike)
 EXACT_REAL_DIGITS = 15  # significant digits a REAL (a double) holds exactly
 _AS_TEXT = ("time", "timetz", "interval", "duration", "uuid", "varbit")
+_DATES = {"date": "DATE", "timestamp": "DATETIME", "timestamptz": "DATETIME"}
 """Portable types SQLite has no type for: kept as the text the export wrote."""
 MAX_PARAMETERS = 999  # the lowest limit a SQLite build may have (before 3.32)
 
@@ -56,6 +58,10 @@ class SQLiteTarget(TargetDialect):
             return _Spelled("DECIMAL_TEXT")
         if kind in _AS_TEXT:
             return sa.Text()
+        if kind in _DATES:
+            # As its text: the driver writes a date or date-time in ISO form, and one ISO
+            # cannot write (infinity, before year 1) is the export's text of it.
+            return _Spelled(_DATES[kind])
         return super().column_type(portable, in_key=in_key)
 
     def column_names(self, conn: Connection, table: str) -> list[str]:
@@ -105,6 +111,8 @@ class SQLiteTarget(TargetDialect):
             return lambda value: _held_float(parse(value))
         if kind == "time":
             return lambda value: str(parse(value))  # a TEXT column (24:00:00 included)
+        if kind in _DATES:
+            return lambda value: _iso_text(parse(value))
         return parse
 
     def make_engine(self, url: URL) -> Engine:
@@ -216,6 +224,18 @@ def _refused(where: str, schema: TableSchema) -> Iterator[None]:
             f"{where}: {column.described(schema.name)}: SQLite's REAL cannot hold {value}",
             staging.REFUSAL_HINT,
         ) from error
+
+
+def _iso_text(value: Any) -> Any:
+    """A date or date-time as the text a table export leaves in SQLite: ISO, with a
+    space, UTC without its offset."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value.replace("+00", "")  # beyond ISO: PostgreSQL's text of a UTC time
 
 
 def _held_float(value: float) -> float:
