@@ -157,7 +157,7 @@ class PostgresSource(SourceDialect):
             # jsonb's text (a document's own newlines never reach a line), typed json so
             # that `fetch_all` loads it as an exact fragment, every digit kept.
             document = sa.cast(sa.cast(column, postgresql.JSONB), postgresql.JSON)
-            empty = sa.literal_column("'\"\"'::json")
+            empty: sa.ColumnElement[Any] = sa.literal_column("'\"\"'::json")
             return sa.func.coalesce(document, empty).label(column.name)
         return column
 
