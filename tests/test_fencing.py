@@ -282,10 +282,10 @@ PAUSED_RUN = textwrap.dedent(r"""
     if point == "writing" and job == "tables":  # inside the zip, between two members
         add = tablezip.TableZipWriter.add
 
-        def paused_add(self, name, chunks):
+        def paused_add(self, name, chunks, **options):
             if name.endswith(".csv"):
                 pause()
-            return add(self, name, chunks)
+            return add(self, name, chunks, **options)
 
         tablezip.TableZipWriter.add = paused_add
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -191,10 +192,9 @@ def test_an_empty_or_non_integer_key_is_refused(sqlite_source: Source, tmp_path:
 
 def test_float_texts_load_as_the_values_they_name(sqlite_source: Source, tmp_path: Path) -> None:
     """A float column's texts as other sources write them: Infinity and -Infinity become
-    SQLite's infinities, NaN (which SQLite cannot hold) and the empty field NULL, numbers
-    the same double."""
+    SQLite's infinities, the empty field NULL, numbers the same double."""
     exports = exported_readings(sqlite_source)
-    texts = [b"Infinity", b"-Infinity", b"NaN", b"", b"-1e-300", b"1e20", b"0.30000000000000004"]
+    texts = [b"Infinity", b"-Infinity", b"1.5", b"", b"-1e-300", b"1e20", b"0.30000000000000004"]
 
     def specials(members: dict[str, bytes]) -> None:
         for record, text in enumerate(texts, start=1):
@@ -208,8 +208,30 @@ def test_float_texts_load_as_the_values_they_name(sqlite_source: Source, tmp_pat
         got = dict(conn.exec_driver_sql("SELECT id, value FROM reading WHERE id <= 7").all())
     engine.dispose()
     assert got[1] == math.inf and got[2] == -math.inf
-    assert got[3] is None and got[4] is None
+    assert got[3] == 1.5 and got[4] is None
     assert (got[5], got[6], got[7]) == (-1e-300, 1e20, 0.30000000000000004)
+
+
+@pytest.mark.parametrize(("text", "says"), [(b"NaN", "NaN"), (b"-0.0", "-0.0")])
+def test_a_float_sqlite_cannot_hold_is_refused(
+    sqlite_source: Source, tmp_path: Path, text: bytes, says: str
+) -> None:
+    """NaN (SQLite stores NULL) and -0 (stored as 0): one line naming the column, nothing
+    loaded."""
+    exports = exported_readings(sqlite_source)
+    folder = rewrite(
+        exports,
+        lambda members: members.update(
+            {"reading.csv": with_field(members["reading.csv"], 2, 3, text)}
+        ),
+    )
+    code, _out, err = cli(tmp_path, "load", str(exports))
+    assert code == 1
+    assert_one_error(
+        err,
+        rf"Error: {folder.name}/.*reading\.csv: table 'reading', column 'value' \(.*\): "
+        rf"SQLite's REAL cannot hold {re.escape(says)}",
+    )
 
 
 def test_a_record_of_another_width_is_named(sqlite_source: Source, tmp_path: Path) -> None:

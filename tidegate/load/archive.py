@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import re
 import stat
 import zipfile
@@ -206,7 +207,11 @@ class ExportArchive:
         from pyarrow import csv as arrow_csv
 
         longest = self.manifest.longest_record(name) or UNRECORDED_LONGEST
-        raw = io.BufferedReader(_ChunkReader(self.body(name, columns)), CHUNK)
+        body = self.body(name, columns)
+        first = next(body, None)
+        if first is None:
+            return  # the header alone: no records (Arrow calls that an empty file)
+        raw = io.BufferedReader(_ChunkReader(itertools.chain([first], body)), CHUNK)
         options = {
             "read_options": arrow_csv.ReadOptions(
                 column_names=list(columns),

@@ -156,7 +156,9 @@ class PostgresSource(SourceDialect):
         if isinstance(kind, sa.JSON):
             # jsonb's text (a document's own newlines never reach a line), typed json so
             # that `fetch_all` loads it as an exact fragment, every digit kept.
-            document = sa.cast(sa.cast(column, postgresql.JSONB), postgresql.JSON)
+            text = sa.cast(sa.cast(column, postgresql.JSONB), sa.Text)
+            # The document `null` is written like NULL: a record holds no null.
+            document = sa.cast(sa.func.nullif(text, "null"), postgresql.JSON)
             empty: sa.ColumnElement[Any] = sa.literal_column("'\"\"'::json")
             return sa.func.coalesce(document, empty).label(column.name)
         return column
