@@ -11,7 +11,8 @@ All times are whole UTC seconds since 1970.
     <hwm-from audit-key="13" created-ts="1520919983"/>
     <hwm-to audit-key="200074" created-ts="1520995485"/>
     <max-data-ts>1521006157</max-data-ts>
-    <tidegate-export kind="incremental" stream="1" sequence="7" min-data-ts="…"/>
+    <tidegate-export kind="incremental" stream="1" sequence="7" min-data-ts="…"
+        encoding="utf-8"/>   (the CSV members' encoding, [output] encoding)
     <tidegate-restart mode="reexport" since-ts="…"/>        (only after a restart option)
     <tidegate-table name="customer" file="customer.csv" rows="10" deleted="2"/>   (per table;
         whole="true" when the file holds every row of the table, as in a snapshot)
@@ -22,6 +23,7 @@ All times are whole UTC seconds since 1970.
 
 from __future__ import annotations
 
+import codecs
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -88,6 +90,7 @@ class Manifest:
     since: datetime | None = None
     tables: tuple[TableEntry, ...] = field(default=())
     members: tuple[MemberSize, ...] = field(default=())  # empty in exports of tidegate 0.1
+    encoding: str = "utf-8"  # the CSV members' encoding
 
     def member_bytes(self) -> dict[str, int]:
         """Each member's inflated size, by name (empty when the manifest lists none)."""
@@ -118,7 +121,7 @@ def render(manifest: Manifest) -> bytes:
         f'<hwm-to audit-key="{m.hwm_to.audit_key}" created-ts="{_ts(m.hwm_to.created)}"/>',
         f"<max-data-ts>{_ts(m.max_data_time)}</max-data-ts>",
         f'<tidegate-export kind="{m.kind}" stream="{m.stream}" sequence="{m.sequence}" '
-        f'min-data-ts="{_ts(m.min_data_time)}"/>',
+        f'min-data-ts="{_ts(m.min_data_time)}" {_attr("encoding", m.encoding)}/>',
     ]
     if m.restart is not None:
         since = f' since-ts="{_ts(m.since)}"' if m.since is not None else ""
@@ -190,6 +193,11 @@ def parse(data: bytes, where: str) -> Manifest:
             f"{where}: hwm-to audit-key {hwm_to.audit_key} is below hwm-from {hwm_from.audit_key}"
         )
     export = element("tidegate-export")
+    encoding = export.get("encoding") or "utf-8"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise FormatError(f"{where}: unknown encoding {encoding[:40]!r}") from None
     kind = export.get("kind")
     if kind not in ("snapshot", "incremental"):
         raise FormatError(f"{where}: unknown export kind {kind!r}")
@@ -235,4 +243,5 @@ def parse(data: bytes, where: str) -> Manifest:
         since=moment(since_text, "since-ts") if since_text is not None else None,
         tables=tables,
         members=members,
+        encoding=encoding,
     )

@@ -13,6 +13,7 @@ any source can hold, is refused: memory stays bounded whatever the file holds.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -163,7 +164,7 @@ class ExportArchive:
         """The member's bytes after its header line, which must name `columns`; no record
         may be longer than MAX_RECORD_BYTES."""
         where = f"{self.where}/{member}"
-        chunks = _record_bounded(self.chunks(member), where)
+        chunks = _record_bounded(self._utf8(self.chunks(member)), where)
         head = b""
         while b"\n" not in head and len(head) <= MAX_HEADER_BYTES:
             chunk = next(chunks, None)
@@ -179,6 +180,23 @@ class ExportArchive:
         if rest:
             yield rest
         yield from chunks
+
+    def _utf8(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """A member's chunks as UTF-8 (every loader reads that): transcoded from the
+        encoding the manifest names, a `utf-8-sig` mark dropped."""
+        encoding = codecs.lookup(self.manifest.encoding).name
+        if encoding == "utf-8":
+            yield from chunks
+            return
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            for chunk in chunks:
+                yield decoder.decode(chunk).encode("utf-8")
+            yield decoder.decode(b"", final=True).encode("utf-8")
+        except UnicodeDecodeError:
+            raise LoadError(
+                f"{self.where}: a member is not {self.manifest.encoding} text"
+            ) from None
 
     def check_header(self, member: str, header: list[str] | None, columns: Sequence[str]) -> None:
         """A CSV member's header must name exactly the columns the schema gives it."""
@@ -215,7 +233,7 @@ class ExportArchive:
         options = {
             "read_options": arrow_csv.ReadOptions(
                 column_names=list(columns),
-                block_size=min(max(2 * longest, CHUNK), 2**31 - 1),
+                block_size=min(max(4 * longest, CHUNK), 2**31 - 1),  # transcoded: longer
                 use_threads=False,
             ),
             "parse_options": arrow_csv.ParseOptions(

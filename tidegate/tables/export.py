@@ -268,7 +268,7 @@ def _write(
                 raise
             written = archive.close()
         folder.write(name.zip_sha1_name, sha1_line(written.sha1, name.zip_name))
-        manifest = _manifest(record, version, entries, archive.members)
+        manifest = _manifest(record, version, entries, archive.members, settings.encoding)
         # Written last: on object stores its presence is what marks the folder complete.
         folder.write(name.manifest_name, manifest_format.render(manifest))
     return entries, written.size
@@ -302,7 +302,11 @@ def _write_table(
 
 
 def _manifest(
-    record: ExportRecord, version: str, entries: list[TableEntry], members: list[MemberSize]
+    record: ExportRecord,
+    version: str,
+    entries: list[TableEntry],
+    members: list[MemberSize],
+    encoding: str,
 ) -> Manifest:
     since = record.since_us if record.restart else None
     return Manifest(
@@ -320,4 +324,5 @@ def _manifest(
         since=from_us(since) if since is not None else None,
         tables=tuple(entries),
         members=tuple(members),
+        encoding=encoding,
     )

@@ -37,10 +37,12 @@ def transcoded(chunks: Iterator[bytes], encoding: str, spec: TableSpec) -> Itera
         if codecs.lookup(encoding).name == "utf-8":
             yield from chunks
             return
+        # One encoder for the whole member: `utf-8-sig` writes its mark once, at the start.
+        encoder = codecs.getincrementalencoder(encoding)()
         for chunk in chunks:
             text = chunk.decode("utf-8")
             try:
-                yield text.encode(encoding)
+                yield encoder.encode(text)
             except UnicodeEncodeError:
                 raise _unencodable(text, encoding, spec) from None
     finally:
