@@ -35,6 +35,7 @@ from tidegate.formats.tablezip import INFLATE_ERRORS, SHA1_FILE_BYTES, inflater,
 MAX_SCHEMA_BYTES = 64 * 1024 * 1024
 """The most of the schema member read into memory (ten thousand tables take a few MB)."""
 MAX_RECORD_BYTES = csvrows.MAX_RECORD_BYTES
+ROWS_AT_ONCE = 4096
 UNRECORDED_LONGEST = 64 * 1024 * 1024
 """The bound on records of a member whose manifest records none (exports of tidegate 0.1,
 whose loader refused longer lines)."""
@@ -181,6 +182,11 @@ class ExportArchive:
             yield rest
         yield from chunks
 
+    def _growth(self) -> int:
+        """How many times its recorded length a record may be once read: twice, so that a
+        block holds it whole; four times more once transcoded to UTF-8 (`_utf8`)."""
+        return 2 if codecs.lookup(self.manifest.encoding).name == "utf-8" else 8
+
     def _utf8(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """A member's chunks as UTF-8 (every loader reads that): transcoded from the
         encoding the manifest names, a `utf-8-sig` mark dropped."""
@@ -217,8 +223,11 @@ class ExportArchive:
         longest record the export recorded, so memory follows the data's own rows."""
         where = f"{self.where}/{name}"
         for batch in self._batches(name, columns, where):
-            fields = [column.to_pylist() for column in batch.columns]
-            yield from map(list, zip(*fields, strict=True))
+            for start in range(0, batch.num_rows, ROWS_AT_ONCE):
+                # A slice at a time: fewer of the rows' Python objects alive at once.
+                piece = batch.slice(start, ROWS_AT_ONCE)
+                fields = [column.to_pylist() for column in piece.columns]
+                yield from map(list, zip(*fields, strict=True))
 
     def _batches(self, name: str, columns: Sequence[str], where: str) -> Iterator[Any]:
         import pyarrow as pa
@@ -233,7 +242,7 @@ class ExportArchive:
         options = {
             "read_options": arrow_csv.ReadOptions(
                 column_names=list(columns),
-                block_size=min(max(4 * longest, CHUNK), 2**31 - 1),  # transcoded: longer
+                block_size=min(max(self._growth() * longest, CHUNK), 2**31 - 1),
                 use_threads=False,
             ),
             "parse_options": arrow_csv.ParseOptions(
