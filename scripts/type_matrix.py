@@ -59,6 +59,34 @@ field, — a value the export did not write (it failed).
 """
 
 
+SQLITE_STORAGE_CLASSES = """## SQLite storage classes
+
+A SQLite column may hold a value of any storage class (integer, real, text, blob) whatever
+its declared type. A column is exported as the type its declaration names (the SQLite
+rows of the matrix); each value must be of a class that type carries exactly:
+
+| exported as | storage classes it carries |
+|---|---|
+| `bigint`, `boolean` (INTEGER, BOOLEAN, …) | integer |
+| `float` (REAL, DOUBLE, …) | real, integer |
+| `numeric` (NUMERIC, DECIMAL(p,s), …) | integer, real, text (a load refuses non-numbers) |
+| `timestamp`, `date`, `time` (DATETIME, DATE, …) | text, integer, real |
+| `binary` (BLOB) | blob |
+| `text` (TEXT, VARCHAR, a column without a declared type, …) | text |
+
+A value of another class (a blob in a TEXT column, a text or a real in an INTEGER column,
+a number in a column without a declared type) cannot be written in its column's type
+without changing it: both export kinds refuse it, before writing anything, in one line
+naming the table, the column, its declared type and the row's key. Make the value one of
+its column's classes (`UPDATE t SET c = CAST(c AS TEXT) WHERE typeof(c) = 'blob'`), or
+declare the column with the type it holds. NULL is every column's.
+
+A text holding the character NUL is exported exactly (the `sqlite3` program, which reads
+a table export fastest, stops at a NUL: such an export is read again in-process);
+PostgreSQL's text cannot hold NUL, so a load into PostgreSQL refuses it.
+"""
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the page differs")
@@ -113,9 +141,11 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", "### How each value is written\n"]
         parts += _values_table(units)
         parts.append("")
-    parts += ["## Notes\n"]
-    parts += [f"{number}. {reason}" for reason, number in notes.items()]
-    return "\n".join(parts) + "\n"
+    parts.append(SQLITE_STORAGE_CLASSES)
+    if notes:
+        parts += ["## Notes\n"]
+        parts += [f"{number}. {reason}" for reason, number in notes.items()]
+    return "\n".join(parts).rstrip("\n") + "\n"
 
 
 def _key(cell: Mapping[str, str]) -> tuple[str, str, str, str, str]:

@@ -26,6 +26,11 @@ PIPE_BYTES = 1024 * 1024
 RowCounter = Callable[[int], None]
 
 
+class ClientCannotWrite(SourceError):
+    """A client program cannot write a value as the format wants (the sqlite3 program
+    stops a text at a NUL): the read is done again in-process."""
+
+
 def client(name: str) -> str | None:
     """The path of a client program, or None when it is missing or switched off with the
     environment variable TIDEGATE_NO_CLIENTS (then everything is read in-process)."""

@@ -14,17 +14,6 @@ ALL = {"targets": ("sqlite", "postgresql", "duckdb", "mysql"), "kinds": ("tables
 
 # source    targets                  kinds     table.column
 TABLE = """
-# SQLite storage classes
-= numbers and blobs of an untyped column become text
-sqlite      *                        *         t_untyped.c_untyped
-= a blob in a TEXT column becomes its hex text
-sqlite      *                        *         t_blob_in_text.c_blob_in_text
-= INTEGER column holding text/real/blob: fails or becomes 0
-sqlite      sqlite                   tables    t_mixed.c_mixed
-= sqlite3 shell cuts text at NUL
-sqlite      *                        tables    t_text_nul.c_text_nul
-= a NUMERIC column's numbers arrive as text in a SQLite target (kept as DECIMAL_TEXT)
-sqlite      sqlite                   tables    t_numeric.c_numeric
 """
 
 

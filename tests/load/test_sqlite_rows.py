@@ -230,7 +230,7 @@ def test_a_float_sqlite_cannot_hold_is_refused(
     assert_one_error(
         err,
         rf"Error: {folder.name}/.*reading\.csv: table 'reading', column 'value' \(.*\): "
-        rf"SQLite's REAL cannot hold {re.escape(says)}",
+        rf"SQLite's REAL cannot hold {re.escape(repr(says))}",
     )
 
 

@@ -28,7 +28,7 @@ from tidegate.db import Database, inline_sql, type_text
 from tidegate.entities import sqliteshell
 from tidegate.entities.catalog import Entity
 from tidegate.formats.jsonl import MAX_KEY_COLUMNS, entity_record, key_text, timestamp_text
-from tidegate.sources.base import JsonSource
+from tidegate.sources.base import JsonSource, ReadColumn
 
 # Entities read per transaction when exporting by key range: larger batches spend less on
 # starting transactions (5,000 against 1,000 was 10% faster on PostgreSQL), smaller ones
@@ -161,6 +161,10 @@ class EntityReader:
     def record_batches(self, low: Key | None, high: Key | None) -> Iterator[list[bytes]]:
         """Every entity with a root key in [low, high), as record lines in key order, a
         batch of them at a time."""
+        with self._explained():
+            yield from self._record_batches(low, high)
+
+    def _record_batches(self, low: Key | None, high: Key | None) -> Iterator[list[bytes]]:
         shell = self._shell()
         if shell is not None:
             yield from self._records_from_shell(shell, low, high)
@@ -192,6 +196,7 @@ class EntityReader:
                 frozenset(t.columns[i] for i in t.text_times),
                 t.key,
                 t.order,
+                {c["name"]: c["type"] for c in t.described["columns"]},
             )
             for t in self.tables
         ]
@@ -235,8 +240,35 @@ class EntityReader:
     def records_for(self, keys: Sequence[Key]) -> Iterator[bytes]:
         """The current state of each entity named by its root key, in the order given: a
         record, or a DELETED record when its root row no longer exists."""
-        for start in range(0, len(keys), KEYS_PER_QUERY):
-            yield from self._keyed_batch(keys[start : start + KEYS_PER_QUERY])
+        with self._explained():
+            for start in range(0, len(keys), KEYS_PER_QUERY):
+                yield from self._keyed_batch(keys[start : start + KEYS_PER_QUERY])
+
+    @contextlib.contextmanager
+    def _explained(self) -> Iterator[None]:
+        """A read the source's SQL failed on purpose (a value it must not write, see
+        `SourceDialect.explain_failed_read`) raises that refusal instead."""
+        try:
+            yield
+        except Exception as error:
+            explained = self._explanation(error)
+            if explained is None:
+                raise
+            raise explained from error
+
+    def _explanation(self, error: Exception) -> Exception | None:
+        with self.db.engine.connect() as conn:
+            for table in self.tables:
+                columns = [
+                    ReadColumn(c["name"], c["type"], c["sql_type"])
+                    for c in table.described["columns"]
+                ]
+                explained = self.db.dialect.explain_failed_read(
+                    conn, table.clause, columns, table.key, error
+                )
+                if explained is not None:
+                    return explained
+        return None
 
     def _range_batch(
         self, low: Key | None, after: Key | None, high: Key | None

@@ -16,22 +16,24 @@ Values are shaped as the entity format writes them:
 | BLOB | lowercase hex |
 | date-time column, usual text forms | `YYYY-MM-DDTHH:MM:SS.ffffffZ` (source zone UTC only) |
 
-Anything else (an infinite float, a date-time in another form) is written `null`, and the
-reader writes that entity again through its Python path. The shell's `'now'` is fixed for
-a statement, so every record of a batch carries its snapshot's time (to the millisecond).
+Anything else (an infinite float, a date-time in another form, a value of a storage class
+the column's type cannot carry) is written `null`, and the reader writes that entity again
+through its Python path (which refuses the last kind). The shell's `'now'` is fixed for a
+statement, so every record of a batch carries its snapshot's time (to the millisecond).
 
 The shell formats in C on a core of its own; this process only reads lines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from tidegate.formats.jsonl import MAX_KEY_COLUMNS
+from tidegate.sources.sqlite import storage_classes
 
 # json_object takes at most 127 arguments (SQLite's default SQLITE_MAX_FUNCTION_ARG).
 MAX_COLUMNS = 63
@@ -52,6 +54,7 @@ class ShellTable:
     times: frozenset[str]
     key: tuple[str, ...]
     order: tuple[str, ...]
+    portable: Mapping[str, str]  # the type each column is exported as
 
 
 def usable(tables: Sequence[ShellTable]) -> bool:
@@ -152,28 +155,32 @@ def _row_json(table: ShellTable, source: sa.FromClause) -> sa.ColumnElement[Any]
     arguments: list[Any] = []
     for name in table.columns:
         column = source.c[name]
-        arguments += [_text(name), _time(column) if name in table.times else _value(column)]
+        classes = storage_classes(table.portable[name])
+        written = _time(column, classes) if name in table.times else _value(column, classes)
+        arguments += [_text(name), written]
     return sa.func.json_object(*arguments)
 
 
-def _value(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+def _value(column: sa.ColumnElement[Any], classes: Sequence[str]) -> sa.ColumnElement[Any]:
+    """The value as the record writes it; NULL (so `null`: the entity is read again by
+    the Python path, which refuses it) when its storage class is none of `classes`."""
     # quote() prints 15 digits when they read back the same, else 20; "1.0e+20" is
     # written "1e+20", as Python writes it.
     printed = sa.func.replace(sa.func.quote(column), ".0e", "e")
     finite = sa.case((column.between(-_LARGEST, _LARGEST), sa.func.json(printed)))
+    written = {
+        "integer": column,
+        "text": sa.func.rtrim(column),
+        "real": finite,
+        "blob": sa.func.lower(sa.func.hex(column)),
+    }
     return sa.case(
-        {
-            "integer": column,
-            "text": sa.func.rtrim(column),
-            "null": "",
-            "real": finite,
-            "blob": sa.func.lower(sa.func.hex(column)),
-        },
+        {"null": "", **{klass: written[klass] for klass in classes}},
         value=sa.func.typeof(column),  # CASE x WHEN …: typeof runs once
     )
 
 
-def _time(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+def _time(column: sa.ColumnElement[Any], classes: Sequence[str]) -> sa.ColumnElement[Any]:
     iso = sa.func.substr(column, 1, 10) + "T" + sa.func.substr(column, 12)
     is_text = sa.func.typeof(column) == "text"
     return sa.case(
@@ -181,7 +188,7 @@ def _time(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         (sa.and_(is_text, column.op("GLOB")(_SECONDS)), iso + ".000000Z"),
         (sa.and_(is_text, column.op("GLOB")(_MICROSECONDS)), iso + "Z"),
         (is_text, sa.null()),
-        else_=_value(column),
+        else_=_value(column, classes),
     )
 
 

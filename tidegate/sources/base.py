@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from functools import cache
 from importlib import resources
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
@@ -41,6 +41,14 @@ class ServerLock:
 
     def params(self, name: str) -> dict[str, object]:
         return {"name": name}
+
+
+class ReadColumn(NamedTuple):
+    """A column as a failed read's diagnosis needs it (`explain_failed_read`)."""
+
+    name: str
+    portable: str  # the type it is exported as
+    sql_type: str  # its type as the source declares it
 
 
 class SourceDialect:
@@ -162,6 +170,18 @@ class SourceDialect:
     ) -> JsonSource | None:
         """Each row of `table` as JSON text made by the server (the entity reader's fast
         path), or None where the server cannot make it exactly."""
+        return None
+
+    def explain_failed_read(
+        self,
+        conn: Connection,
+        table: sa.TableClause,
+        columns: Sequence[ReadColumn],
+        key: Sequence[str],
+        error: BaseException,
+    ) -> Exception | None:
+        """What to raise instead of `error`, a failure of a read of `table`'s rows, when
+        the failure is a refusal the source's SQL made on purpose (None: pass it on)."""
         return None
 
     def grouped_rows(

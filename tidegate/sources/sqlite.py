@@ -5,6 +5,11 @@
   a read-then-write transaction never fails half-way on a lock upgrade).
 - Locks: no sessions to hold one; a job's lock is a file lock beside the database.
 - Reading: CSV lines are built by SQLite's own SQL (or its shell); date-times are ISO text.
+- Storage classes: any column may hold a value of any class. A value whose class the
+  column's exported type cannot carry exactly (a blob in a TEXT column, a text in an
+  INTEGER one, a number in a column without a declared type) makes the SQL that reads it
+  fail (`guarded`), and the export is refused in one line naming the row
+  (`explain_failed_read`); docs/types.md, "SQLite storage classes".
 """
 
 from __future__ import annotations
@@ -19,11 +24,34 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
-from tidegate.errors import ConfigError
+from tidegate.clients import ClientCannotWrite
+from tidegate.errors import ConfigError, SourceError
 from tidegate.model import TimeKind
-from tidegate.sources.base import CsvPath, SourceDialect
+from tidegate.sources.base import CsvPath, ReadColumn, SourceDialect
 
 BUSY_TIMEOUT_SECONDS = 60.0
+# What the SQL evaluates for a value it must not write: SQLite has no RAISE outside
+# triggers, and json() of a non-JSON text fails the statement with "malformed JSON",
+# evaluated only when the CASE reaches it.
+FAIL = "json('tidegate: ' || typeof({c}))"
+_FAILED = "malformed JSON"
+
+
+def storage_classes(portable: str) -> tuple[str, ...]:
+    """The storage classes a column's values may have when it is exported as `portable`
+    (NULL aside): the classes that type's written form holds exactly."""
+    if portable == "binary":
+        return ("blob",)
+    if portable in ("boolean", "smallint", "integer", "bigint"):
+        return ("integer",)
+    if portable == "float":
+        return ("real", "integer")
+    if portable.startswith("numeric"):
+        # A number too long for a REAL stays text; a loader refuses text that is no number.
+        return ("integer", "real", "text")
+    if portable in ("timestamp", "timestamptz", "date", "time", "timetz"):
+        return ("text", "integer", "real")  # ISO text, or a Unix or Julian day number
+    return ("text",)
 
 
 class SQLiteSource(SourceDialect):
@@ -84,6 +112,81 @@ class SQLiteSource(SourceDialect):
     ) -> sa.ColumnElement[Any]:
         # Any type may be in any column, so nothing is trimmed here (`entity_record` checks
         # the written line instead); NULL becomes "" as the format says.
+        checked = guarded(column, self.portable_type(reflected["type"]))
         if column.name in key:
-            return column
-        return sa.func.coalesce(column, "").label(column.name)
+            return checked.label(column.name)
+        return sa.func.coalesce(checked, "").label(column.name)
+
+    def explain_failed_read(
+        self,
+        conn: Connection,
+        table: sa.TableClause,
+        columns: Sequence[ReadColumn],
+        key: Sequence[str],
+        error: BaseException,
+    ) -> Exception | None:
+        """The refusal behind a read that `guarded` SQL failed; a text holding NUL, which
+        the sqlite3 program cannot print, is `ClientCannotWrite` (read again in-process)."""
+        if _FAILED not in str(error):
+            return None
+        for column in columns:
+            found = _stray(conn, table, column, key)
+            if found is not None:
+                return found
+        for column in columns:
+            if "text" in storage_classes(column.portable) and _has_nul(conn, table, column):
+                return ClientCannotWrite(
+                    f"table {table.name} column {column.name} holds a NUL character, "
+                    "which the sqlite3 program cannot write"
+                )
+        return None
+
+
+def guarded(column: sa.ColumnElement[Any], portable: str) -> sa.ColumnElement[Any]:
+    """The column, or a failure of the statement at a value of a storage class that
+    `portable` cannot carry."""
+    allowed = (*storage_classes(portable), "null")
+    fail = sa.func.json(sa.literal("tidegate: ") + sa.func.typeof(column))
+    return sa.case((sa.func.typeof(column).in_(allowed), column), else_=fail)
+
+
+def guarded_sql(c: str, portable: str, written: Mapping[str, str]) -> str:
+    """`CASE typeof(c) WHEN class THEN written[class] … ELSE <failure> END` in SQL text,
+    over the classes `portable` allows (and NULL); `c` is the quoted column."""
+    allowed = (*storage_classes(portable), "null")
+    whens = " ".join(f"WHEN '{klass}' THEN {written[klass]}" for klass in allowed)
+    return f"CASE typeof({c}) {whens} ELSE {FAIL.format(c=c)} END"
+
+
+def _stray(
+    conn: Connection, table: sa.TableClause, column: ReadColumn, key: Sequence[str]
+) -> SourceError | None:
+    value: sa.ColumnClause[Any] = sa.column(column.name)
+    allowed = (*storage_classes(column.portable), "null")
+    found = conn.execute(
+        sa.select(sa.func.typeof(value), *[sa.column(k) for k in key])
+        .select_from(table)
+        .where(sa.func.typeof(value).not_in(allowed))
+        .limit(1)
+    ).first()
+    if found is None:
+        return None
+    klass, *values = found
+    untyped = column.sql_type in ("", "NullType")  # SQLAlchemy's name for no type
+    declared = "no declared type" if untyped else column.sql_type
+    at = ", ".join(f"{k}={v!r}" for k, v in zip(key, values, strict=True))
+    holds = "an integer" if klass == "integer" else f"a {klass}"
+    return SourceError(
+        f"table {table.name} column {column.name} ({declared}) holds {holds} at {at}: "
+        f"it is exported as {column.portable}, which cannot hold {holds} exactly",
+        f"store the value as {' or '.join(storage_classes(column.portable))} "
+        f"(for example UPDATE … SET {column.name} = CAST({column.name} AS …)), or declare "
+        'the column with the type it holds; docs/types.md, "SQLite storage classes"',
+    )
+
+
+def _has_nul(conn: Connection, table: sa.TableClause, column: ReadColumn) -> bool:
+    value: sa.ColumnClause[Any] = sa.column(column.name)
+    nul = sa.func.instr(value, sa.func.char(0)) > 0
+    query = sa.select(sa.literal(1)).select_from(table).where(nul).limit(1)
+    return conn.execute(query).first() is not None

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from tidegate.capture import captured_tables, oldest_pending_us
 from tidegate.capture.ticks import claim
+from tidegate.clients import ClientCannotWrite
 from tidegate.db import Database
 from tidegate.errors import ExportError
 from tidegate.formats import manifest as manifest_format
@@ -242,6 +243,24 @@ def _write(
     progress: Progress,
 ) -> tuple[list[TableEntry], int]:
     """Write and publish the export's folder; returns its table entries and zip size."""
+    try:
+        return _write_folder(db, lock, location, record, settings, progress, in_process=False)
+    except ClientCannotWrite:
+        # Rare (a text holding NUL): the folder is written again, every table read
+        # in-process, slower but exact.
+        return _write_folder(db, lock, location, record, settings, progress, in_process=True)
+
+
+def _write_folder(
+    db: Database,
+    lock: HeldLock,
+    location: Location,
+    record: ExportRecord,
+    settings: ExportSettings,
+    progress: Progress,
+    *,
+    in_process: bool,
+) -> tuple[list[TableEntry], int]:
     with db.engine.connect() as conn:
         captured = list(captured_tables(db, conn).values())
         selection = _selection(record, settings.time_columns, settings.timezone)
@@ -250,7 +269,8 @@ def _write(
     version, schema_json = schema_document(specs)
     exported = [s for s in specs if s.name in selection.whole or s.table_id in changed]
     name = ExportName.parse(record.name)
-    reader = reader_for(db, record_aligned=codecs.lookup(settings.encoding).name != "utf-8")
+    transcoding = codecs.lookup(settings.encoding).name != "utf-8"
+    reader = reader_for(db, record_aligned=transcoding or in_process)
     entries: list[TableEntry] = []
     publish = f"publishing {record.name}"
     with location.publishing(record.name, confirm=lambda: lock.confirm(publish)) as folder:

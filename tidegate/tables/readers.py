@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from tidegate.clients import RowCounter, client, stream_csv
 from tidegate.db import Database, inline_sql
 from tidegate.formats.csvrows import csv_chunks, header
-from tidegate.sources.base import CsvPath
+from tidegate.sources.base import CsvPath, ReadColumn
+from tidegate.sources.sqlite import FAIL, guarded_sql
 from tidegate.tables.pgcopy import copy_through_libpq, copy_through_psql, psql_client
 from tidegate.tables.schema import TableSpec
 from tidegate.tables.selection import Selection, deleted_keys, row_filter
@@ -59,7 +60,8 @@ class _BaseReader:
         """Args:
         db: the source.
         record_aligned: every chunk must end at a record boundary (the export needs
-            that to name the value a non-UTF-8 output encoding cannot hold).
+            that to name the value a non-UTF-8 output encoding cannot hold); rows are
+            then read in-process, never by a client program.
         """
         self.db = db
         self.record_aligned = record_aligned
@@ -123,13 +125,14 @@ class SqlLinesReader(_BaseReader):
         columns: list[sa.ColumnElement[Any]] = []
         for column in spec.columns:
             c = self.db.quote(column.name)
-            columns.append(
-                sa.literal_column(
-                    f"CASE typeof({c}) WHEN 'real' THEN {_real_text(c)} "
-                    f"WHEN 'blob' THEN lower(hex({c})) "
-                    f"ELSE {c} END AS {c}"
-                )
-            )
+            written = {
+                "text": f"CASE WHEN instr({c}, char(0)) THEN {FAIL.format(c=c)} ELSE {c} END",
+                "integer": c,
+                "null": "NULL",
+                "real": _real_text(c),
+                "blob": f"lower(hex({c}))",
+            }
+            columns.append(sa.literal_column(f"{guarded_sql(c, column.type, written)} AS {c}"))
         sql = inline_sql(self.db, self._rows_query(spec, selection, columns))
         arguments = [
             sqlite3,
@@ -148,21 +151,38 @@ class SqlLinesReader(_BaseReader):
             arguments, os.environ, count, "reading the source with sqlite3", with_header=False
         )
 
-    def _field(self, column: str) -> str:
+    def _field(self, column: str, portable: str) -> str:
         c = self.db.quote(column)
         quoted = f"'\"' || replace({c}, '\"', '\"\"') || '\"'"
         special = " OR ".join(f"instr({c}, {x})" for x in ("','", "'\"'", "char(10)", "char(13)"))
         special += f" OR {c} = ''"  # the empty string is "", NULL an empty field
         # Text is quoted only when it holds a comma, quote, LF or CR (RFC 4180). quote() of a
         # REAL gives 15 significant digits when they read back exactly, else 20: exact.
-        return (
-            f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {special} THEN {quoted} ELSE {c} END "
-            f"WHEN 'integer' THEN {c} WHEN 'null' THEN '' WHEN 'real' THEN {_real_text(c)} "
-            f"WHEN 'blob' THEN CASE length({c}) WHEN 0 THEN '\"\"' ELSE lower(hex({c})) END "
-            f"END"
-        )
+        written = {
+            "text": f"CASE WHEN {special} THEN {quoted} ELSE {c} END",
+            "integer": c,
+            "null": "''",
+            "real": _real_text(c),
+            "blob": f"CASE length({c}) WHEN 0 THEN '\"\"' ELSE lower(hex({c})) END",
+        }
+        return guarded_sql(c, portable, written)
 
     def rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
+        """The rows; a value the SQL refused to write (see `guarded_sql`) is named in the
+        error raised instead of the database's own."""
+        try:
+            yield from self._rows(spec, selection, count)
+        except Exception as error:
+            columns = [ReadColumn(c.name, c.type, c.sql_type) for c in spec.columns]
+            with self.db.engine.connect() as conn:
+                explained = self.db.dialect.explain_failed_read(
+                    conn, spec.table, columns, spec.primary_key, error
+                )
+            if explained is None:
+                raise
+            raise explained from error
+
+    def _rows(self, spec: TableSpec, selection: Selection, count: RowCounter) -> Iterator[bytes]:
         database = self.db.engine.url.database or ""
         sqlite3 = None if self.record_aligned else client("sqlite3")
         if (
@@ -174,7 +194,7 @@ class SqlLinesReader(_BaseReader):
                 sqlite3, os.path.abspath(database), spec, selection, count
             )
             return
-        line = " || ',' || ".join(self._field(c.name) for c in spec.columns)
+        line = " || ',' || ".join(self._field(c.name, c.type) for c in spec.columns)
         query = self._rows_query(spec, selection, [sa.literal_column(line)])
         sql = inline_sql(self.db, query)
         yield header([c.name for c in spec.columns]).encode("utf-8")

@@ -23,6 +23,7 @@ from tidegate.load.targets.base import Parse, TargetDialect
 from tidegate.sources.postgresql import PostgresSource
 
 PARTITIONS = 8
+CHARACTER_NOT_IN_REPERTOIRE = "22021"  # SQLSTATE of a NUL in text
 
 
 class PostgresTarget(TargetDialect):
@@ -77,7 +78,7 @@ class PostgresTarget(TargetDialect):
             archive,
             files_rows,
             entry.rows,
-            lambda: _copy_rows(conn, statement, archive.body(files_rows, columns)),
+            lambda: _copy_member(conn, statement, archive, files_rows, columns),
             schema,
         )
 
@@ -91,7 +92,7 @@ class PostgresTarget(TargetDialect):
     ) -> int:
         """The member's bytes straight into COPY (the server parses the CSV)."""
         statement = _copy_statement(conn, stage, columns)
-        return _copy_rows(conn, statement, archive.body(member, columns))
+        return _copy_member(conn, statement, archive, member, columns)
 
 
 def _without_nul(text: str) -> str:
@@ -110,6 +111,26 @@ def _copy_statement(
     names = ", ".join(quote(c) for c in columns)
     table_name = conn.dialect.identifier_preparer.format_table(table)
     return f"COPY {table_name} ({names}) FROM STDIN (FORMAT csv{force})"
+
+
+def _copy_member(
+    conn: Connection, statement: str, archive: ExportArchive, member: str, columns: Sequence[str]
+) -> int:
+    """COPY a member's records; a text holding NUL, which PostgreSQL's text cannot hold,
+    is refused naming its column (the server's message names none)."""
+    try:
+        return _copy_rows(conn, statement, archive.body(member, columns))
+    except Exception as error:
+        if getattr(error, "sqlstate", None) != CHARACTER_NOT_IN_REPERTOIRE:
+            raise
+        for row in archive.rows(member, columns):
+            for name, value in zip(columns, row, strict=True):
+                if isinstance(value, str) and "\x00" in value:
+                    # "column name:" is how `staging.refusal` finds the column.
+                    raise ValueError(
+                        f"column {name}: PostgreSQL's text cannot hold the character NUL"
+                    ) from None
+        raise
 
 
 def _copy_rows(conn: Connection, statement: str, chunks: Iterator[bytes]) -> int:

@@ -102,6 +102,14 @@ class SQLiteTarget(TargetDialect):
                 value=staged,
                 else_=sa.case((sa.and_(staged.like("-%"), number == 0), refuse), else_=number),
             )
+        if kind == "numeric":
+            # SQLite's CAST reads any text, "NaN" or "abc" as 0: a field that cannot be a
+            # decimal number (the SQLite source's NUMERIC keeps such text) is refused.
+            number = super().converted(staged, column, target_type)
+            not_a_number = staged.op("GLOB")("*[^0-9.eE+-]*")
+            return sa.case(
+                (not_a_number, sa.func.tidegate_refuse(column.name, staged)), else_=number
+            )
         return super().converted(staged, column, target_type)
 
     def entity_parser(self, kind: str, parse: Parse) -> Parse:
@@ -221,7 +229,8 @@ def _refused(where: str, schema: TableSchema) -> Iterator[None]:
         name, value = _REFUSED[0]
         column = schema.column(name)
         raise LoadError(
-            f"{where}: {column.described(schema.name)}: SQLite's REAL cannot hold {value}",
+            f"{where}: {column.described(schema.name)}: SQLite's "
+            f"{'REAL' if base_type(column.type) == 'float' else 'NUMERIC'} cannot hold {value!r}",
             staging.REFUSAL_HINT,
         ) from error
 
