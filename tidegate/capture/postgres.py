@@ -34,6 +34,7 @@ class PostgresCapture(TriggerCapture):
     def install(self, conn: Connection, table: CapturedTable) -> None:
         name = f"tidegate_cap_{table.table_id}"
         parameters = self.parameters(table)
+        parameters["key_positions"] = self._positions(conn, table.name, table.key_columns)
         function = self.db.qualified(name)
         run_ddl(conn, self._function_body(function, parameters))
         # Drop and create in the caller's transaction: writers never see the table without
@@ -52,6 +53,7 @@ class PostgresCapture(TriggerCapture):
     ) -> None:
         name = self.entity_name(entity_id, index)
         parameters = self.entity_parameters(entity_id, table, key_columns)
+        parameters["key_positions"] = self._positions(conn, table, key_columns)
         function = self.db.qualified(name)
         run_ddl(conn, self._function_body(function, parameters, "entity_function"))
         trigger = self.db.quote(name)
@@ -65,6 +67,14 @@ class PostgresCapture(TriggerCapture):
 
     def remove_entity(self, conn: Connection, entity_id: int, index: int, table: str) -> None:
         self._drop(conn, self.entity_name(entity_id, index), table)
+
+    def _positions(self, conn: Connection, table: str, columns: tuple[str, ...]) -> str:
+        """`ARRAY[attnum, …]::int2[]` of a table's key columns (see capture_function.sql)."""
+        positions = conn.execute(
+            sa.text(sql_file(self.dialect, "key_positions")),
+            {"table": self.db.qualified(table), "columns": list(columns)},
+        ).scalars()
+        return f"ARRAY[{', '.join(str(int(p)) for p in positions)}]::int2[]"
 
     def _function_body(
         self, function: str, parameters: dict[str, str], template: str = "capture_function"

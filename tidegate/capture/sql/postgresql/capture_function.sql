@@ -6,6 +6,7 @@
 --   {table_id}      the table's id in tidegate_capture
 --   {new_key}       json_build_array(NEW."k1", ...): the row's key after the change
 --   {old_key}       json_build_array(OLD."k1", ...): the row's key before the change
+--   {key_positions} ARRAY[attnum, ...]: the key columns' positions in the table
 --   {now_us}        the transaction's start time in microseconds since 1970 UTC
 --   {new_data}      the change's data time: the [tables] time_columns value of NEW
 --                   in microseconds since 1970 UTC, else {now_us}; {old_data}: of OLD
@@ -17,21 +18,57 @@
 -- It runs inside the writer's transaction and only appends: the change becomes visible to
 -- a claim when, and only if, the writer commits. An update that changes the key is
 -- recorded as a delete of the old key followed by an update of the new one.
+--
+-- The application's writes never fail because of it: when a column it names was renamed
+-- or dropped since capture was installed, the key is read by column position instead
+-- (from the row as JSON: slower, until the next export re-installs capture) and the data
+-- time is the capture time. A dropped key column gives a null in the key.
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql AS {dollar}
+DECLARE
+    new_key text;
+    old_key text;
+    row_json json;
+    new_data bigint := {now_us};
+    old_data bigint := {now_us};
 BEGIN
+    BEGIN
+        IF TG_OP <> 'DELETE' THEN
+            new_key := {new_key}::text;
+            new_data := {new_data};
+        END IF;
+        IF TG_OP <> 'INSERT' THEN
+            old_key := {old_key}::text;
+            old_data := {old_data};
+        END IF;
+    EXCEPTION WHEN undefined_column THEN
+        IF TG_OP <> 'DELETE' THEN
+            row_json := to_json(NEW);
+            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO new_key
+            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
+            LEFT JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+        END IF;
+        IF TG_OP <> 'INSERT' THEN
+            row_json := to_json(OLD);
+            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO old_key
+            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
+            LEFT JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+        END IF;
+    END;
     IF TG_OP = 'DELETE' THEN
         INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
-        VALUES ({table_id}, 'D', {old_key}::text, {now_us}, {old_data});
+        VALUES ({table_id}, 'D', old_key, {now_us}, old_data);
         RETURN NULL;
     END IF;
-    IF TG_OP = 'UPDATE' AND {old_key}::text <> {new_key}::text THEN
+    IF TG_OP = 'UPDATE' AND old_key <> new_key THEN
         INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
-        VALUES ({table_id}, 'D', {old_key}::text, {now_us}, {old_data});
+        VALUES ({table_id}, 'D', old_key, {now_us}, old_data);
     END IF;
     INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
-    VALUES ({table_id}, CASE TG_OP WHEN 'INSERT' THEN 'I' ELSE 'U' END, {new_key}::text,
-            {now_us}, {new_data});
+    VALUES ({table_id}, CASE TG_OP WHEN 'INSERT' THEN 'I' ELSE 'U' END, new_key,
+            {now_us}, new_data);
     RETURN NULL;
 END
 {dollar}

@@ -6,27 +6,53 @@
 --   {entity_id}  the entity's id in tidegate_entity
 --   {new_key}    json_build_array(NEW."k1", ...): the ROOT's key, from this table's columns
 --   {old_key}    the same from OLD
+--   {key_positions} ARRAY[attnum, ...]: the positions of those columns in this table
 --   {now_us}     the transaction's start time in microseconds since 1970 UTC
 --   {dollar}     a dollar-quote tag that appears nowhere in the body
 --
 -- Tables directly manipulated: insert into tidegate_entity_pending, one row per change.
 -- A change to a child row queues its root; a change that moves a row to another root
 -- queues both.
+--
+-- As capture_function.sql, it never fails the application's write: a column renamed or
+-- dropped since it was installed is read by position instead.
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql AS {dollar}
+DECLARE
+    new_key text;
+    old_key text;
+    row_json json;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO {queue} (entity_id, pk, captured_us)
-        VALUES ({entity_id}, {new_key}::text, {now_us});
-        RETURN NULL;
-    END IF;
-    INSERT INTO {queue} (entity_id, pk, captured_us)
-    VALUES ({entity_id}, {old_key}::text, {now_us});
-    IF TG_OP = 'UPDATE' THEN
-        IF {old_key}::text <> {new_key}::text THEN
-            INSERT INTO {queue} (entity_id, pk, captured_us)
-            VALUES ({entity_id}, {new_key}::text, {now_us});
+    BEGIN
+        IF TG_OP <> 'DELETE' THEN
+            new_key := {new_key}::text;
         END IF;
+        IF TG_OP <> 'INSERT' THEN
+            old_key := {old_key}::text;
+        END IF;
+    EXCEPTION WHEN undefined_column THEN
+        IF TG_OP <> 'DELETE' THEN
+            row_json := to_json(NEW);
+            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO new_key
+            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
+            LEFT JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+        END IF;
+        IF TG_OP <> 'INSERT' THEN
+            row_json := to_json(OLD);
+            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO old_key
+            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
+            LEFT JOIN pg_catalog.pg_attribute a
+                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+        END IF;
+    END;
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO {queue} (entity_id, pk, captured_us)
+        VALUES ({entity_id}, old_key, {now_us});
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND old_key <> new_key) THEN
+        INSERT INTO {queue} (entity_id, pk, captured_us)
+        VALUES ({entity_id}, new_key, {now_us});
     END IF;
     RETURN NULL;
 END

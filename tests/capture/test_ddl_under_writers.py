@@ -1,0 +1,146 @@
+"""Capture never breaks the application's writes (SPEC, "Schema changes in the source").
+
+On PostgreSQL the capture functions name the key and time columns; after one of them is
+renamed or dropped they read the key by column position instead. A writer keeps writing
+through each DDL, and every change it made is captured under the key it wrote.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+import tidegate
+from tests.capture.test_install import claimed
+from tests.conftest import Source
+from tidegate import api
+
+
+def _orders() -> tuple[sa.Table, sa.Table]:
+    metadata = sa.MetaData()
+    orders = sa.Table(
+        "orders",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.Text),
+        sa.Column("placed", sa.DateTime),
+    )
+    lines = sa.Table(
+        "order_line",
+        metadata,
+        sa.Column(
+            "order_id",
+            sa.Integer,
+            sa.ForeignKey("orders.id"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        sa.Column("line_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("sku", sa.Text),
+    )
+    return orders, lines
+
+
+class Writer(threading.Thread):
+    """The application: inserts, updates and deletes rows of `orders` by position (it
+    names no column, so it keeps working whatever the DBA renames)."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__(daemon=True)
+        self.engine = source.engine()
+        self.orders = qualified(source, "orders")
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.written: list[tuple[str, int]] = []  # (op, key) in commit order
+
+    def run(self) -> None:
+        key = 1000
+        while not self.stop.is_set():
+            key += 1
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"INSERT INTO {self.orders} VALUES ({key}, 'n')")
+                self.written.append(("I", key))
+                if key % 3 == 0:
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(
+                            f"DELETE FROM {self.orders} WHERE {self._key()} = {key}"
+                        )
+                    self.written.append(("D", key))
+            except BaseException as error:  # the application's write failed: the defect
+                self.errors.append(error)
+                return
+
+    def _key(self) -> str:
+        """The key column's name now (the application reads its own schema)."""
+        with self.engine.connect() as conn:
+            return str(
+                conn.exec_driver_sql(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
+                    "a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+                    f"WHERE i.indrelid = '{self.orders}'::regclass AND i.indisprimary"
+                ).scalar()
+            )
+
+
+def qualified(source: Source, table: str) -> str:
+    return f'"{source.schema}"."{table}"' if source.schema else f'"{table}"'
+
+
+DDL: list[tuple[str, list[str]]] = [
+    ("rename the key column", ["ALTER TABLE {orders} RENAME COLUMN id TO order_id"]),
+    ("rename the time column", ["ALTER TABLE {orders} RENAME COLUMN placed TO placed_at"]),
+    ("drop the time column", ["ALTER TABLE {orders} DROP COLUMN placed"]),
+    (
+        "rename the key column of a child",
+        ["ALTER TABLE {order_line} RENAME COLUMN order_id TO parent_id"],
+    ),
+]
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(("change", "statements"), DDL, ids=[d[0] for d in DDL])
+def test_writes_never_fail_and_every_change_is_captured(
+    source: Source, change: str, statements: list[str]
+) -> None:
+    orders, lines = _orders()
+    source.create(orders, lines)
+    config = source.config("tables.time_columns.orders=placed")
+    tidegate.init(config)
+    order_entity = [s.entity.name for s in api.entities_list(config) if s.entity.root == "orders"]
+    api.entities_enable(config, order_entity, ongoing=True)
+
+    names = {table: qualified(source, table) for table in ("orders", "order_line")}
+    writer = Writer(source)
+    writer.start()
+    _wait_for(lambda: len(writer.written) >= 20 or bool(writer.errors))
+    with source.engine().begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement.format(**names))
+    written_before = len(writer.written)
+    _wait_for(lambda: len(writer.written) >= written_before + 20 or bool(writer.errors))
+    with source.engine().begin() as conn:  # a child row written through the change
+        conn.exec_driver_sql(f"INSERT INTO {names['order_line']} VALUES (1001, 1, 'sku')")
+        conn.exec_driver_sql(f"UPDATE {names['order_line']} SET sku = 'other'")
+    writer.stop.set()
+    writer.join(30)
+    assert writer.errors == [], f"{change}: the application's write failed"
+
+    captured = [(op, key) for table, op, key in claimed(source) if table == "orders"]
+    assert captured == [(op, (key,)) for op, key in writer.written]
+    with source.engine().connect() as conn:
+        queue = qualified(source, "tidegate_entity_pending")
+        queued = conn.exec_driver_sql(f"SELECT pk FROM {queue}").scalars().all()
+    assert "[1001]" in queued  # the child's changes queued its root
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    event = threading.Event()
+    for _ in range(int(seconds * 20)):
+        if condition():
+            return
+        event.wait(0.05)
+    raise AssertionError("timed out")
