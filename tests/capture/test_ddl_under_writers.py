@@ -45,13 +45,16 @@ def _orders() -> tuple[sa.Table, sa.Table]:
 
 
 class Writer(threading.Thread):
-    """The application: inserts, updates and deletes rows of `orders` by position (it
-    names no column, so it keeps working whatever the DBA renames)."""
+    """The application: inserts rows of `orders` by position and deletes some by key. It
+    learns a renamed key column the way an application is redeployed: between two of its
+    transactions (`paused`)."""
 
     def __init__(self, source: Source) -> None:
         super().__init__(daemon=True)
         self.engine = source.engine()
         self.orders = qualified(source, "orders")
+        self.key = "id"
+        self.paused = threading.Lock()
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.written: list[tuple[str, int]] = []  # (op, key) in commit order
@@ -61,29 +64,20 @@ class Writer(threading.Thread):
         while not self.stop.is_set():
             key += 1
             try:
-                with self.engine.begin() as conn:
-                    conn.exec_driver_sql(f"INSERT INTO {self.orders} VALUES ({key}, 'n')")
-                self.written.append(("I", key))
-                if key % 3 == 0:
-                    with self.engine.begin() as conn:
-                        conn.exec_driver_sql(
-                            f"DELETE FROM {self.orders} WHERE {self._key()} = {key}"
-                        )
-                    self.written.append(("D", key))
+                with self.paused:
+                    self._write(key)
             except BaseException as error:  # the application's write failed: the defect
                 self.errors.append(error)
                 return
 
-    def _key(self) -> str:
-        """The key column's name now (the application reads its own schema)."""
-        with self.engine.connect() as conn:
-            return str(
-                conn.exec_driver_sql(
-                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
-                    "a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                    f"WHERE i.indrelid = '{self.orders}'::regclass AND i.indisprimary"
-                ).scalar()
-            )
+    def _write(self, key: int) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"INSERT INTO {self.orders} VALUES ({key}, 'n')")
+        self.written.append(("I", key))
+        if key % 3 == 0:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"DELETE FROM {self.orders} WHERE {self.key} = {key}")
+            self.written.append(("D", key))
 
 
 def qualified(source: Source, table: str) -> str:
@@ -117,9 +111,11 @@ def test_writes_never_fail_and_every_change_is_captured(
     writer = Writer(source)
     writer.start()
     _wait_for(lambda: len(writer.written) >= 20 or bool(writer.errors))
-    with source.engine().begin() as conn:
+    with writer.paused, source.engine().begin() as conn:
         for statement in statements:
             conn.exec_driver_sql(statement.format(**names))
+        if "RENAME COLUMN id TO order_id" in statements[0]:
+            writer.key = "order_id"
     written_before = len(writer.written)
     _wait_for(lambda: len(writer.written) >= written_before + 20 or bool(writer.errors))
     with source.engine().begin() as conn:  # a child row written through the change
