@@ -76,7 +76,15 @@ def _check_names(db: Database, table: str) -> None:
 def _time_column(
     db: Database, tables: TablesConfig, timezone: str, table: str
 ) -> TimeColumn | None:
-    column = tables.time_columns.get(table)
+    return time_column(db, table, tables.time_columns.get(table), timezone)
+
+
+def time_column(db: Database, table: str, column: str | None, timezone: str) -> TimeColumn | None:
+    """The `[tables] time_columns` column of a table, checked (None: the table has none).
+
+    Raises:
+        CaptureError: the table has no such column, or it holds no date or time.
+    """
     if column is None:
         return None
     where = f"{db.origin}: [tables] time_columns.{table}"

@@ -142,7 +142,9 @@ def _apply_folder(location: Location, target: Target, folder: TableFolder, zone:
     with location.reading(folder.folder, name.zip_name) as handle:
         archive = ExportArchive(handle, f"{folder.folder}/{name.zip_name}", folder.manifest)
         try:
-            tables = target.prepare([files.schema for files in archive.tables], folder.folder)
+            whole = {entry.name for entry in folder.manifest.tables if entry.whole}
+            schemas = [files.schema for files in archive.tables]
+            tables = target.prepare(schemas, folder.folder, whole)
             with target.transaction() as conn:
                 rows = apply_folder(conn, target.dialect, archive, folder.manifest, tables)
                 _record(conn, folder.folder, "tables", folder.manifest.hwm_to.audit_key)

@@ -19,7 +19,9 @@ Two control tables record progress, written in the same transaction as the data:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import hashlib
+import json
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -48,6 +50,12 @@ version_table = sa.Table(
     sa.Column("key_sha1", sa.String(40), primary_key=True),
     sa.Column("stamp", sa.String(40), nullable=False),
     sa.Column("pk", sa.Text),  # the record's PK fields as a JSON array (NULL: loaded before)
+)
+shape_table = sa.Table(
+    "tidegate_table_shape",
+    metadata,
+    sa.Column("table_name", sa.String(255), primary_key=True),
+    sa.Column("shape_sha1", sa.String(40), nullable=False),  # `shape_of` the table's schema
 )
 initial_table = sa.Table(
     "tidegate_entity_initial",
@@ -128,9 +136,13 @@ class Target:
     def safe_url(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
-    def prepare(self, schemas: Sequence[TableSchema], where: str) -> dict[str, sa.Table]:
+    def prepare(
+        self, schemas: Sequence[TableSchema], where: str, whole: Collection[str] = ()
+    ) -> dict[str, sa.Table]:
         """Create missing tables (and the control tables), add missing columns; the target's
-        tables for `schemas`, by name.
+        tables for `schemas`, by name. A table in `whole` (its every row is in the export)
+        whose shape (columns, types, key) differs from the one it was created with is
+        dropped and created again: the source's table changed (tables/drift.py).
 
         Raises:
             LoadError: a column of a type the target cannot hold exactly, or a name the
@@ -139,22 +151,33 @@ class Target:
         """
         for schema in schemas:
             refuse_unheld(schema, self.dialect, where)
-        return self._ddl(lambda conn: self._prepare(conn, schemas, where))
+        return self._ddl(lambda conn: self._prepare(conn, schemas, where, whole))
 
     def _prepare(
-        self, conn: Connection, schemas: Sequence[TableSchema], where: str
+        self, conn: Connection, schemas: Sequence[TableSchema], where: str, whole: Collection[str]
     ) -> dict[str, sa.Table]:
         metadata.create_all(conn)
         _add_columns(conn, version_table, self.dialect)  # a target made by an older version
         existing = set(sa.inspect(conn).get_table_names())
         refuse_clashing_names(schemas, existing, self.dialect, where)
+        query = sa.select(shape_table.c.table_name, shape_table.c.shape_sha1)
+        shapes: dict[str, str] = {name: sha1 for name, sha1 in conn.execute(query)}
         tables = {}
         for schema in schemas:
             table = target_table(schema, self.dialect)
+            shape = shape_of(schema)
+            known = shapes.get(schema.name)
+            if schema.name in existing and schema.name in whole and known not in (None, shape):
+                table.drop(conn)
+                existing.discard(schema.name)
             if schema.name not in existing:
                 table.create(conn)
             else:
                 _add_columns(conn, table, self.dialect)
+            if shapes.get(schema.name) != shape and (
+                schema.name in whole or schema.name not in shapes
+            ):
+                _record_shape(conn, schema.name, shape, new=schema.name not in shapes)
             tables[schema.name] = table
         return tables
 
@@ -255,6 +278,23 @@ def _clash(where: str, names: str, dialect: TargetDialect) -> LoadError:
         "rename one of them in the source, or load into a target that tells them apart "
         "(PostgreSQL)",
     )
+
+
+def shape_of(schema: TableSchema) -> str:
+    """A fingerprint of a table's shape: its columns with their types and NULL-ness, and
+    its key."""
+    columns = [[c.name, c.type, c.nullable] for c in schema.columns]
+    document = json.dumps({"columns": columns, "key": list(schema.primary_key)})
+    return hashlib.sha1(document.encode("utf-8")).hexdigest()
+
+
+def _record_shape(conn: Connection, table: str, shape: str, *, new: bool) -> None:
+    if new:
+        conn.execute(shape_table.insert().values(table_name=table, shape_sha1=shape))
+    else:
+        conn.execute(
+            shape_table.update().where(shape_table.c.table_name == table).values(shape_sha1=shape)
+        )
 
 
 def _add_columns(conn: Connection, table: sa.Table, dialect: TargetDialect) -> None:

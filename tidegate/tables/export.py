@@ -36,7 +36,7 @@ from tidegate.lock import HeldLock
 from tidegate.model import from_us, now_us, to_us
 from tidegate.retention import kept_since
 from tidegate.storage import Location
-from tidegate.tables import stream
+from tidegate.tables import drift, stream
 from tidegate.tables.pipeline import non_empty, prefetched, transcoded
 from tidegate.tables.plan import ExportRecord, NewExport, Redo, Restart, StreamState, next_step
 from tidegate.tables.readers import RowReader, reader_for
@@ -88,6 +88,7 @@ def run_once(
     """
     if restart is not None and restart.mode == "reexport":
         _refuse_beyond_kept(db, restart)
+    drift.follow(db, dict(settings.time_columns), settings.timezone)
     state = _stream_state(db, settings)
     step = next_step(state, restart)
     if step is None:

@@ -1,0 +1,103 @@
+"""A captured table whose shape changes mid-stream (SPEC, "Schema changes in the source"):
+the next export re-installs its capture and exports it whole, the loader replaces the
+target's table, and the stream goes on incrementally; a dropped table ends its stream.
+
+Each case runs on every source into every target; the target must equal the source after
+the change and after the writes that follow it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+import tidegate
+from tests.conftest import Source
+from tests.load.conftest import TargetDb
+from tests.load.helpers import assert_target_equals_source
+
+
+def _orders() -> sa.Table:
+    return sa.Table(
+        "orders",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.String(20)),
+    )
+
+
+def _ddl(source: Source, *statements: str) -> None:
+    name = f'"{source.schema}".orders' if source.schema else "orders"
+    if source.dialect == "mysql":
+        name = "orders"
+    with source.engine().begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement.format(orders=name))
+
+
+def _export_and_load(source: Source, target: TargetDb) -> None:
+    config = source.config(f"target.url={target.url}")
+    tidegate.export_tables(config, until_caught_up=True)
+    tidegate.load(config)
+
+
+CHANGES = {
+    "rename the key column, add a column with a default": [
+        "ALTER TABLE {orders} RENAME COLUMN id TO order_id",
+        "ALTER TABLE {orders} ADD COLUMN qty INTEGER NOT NULL DEFAULT 7",
+    ],
+    "widen a column": None,  # per dialect, below
+}
+WIDEN = {
+    "postgresql": "ALTER TABLE {orders} ALTER COLUMN note TYPE varchar(200)",
+    "mysql": "ALTER TABLE {orders} MODIFY note varchar(200)",
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_changed_table_is_replaced_and_the_stream_goes_on(
+    source: Source, target: TargetDb, change: str
+) -> None:
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "note": "a"}, {"id": 2, "note": "b"}])
+    tidegate.init(source.config())
+    _export_and_load(source, target)
+
+    statements = CHANGES[change]
+    if statements is None:
+        if source.dialect not in WIDEN:
+            pytest.skip("SQLite has no column types to widen")
+        statements = [WIDEN[source.dialect]]
+    _ddl(source, *statements)
+    key = "order_id" if "RENAME" in statements[0] else "id"
+    note = "c" * (150 if change == "widen a column" else 5)
+    _export_and_load(source, target)  # the first export re-installs capture
+    _ddl(
+        source,
+        "INSERT INTO {orders} (" + key + ", note) VALUES (3, '" + note + "')",
+        "UPDATE {orders} SET note = 'x' WHERE " + key + " = 1",
+        "DELETE FROM {orders} WHERE " + key + " = 2",
+    )
+    _export_and_load(source, target)
+    assert assert_target_equals_source(source, target, "orders") == 2
+
+
+def test_a_dropped_table_ends_its_stream(source: Source, target: TargetDb) -> None:
+    orders = _orders()
+    kept = sa.Table(
+        "kept", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=False)
+    )
+    source.create(orders, kept)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "note": "a"}])
+    tidegate.init(source.config())
+    _export_and_load(source, target)
+    _ddl(source, "DROP TABLE {orders}")
+    with source.engine().begin() as conn:
+        conn.execute(kept.insert(), [{"id": 5}])
+    _export_and_load(source, target)
+    assert assert_target_equals_source(source, target, "kept") == 1
+    with target.engine().connect() as conn:  # the target keeps the last rows it had
+        assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 1

@@ -1,0 +1,142 @@
+"""Schema drift: captured tables whose definition changed since the stream last saw them.
+
+Every export run first compares each captured table's shape (its columns with their
+exported types and NULL-ness, and its primary key) with a fingerprint recorded at the run
+before, in `tidegate_meta` (`shape:<table id>`). A table whose shape changed:
+
+- gets its capture installed again, for its current key and columns: on PostgreSQL the
+  capture kept working meanwhile (by column position), on MariaDB a renamed captured
+  column failed the application's writes until now (docs/schema-changes.md);
+- is exported whole by the coming export (as a table added to the selection is): its file
+  holds every row and `tidegate.schema.json` its new shape, and the loader replaces the
+  target's table when the target's columns or key differ.
+
+A captured table that no longer exists (dropped, or renamed: the new name is a new table
+for the next `init`) ends its stream: its capture and unexported changes are removed, and
+the target keeps its last rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate import control
+from tidegate.capture import captured_tables
+from tidegate.capture.install import time_column
+from tidegate.capture.registry import capture_for, register, unregister
+from tidegate.db import Database, type_text
+from tidegate.errors import CaptureError
+from tidegate.model import CapturedTable
+
+_PREFIX = "shape:"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What a run found: tables whose shape changed, and tables that are gone."""
+
+    changed: tuple[str, ...] = ()
+    ended: tuple[str, ...] = ()
+
+
+def follow(db: Database, time_columns: Mapping[str, str], timezone: str) -> Drift:
+    """Compare every captured table with its recorded shape and act on what changed (see
+    the module's description); record the shapes seen now. `time_columns` and `timezone`
+    are `[tables] time_columns` and `[source] timezone`, for the capture installed again.
+
+    Raises:
+        CaptureError: a changed table has no primary key left, or lost its time column
+            (one line, with a hint).
+    """
+    with db.engine.connect() as conn:
+        captured = captured_tables(db, conn)
+        recorded = _recorded(db, conn)
+    present = set(sa.inspect(db.engine).get_table_names(schema=db.schema))
+    ended = [table for name, table in captured.items() if name not in present]
+    shapes = {t.table_id: _shape(db, t) for t in captured.values() if t.name in present}
+    changed = [
+        table
+        for table in captured.values()
+        if table.table_id in shapes
+        and (
+            recorded.get(table.table_id) not in (None, shapes[table.table_id].fingerprint)
+            # The key capture reads is not the table's (a stream that began before shapes
+            # were recorded).
+            or shapes[table.table_id].key != table.key_columns
+        )
+    ]
+    if not ended and not changed and all(recorded.get(i) for i in shapes):
+        return Drift()
+    capture = capture_for(db)
+    with db.begin(write=True) as conn:
+        for table in ended:
+            capture.remove(conn, table)
+            unregister(db, conn, table)
+            _forget(db, conn, table.table_id)
+        for table in changed:
+            shape = shapes[table.table_id]
+            if not shape.key:
+                raise CaptureError(
+                    f"{db.origin}: table {table.name!r} has no primary key any more",
+                    "give it a primary key again; tables without one are not exported yet",
+                )
+            time = time_column(db, table.name, time_columns.get(table.name), timezone)
+            recaptured = replace(table, key_columns=shape.key, time=time)
+            capture.install(conn, recaptured)
+            register(db, conn, recaptured, new=False)
+            _export_whole(db, conn, table.table_id)
+        for table_id, shape in shapes.items():
+            _record(db, conn, table_id, shape.fingerprint)
+    return Drift(tuple(t.name for t in changed), tuple(t.name for t in ended))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    key: tuple[str, ...]
+    fingerprint: str
+
+
+def _shape(db: Database, table: CapturedTable) -> _Shape:
+    reflected = sa.Table(table.name, sa.MetaData(schema=db.schema), autoload_with=db.engine)
+    key = tuple(c.name for c in reflected.primary_key.columns)
+    columns = [
+        [c.name, db.dialect.portable_type(c.type), type_text(db, c.type), bool(c.nullable)]
+        for c in reflected.columns
+    ]
+    document = orjson.dumps({"columns": columns, "key": key})
+    return _Shape(key, hashlib.sha1(document).hexdigest())
+
+
+def _recorded(db: Database, conn: Connection) -> dict[int, str]:
+    meta = control.meta
+    rows = control.bind(db, conn).execute(
+        sa.select(meta.c.name, meta.c.value).where(meta.c.name.startswith(_PREFIX))
+    )
+    return {int(name[len(_PREFIX) :]): value for name, value in rows}
+
+
+def _record(db: Database, conn: Connection, table_id: int, fingerprint: str) -> None:
+    meta = control.meta
+    conn = control.bind(db, conn)
+    name = f"{_PREFIX}{table_id}"
+    updated = conn.execute(meta.update().where(meta.c.name == name).values(value=fingerprint))
+    if not updated.rowcount:
+        conn.execute(meta.insert().values(name=name, value=fingerprint))
+
+
+def _forget(db: Database, conn: Connection, table_id: int) -> None:
+    meta = control.meta
+    control.bind(db, conn).execute(meta.delete().where(meta.c.name == f"{_PREFIX}{table_id}"))
+
+
+def _export_whole(db: Database, conn: Connection, table_id: int) -> None:
+    capture = control.capture
+    control.bind(db, conn).execute(
+        capture.update().where(capture.c.table_id == table_id).values(snapshot_export=None)
+    )
