@@ -54,7 +54,10 @@ version_table = sa.Table(
 shape_table = sa.Table(
     "tidegate_table_shape",
     metadata,
-    sa.Column("table_name", sa.String(255), primary_key=True),
+    # Keyed by the name's sha1: a text key would compare as the target's collation does
+    # (MariaDB's tells "Case" from "case" no more than "a" from "a ").
+    sa.Column("name_sha1", sa.String(40), primary_key=True),
+    sa.Column("table_name", sa.Text, nullable=False),
     sa.Column("shape_sha1", sa.String(40), nullable=False),  # `shape_of` the table's schema
 )
 initial_table = sa.Table(
@@ -284,17 +287,20 @@ def shape_of(schema: TableSchema) -> str:
     """A fingerprint of a table's shape: its columns with their types and NULL-ness, and
     its key."""
     columns = [[c.name, c.type, c.nullable] for c in schema.columns]
-    document = json.dumps({"columns": columns, "key": list(schema.primary_key)})
-    return hashlib.sha1(document.encode("utf-8")).hexdigest()
+    return _sha1(json.dumps({"columns": columns, "key": list(schema.primary_key)}))
 
 
 def _record_shape(conn: Connection, table: str, shape: str, *, new: bool) -> None:
+    key = _sha1(table)
     if new:
-        conn.execute(shape_table.insert().values(table_name=table, shape_sha1=shape))
+        conn.execute(shape_table.insert().values(name_sha1=key, table_name=table, shape_sha1=shape))
     else:
-        conn.execute(
-            shape_table.update().where(shape_table.c.table_name == table).values(shape_sha1=shape)
-        )
+        where = shape_table.c.name_sha1 == key
+        conn.execute(shape_table.update().where(where).values(shape_sha1=shape))
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 def _add_columns(conn: Connection, table: sa.Table, dialect: TargetDialect) -> None:
