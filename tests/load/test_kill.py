@@ -30,7 +30,7 @@ LOADER = textwrap.dedent(r"""
     import sys, time
     import tidegate
     from tidegate import api
-    from tidegate.load import entityrun, loader, staging
+    from tidegate.load import entityrun, staging, target
 
     def pause():
         print("PAUSED", flush=True)
@@ -38,11 +38,11 @@ LOADER = textwrap.dedent(r"""
 
     point = sys.argv[2] if len(sys.argv) > 2 else ""
     if point == "before-commit":
-        original_record = loader._record
-        def record(conn, export, kind, position):
-            original_record(conn, export, kind, position)
+        original_record = target.Target.record_applied
+        def record(self, conn, export, kind, position):
+            original_record(self, conn, export, kind, position)
             pause()  # recorded as applied, not yet committed
-        loader._record = record
+        target.Target.record_applied = record
     loads = []
     def progress(doing):
         loads.extend([doing] if doing.startswith("loading") else [])

@@ -8,6 +8,8 @@ the change and after the writes that follow it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -15,6 +17,7 @@ import tidegate
 from tests.conftest import Source
 from tests.load.conftest import TargetDb
 from tests.load.helpers import assert_target_equals_source
+from tidegate.errors import LoadError
 
 
 def _orders() -> sa.Table:
@@ -101,3 +104,34 @@ def test_a_dropped_table_ends_its_stream(source: Source, target: TargetDb) -> No
     assert assert_target_equals_source(source, target, "kept") == 1
     with target.engine().connect() as conn:  # the target keeps the last rows it had
         assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 1
+
+
+@pytest.mark.parametrize("target", ["postgresql", "mysql"], indirect=True)
+def test_a_value_the_target_table_refuses_is_named_never_a_concurrent_load(
+    sqlite_source: Source, target: TargetDb
+) -> None:
+    """A NOT NULL the target's table holds (made there by hand) and a NULL from the
+    source: one line naming the export, table and column, no SQL; never "another load"."""
+    orders = _orders()
+    sqlite_source.create(orders)
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "note": "a"}])
+    tidegate.init(sqlite_source.config())
+    _export_and_load(sqlite_source, target)
+    with target.engine().begin() as conn:
+        alter = {
+            "postgresql": "ALTER TABLE orders ALTER COLUMN note SET NOT NULL",
+            "mysql": "ALTER TABLE orders MODIFY note varchar(20) NOT NULL",
+        }
+        conn.exec_driver_sql(alter[target.dialect])
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 2, "note": None}])
+    config = sqlite_source.config(f"target.url={target.url}")
+    tidegate.export_tables(config, until_caught_up=True)
+    with pytest.raises(LoadError) as refused:
+        tidegate.load(config)
+    message = str(refused.value)
+    assert re.match(
+        r"export_2_\S+/export_2_\S+\.zip/orders\.csv: table 'orders', column 'note'", message
+    ), message
+    assert "\n" not in message and "another load" not in message and "INSERT" not in message

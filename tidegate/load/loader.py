@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
-
-import sqlalchemy as sa
+from datetime import tzinfo
 
 from tidegate.errors import LoadError
 from tidegate.formats.naming import ExportName
@@ -34,7 +32,7 @@ from tidegate.load.inventory import (
     take_inventory,
 )
 from tidegate.load.tablefolder import apply_folder
-from tidegate.load.target import Target, applied_table
+from tidegate.load.target import Target
 from tidegate.load.verify import check_entity_run, check_table_folder
 from tidegate.storage import Location
 
@@ -147,7 +145,9 @@ def _apply_folder(location: Location, target: Target, folder: TableFolder, zone:
             tables = target.prepare(schemas, folder.folder, whole)
             with target.transaction() as conn:
                 rows = apply_folder(conn, target.dialect, archive, folder.manifest, tables)
-                _record(conn, folder.folder, "tables", folder.manifest.hwm_to.audit_key)
+                target.record_applied(
+                    conn, folder.folder, "tables", folder.manifest.hwm_to.audit_key
+                )
         finally:
             archive.close()
     return rows
@@ -162,16 +162,5 @@ def _apply_run(location: Location, target: Target, run: EntityRun, zone: tzinfo)
         records = apply_run(
             conn, location, ENTITY_FOLDER, run.manifest, tables, zone, target.dialect
         )
-        _record(conn, run.label, "entities", run.run)
+        target.record_applied(conn, run.label, "entities", run.run)
     return records
-
-
-def _record(conn: sa.Connection, export: str, kind: str, position: int) -> None:
-    conn.execute(
-        applied_table.insert().values(
-            export=export,
-            kind=kind,
-            applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            position=position,
-        )
-    )

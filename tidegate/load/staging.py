@@ -76,12 +76,13 @@ def refusal(
 
 def named_column(text: str, schema: TableSchema) -> ColumnSchema | None:
     """The column of the table a database's message names (PostgreSQL's `column c`,
-    MariaDB's `for column 'c'` or `` `t`.`c` ``), if it names exactly one."""
+    MariaDB's `for column 'c'`, `Column 'c'` or `` `t`.`c` ``), if it names exactly one."""
     found = [
         column
         for column in schema.columns
         if re.search(
-            rf"column (?:[`'\"]{re.escape(column.name)}[`'\"]|{re.escape(column.name)}:)", text
+            rf"(?i:column) (?:[`'\"]{re.escape(column.name)}[`'\"]|{re.escape(column.name)}:)",
+            text,
         )
         or f"`.`{column.name}`" in text
     ]

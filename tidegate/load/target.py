@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -120,20 +121,33 @@ class Target:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One transaction on the target; a lost connection or a clash with another load
-        (both recording the same export as applied) is one error line, and the
-        transaction is rolled back."""
+        """One transaction on the target; a lost connection is one error line, and the
+        transaction is rolled back (a value the target refuses is the loader's to name:
+        `staging.refusal`)."""
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except sa.exc.IntegrityError as error:
-            raise TargetError(
-                f"target {self.safe_url}: another load applied the same export at the same "
-                f"time ({_first_line(error)}); this one was rolled back",
-                "run one load at a time per target; run it again to apply what is left",
-            ) from None
         except sa.exc.OperationalError as error:
             raise TargetError(f"target {self.safe_url}: {_first_line(error)}") from None
+
+    def record_applied(self, conn: Connection, export: str, kind: str, position: int) -> None:
+        """Record an export as applied, in the transaction that applied it. Its key is
+        the export's name: a second load applying the same export at the same time
+        fails here, and its transaction is rolled back."""
+        values = {
+            "export": export,
+            "kind": kind,
+            "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "position": position,
+        }
+        try:
+            conn.execute(applied_table.insert().values(values))
+        except sa.exc.IntegrityError as error:
+            raise TargetError(
+                f"target {self.safe_url}: another load applied {export} at the same time "
+                f"({_first_line(error)}); this one was rolled back",
+                "run one load at a time per target; run it again to apply what is left",
+            ) from None
 
     @property
     def safe_url(self) -> str:
