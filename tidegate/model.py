@@ -15,7 +15,7 @@ JobName = Literal["init", "claim", "tables", "initial", "ongoing", "load"]
 RunStatus = Literal["running", "succeeded", "failed", "abandoned"]
 """`abandoned` marks a run whose process died; the next run of its job finds it so."""
 
-ChangeOp = Literal["I", "U", "D"]
+ChangeOp = Literal["I", "U", "D", "T"]  # T: the table was truncated (key [])
 """Insert, update, delete. An update that changes the key is captured as D(old) + U(new)."""
 
 

@@ -135,3 +135,24 @@ def test_a_value_the_target_table_refuses_is_named_never_a_concurrent_load(
         r"export_2_\S+/export_2_\S+\.zip/orders\.csv: table 'orders', column 'note'", message
     ), message
     assert "\n" not in message and "another load" not in message and "INSERT" not in message
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_a_truncate_is_captured_and_empties_the_target(source: Source, target: TargetDb) -> None:
+    """TRUNCATE fires no row trigger: its statement trigger records a change "T", and the
+    next export writes the table whole (rows written after it included)."""
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": i, "note": "a"} for i in range(1, 6)])
+    tidegate.init(source.config())
+    _export_and_load(source, target)
+    _ddl(source, "TRUNCATE {orders}", "INSERT INTO {orders} VALUES (9, 'after')")
+    config = source.config(f"target.url={target.url}")
+    (result,) = tidegate.export_tables(config, until_caught_up=True)
+    assert [(t.name, t.whole, t.rows) for t in result.tables] == [("orders", True, 1)]
+    tidegate.load(config)
+    assert assert_target_equals_source(source, target, "orders") == 1
+    _ddl(source, "UPDATE {orders} SET note = 'later'")  # the stream goes on incrementally
+    _export_and_load(source, target)
+    assert assert_target_equals_source(source, target, "orders") == 1

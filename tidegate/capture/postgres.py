@@ -29,7 +29,8 @@ class PostgresCapture(TriggerCapture):
         return f"(extract(epoch FROM {moment}) * 1000000)::bigint"
 
     def trigger_names(self, table: CapturedTable) -> list[str]:
-        return [f"tidegate_cap_{table.table_id}"]
+        name = f"tidegate_cap_{table.table_id}"
+        return [name, f"{name}_truncate"]
 
     def install(self, conn: Connection, table: CapturedTable) -> None:
         name = f"tidegate_cap_{table.table_id}"
@@ -40,13 +41,14 @@ class PostgresCapture(TriggerCapture):
         # Drop and create in the caller's transaction: writers never see the table without
         # its trigger (PostgreSQL DDL is transactional).
         trigger = self.db.quote(name)
-        run_ddl(conn, self.render("drop_trigger", trigger=trigger, table=parameters["table"]))
-        run_ddl(
-            conn,
-            self.render(
-                "create_trigger", trigger=trigger, table=parameters["table"], function=function
-            ),
-        )
+        truncate = self.db.quote(f"{name}_truncate")
+        for drop in (trigger, truncate):
+            run_ddl(conn, self.render("drop_trigger", trigger=drop, table=parameters["table"]))
+        for create, quoted in (("create_trigger", trigger), ("create_truncate_trigger", truncate)):
+            run_ddl(
+                conn,
+                self.render(create, trigger=quoted, table=parameters["table"], function=function),
+            )
 
     def install_entity(
         self, conn: Connection, entity_id: int, index: int, table: str, key_columns: tuple[str, ...]
@@ -89,14 +91,19 @@ class PostgresCapture(TriggerCapture):
             dollar = f"$tidegate_{secrets.token_hex(4)}$"
 
     def remove(self, conn: Connection, table: CapturedTable) -> None:
-        self._drop(conn, f"tidegate_cap_{table.table_id}", table.name)
+        name = f"tidegate_cap_{table.table_id}"
+        self._drop(conn, name, table.name, also=(f"{name}_truncate",))
 
-    def _drop(self, conn: Connection, name: str, table: str) -> None:
-        """Drop a trigger and its function."""
+    def _drop(self, conn: Connection, name: str, table: str, also: tuple[str, ...] = ()) -> None:
+        """Drop a trigger (and the triggers `also` names) and its function."""
         qualified = self.db.qualified(table)
-        # A dropped table took its trigger with it, and DROP TRIGGER would fail on it.
+        # A dropped table took its triggers with it, and DROP TRIGGER would fail on it.
         if conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": qualified}).scalar():
-            run_ddl(conn, self.render("drop_trigger", trigger=self.db.quote(name), table=qualified))
+            for trigger in (name, *also):
+                run_ddl(
+                    conn,
+                    self.render("drop_trigger", trigger=self.db.quote(trigger), table=qualified),
+                )
         run_ddl(conn, self.render("drop_function", function=self.db.qualified(name)))
 
     def remove_leftovers(self, conn: Connection) -> None:

@@ -41,7 +41,12 @@ from tidegate.tables.pipeline import non_empty, prefetched, transcoded
 from tidegate.tables.plan import ExportRecord, NewExport, Redo, Restart, StreamState, next_step
 from tidegate.tables.readers import RowReader, reader_for
 from tidegate.tables.schema import TableSpec, reflect, schema_document
-from tidegate.tables.selection import Selection, data_time_range, tables_with_changes
+from tidegate.tables.selection import (
+    Selection,
+    data_time_range,
+    tables_with_changes,
+    truncated_tables,
+)
 from tidegate.version import __version__
 
 Progress = Callable[[str, int], None]
@@ -196,6 +201,7 @@ def _plan(db: Database, lock: HeldLock, step: NewExport, state: StreamState) -> 
             snapshot_tables=step.snapshot_tables,
             created_us=state.now_us,
         )
+        record = replace(record, snapshot_tables=_whole_tables(db, conn, record))
         low, high = _data_times(db, conn, record, state.now_us)
     name_data_us = max(last.name_data_us if last else 0, high)
     name = ExportName(audit_key, from_us(name_data_us)).format()
@@ -204,6 +210,17 @@ def _plan(db: Database, lock: HeldLock, step: NewExport, state: StreamState) -> 
     )
     stream.insert_planned(db, lock, record)
     return record
+
+
+def _whole_tables(db: Database, conn: Connection, record: ExportRecord) -> tuple[str, ...]:
+    """The tables the export writes whole: those its plan says, and those a claimed
+    TRUNCATE emptied (their keys are gone: only the whole table says which rows are left)."""
+    if record.kind == "snapshot":
+        return record.snapshot_tables
+    truncated = truncated_tables(db, conn, _selection(record, ()))
+    names = {t.table_id: t.name for t in captured_tables(db, conn).values()}
+    found = {names[table_id] for table_id in truncated if table_id in names}
+    return tuple(sorted(set(record.snapshot_tables) | found))
 
 
 def _data_times(db: Database, conn: Connection, record: ExportRecord, now: int) -> tuple[int, int]:

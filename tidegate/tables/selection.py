@@ -120,6 +120,13 @@ def tables_with_changes(db: Database, conn: sa.Connection, selection: Selection)
     return set(control.bind(db, conn).execute(query).scalars())
 
 
+def truncated_tables(db: Database, conn: sa.Connection, selection: Selection) -> set[int]:
+    """Ids of the tables truncated by a selected change (op "T"): exported whole."""
+    c = control.change.c
+    query = sa.select(c.table_id).where(selection.change_filter(), c.op == "T").distinct()
+    return set(control.bind(db, conn).execute(query).scalars())
+
+
 def data_time_range(
     db: Database, conn: sa.Connection, selection: Selection
 ) -> tuple[int | None, int | None]:

@@ -17,7 +17,9 @@
 --
 -- It runs inside the writer's transaction and only appends: the change becomes visible to
 -- a claim when, and only if, the writer commits. An update that changes the key is
--- recorded as a delete of the old key followed by an update of the new one.
+-- recorded as a delete of the old key followed by an update of the new one. A TRUNCATE
+-- (its statement trigger, create_truncate_trigger.sql) is one change "T" with the key [],
+-- which makes the next table export write the table whole.
 --
 -- The application's writes never fail because of it: when a column it names was renamed
 -- or dropped since capture was installed, the key is read by column position instead
@@ -32,6 +34,11 @@ DECLARE
     new_data bigint := {now_us};
     old_data bigint := {now_us};
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO {pending} (table_id, op, pk, captured_us, data_us)
+        VALUES ({table_id}, 'T', '[]', {now_us}, {now_us});
+        RETURN NULL;
+    END IF;
     BEGIN
         IF TG_OP <> 'DELETE' THEN
             new_key := {new_key}::text;
