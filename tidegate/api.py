@@ -422,6 +422,12 @@ def pending_changes(config: Config) -> dict[str, int]:
         return capture.pending_by_table(db)
 
 
+def uncaptured_tables(config: Config) -> list[str]:
+    """Tables `[tables] include` selects that `init` has not captured yet (created since)."""
+    with source(config) as db:
+        return capture.uncaptured(db, config.tables)
+
+
 def footprint(config: Config) -> list[TableSize]:
     """Rows and bytes of each of tidegate's tables in the source (`tidegate status`)."""
     with source(config) as db:

@@ -173,10 +173,13 @@ def status(
     """Captured tables and their committed changes not yet claimed, and the size of each of
     tidegate's own tables in the source."""
     config = _options.config()
-    view = views.status_view(api.pending_changes(config), api.footprint(config))
+    view = views.status_view(
+        api.pending_changes(config), api.footprint(config), api.uncaptured_tables(config)
+    )
     if as_json:
         print_json(view.model_dump(mode="json"))
         return
+    _warn_uncaptured(view.uncaptured)
     table = Table("table", "pending changes")
     for pending in view.pending:
         table.add_row(pending.table, str(pending.pending))
@@ -274,6 +277,20 @@ def export_tables(
             f"{result.name}: {what}, {len(result.tables)} table(s), {result.rows} row(s), "
             f"{result.bytes} bytes",
             highlight=False,
+        )
+    _warn_uncaptured(api.uncaptured_tables(config))
+
+
+def _warn_uncaptured(tables: list[str]) -> None:
+    """One line on stderr naming the tables [tables] include selects but `init` has not
+    captured (created since): their changes are not exported."""
+    if tables:
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        err.print(
+            f"Warning: not captured, so not exported: {shown} (matched by [tables] include); "
+            "run `tidegate init` to capture them",
+            highlight=False,
+            markup=False,
         )
 
 

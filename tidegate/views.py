@@ -85,6 +85,7 @@ class StatusView(View):
 
     pending: list[PendingView]
     footprint: list[TableSizeView]
+    uncaptured: list[str]  # tables [tables] include selects that `init` has not captured
 
 
 class ProblemView(View):
@@ -195,10 +196,13 @@ def run_view(record: RunRecord) -> RunView:
     )
 
 
-def status_view(pending: dict[str, int], footprint: list[TableSize]) -> StatusView:
+def status_view(
+    pending: dict[str, int], footprint: list[TableSize], uncaptured: list[str]
+) -> StatusView:
     return StatusView(
         pending=[PendingView(table=name, pending=count) for name, count in pending.items()],
         footprint=[TableSizeView(table=t.table, rows=t.rows, bytes=t.bytes) for t in footprint],
+        uncaptured=uncaptured,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 from tests.conftest import Source
@@ -56,3 +58,63 @@ def test_export_option_errors_are_one_line(sqlite_source: Source) -> None:
         r"Error: --restart-from-beginning and --reexport-since cannot be "
         r"used together",
     )
+
+
+def test_a_table_created_after_init_is_named_until_init_captures_it(
+    sqlite_source: Source,
+) -> None:
+    item = sa.Table("item", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    sqlite_source.create(item)
+    folder = sqlite_source.tmp_path
+    config = f'[source]\nurl = "{sqlite_source.url}"\n'
+    assert run(folder, "init", config=config)[0] == 0
+    assert run(folder, "export", "tables")[0] == 0
+    later = sa.Table("later", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    sqlite_source.create(later)
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(item.insert(), [{"id": 1}])  # a change pending for the captured table
+        conn.execute(later.insert(), [{"id": 7}])
+
+    warning = (
+        "Warning: not captured, so not exported: later (matched by [tables] include); "
+        "run `tidegate init` to capture them"
+    )
+    code, out, err = run(folder, "status")
+    assert code == 0 and warning in err.splitlines()
+    code, out, err = run(folder, "status", "--json")
+    assert json.loads(out)["uncaptured"] == ["later"]
+    code, out, err = run(folder, "export", "tables")
+    assert code == 0 and ": incremental, 1 table(s), 1 row(s)" in out
+    assert warning in err.splitlines()
+
+    code, out, err = run(folder, "init")  # captures it, and leaves item as it was
+    assert code == 0, err
+    code, out, err = run(folder, "export", "tables")
+    assert code == 0 and ": incremental, 1 table(s), 1 row(s)" in out, out  # later, whole
+    assert "Warning" not in err
+    code, out, err = run(folder, "status", "--json")
+    assert json.loads(out)["uncaptured"] == []
+
+
+def test_uninstall_and_init_never_restart_numbering_under_an_older_chain(
+    sqlite_source: Source,
+) -> None:
+    item = sa.Table("item", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    sqlite_source.create(item)
+    folder = sqlite_source.tmp_path
+    config = f'[source]\nurl = "{sqlite_source.url}"\n'
+    assert run(folder, "init", config=config)[0] == 0
+    code, out, _err = run(folder, "export", "tables")
+    older = out.split(":")[0]
+    assert run(folder, "uninstall", "--yes")[0] == 0
+    assert run(folder, "init")[0] == 0
+    code, _out, err = run(folder, "export", "tables")
+    assert code == 1
+    assert_one_error(
+        err,
+        rf"Error: tidegate.toml: \[output\] location: \S+ already holds table exports up to "
+        rf"{older}, of a stream this source no longer knows .*",
+    )
+    assert sorted(p.name for p in (folder / "exports").glob("export_*")) == [older]
+    code, out, err = run(folder, "--set", f"output.location={folder / 'new'}", "export", "tables")
+    assert code == 0 and ": snapshot," in out, err

@@ -4,7 +4,7 @@
 committed changes with audit keys.
 """
 
-from tidegate.capture.install import install, uninstall
+from tidegate.capture.install import install, uncaptured, uninstall
 from tidegate.capture.registry import capture_for, captured_tables
 from tidegate.capture.ticks import claim, oldest_pending_us, pending_by_table, read_claim
 
@@ -16,5 +16,6 @@ __all__ = [
     "oldest_pending_us",
     "pending_by_table",
     "read_claim",
+    "uncaptured",
     "uninstall",
 ]

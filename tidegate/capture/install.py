@@ -54,6 +54,14 @@ def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[Captu
     ]
 
 
+def uncaptured(db: Database, tables: TablesConfig) -> list[str]:
+    """Tables `[tables] include` selects that have no capture yet (created after `init`):
+    `status` and every table export name them until `init` captures them."""
+    with db.engine.connect() as conn:
+        captured = captured_tables(db, conn) if control.installed(db, conn) else {}
+    return [name for name in list_tables(db) if tables.selects(name) and name not in captured]
+
+
 def _check_names(db: Database, table: str) -> None:
     """Refuse a table whose name, or a column's, export files cannot carry: a control
     character, or more than MAX_NAME characters (the loader refuses both)."""

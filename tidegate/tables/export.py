@@ -16,6 +16,7 @@ the run that took the lock since, nor continues the chain from where it used to 
 from __future__ import annotations
 
 import codecs
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -27,7 +28,7 @@ from tidegate.capture import captured_tables, oldest_pending_us
 from tidegate.capture.ticks import claim
 from tidegate.clients import ClientCannotWrite
 from tidegate.db import Database
-from tidegate.errors import ExportError
+from tidegate.errors import ExportError, FormatError
 from tidegate.formats import manifest as manifest_format
 from tidegate.formats.manifest import HighWaterMark, Manifest, MemberSize, TableEntry
 from tidegate.formats.naming import SCHEMA_MEMBER, ExportName, deleted_member_name
@@ -102,6 +103,8 @@ def run_once(
         record, claim_until = step.record, None
         published = _published_folder(location, record)
     else:
+        if state.last is None:
+            _refuse_an_older_chain(location)
         record, claim_until = _plan(db, lock, step, state), step.claim_until_us
         published = None
     entries, size = published or _write(
@@ -163,6 +166,25 @@ def _stream_state(db: Database, settings: ExportSettings) -> StreamState:
             max_claimed_key=stream.max_claimed_key(db, conn),
             tables=tables,
             unsnapshotted=stream.unsnapshotted(db, conn),
+        )
+
+
+def _refuse_an_older_chain(location: Location) -> None:
+    """Before a source's first export: refuse a location that holds table exports already
+    (a stream before `uninstall` and `init`), whose numbers the new stream's would fall
+    under, so that a loader would take its exports for old ones."""
+    names = []
+    for folder in location.folders():
+        with contextlib.suppress(FormatError):
+            names.append(ExportName.parse(folder))
+    if names:
+        newest = max(names).format()
+        raise ExportError(
+            f"{location.label}: {location.url} already holds table exports up to {newest}, "
+            "of a stream this source no longer knows (tidegate was uninstalled and "
+            "installed again): the new stream's exports would be numbered under them",
+            "export into an empty location (set [output] location), or move the old "
+            "exports away once every target has loaded them",
         )
 
 

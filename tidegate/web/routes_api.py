@@ -161,7 +161,9 @@ def position(config: ConfigDep) -> LoadView:
 def status(config: ConfigDep) -> StatusView:
     """Committed changes not yet claimed, per captured table, and the rows and bytes of
     tidegate's own tables in the source (`tidegate status --json`)."""
-    return status_view(api.pending_changes(config), api.footprint(config))
+    return status_view(
+        api.pending_changes(config), api.footprint(config), api.uncaptured_tables(config)
+    )
 
 
 @router.get("/runs", responses=REFUSALS)
