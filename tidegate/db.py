@@ -240,8 +240,9 @@ def inline_sql(db: Database, statement: sa.Executable) -> str:
 
 
 def list_tables(db: Database) -> list[str]:
-    """Names of the base tables in the database (or schema), sorted."""
-    return sorted(sa.inspect(db.engine).get_table_names(schema=db.schema))
+    """Names of the tables in the database (or schema) that can be exported, sorted (on
+    PostgreSQL: no partitions, which their partitioned table holds)."""
+    return db.dialect.table_names(db.engine, db.schema)
 
 
 def primary_key(db: Database, table: str) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ class PostgresCapture(TriggerCapture):
     def install(self, conn: Connection, table: CapturedTable) -> None:
         name = f"tidegate_cap_{table.table_id}"
         parameters = self.parameters(table)
-        parameters["key_positions"] = self._positions(conn, table.name, table.key_columns)
+        parameters |= self._positions(conn, table.name, table.key_columns)
         function = self.db.qualified(name)
         run_ddl(conn, self._function_body(function, parameters))
         # Drop and create in the caller's transaction: writers never see the table without
@@ -55,7 +55,7 @@ class PostgresCapture(TriggerCapture):
     ) -> None:
         name = self.entity_name(entity_id, index)
         parameters = self.entity_parameters(entity_id, table, key_columns)
-        parameters["key_positions"] = self._positions(conn, table, key_columns)
+        parameters |= self._positions(conn, table, key_columns)
         function = self.db.qualified(name)
         run_ddl(conn, self._function_body(function, parameters, "entity_function"))
         trigger = self.db.quote(name)
@@ -70,13 +70,19 @@ class PostgresCapture(TriggerCapture):
     def remove_entity(self, conn: Connection, entity_id: int, index: int, table: str) -> None:
         self._drop(conn, self.entity_name(entity_id, index), table)
 
-    def _positions(self, conn: Connection, table: str, columns: tuple[str, ...]) -> str:
-        """`ARRAY[attnum, …]::int2[]` of a table's key columns (see capture_function.sql)."""
+    def _positions(self, conn: Connection, table: str, columns: tuple[str, ...]) -> dict[str, str]:
+        """The table's oid and `ARRAY[attnum, …]::int2[]` of its key columns, for the
+        capture function's reading by position (see capture_function.sql)."""
+        qualified = self.db.qualified(table)
         positions = conn.execute(
             sa.text(sql_file(self.dialect, "key_positions")),
-            {"table": self.db.qualified(table), "columns": list(columns)},
+            {"table": qualified, "columns": list(columns)},
         ).scalars()
-        return f"ARRAY[{', '.join(str(int(p)) for p in positions)}]::int2[]"
+        oid = conn.execute(sa.text("SELECT CAST(:t AS regclass)::oid"), {"t": qualified}).scalar()
+        return {
+            "key_positions": f"ARRAY[{', '.join(str(int(p)) for p in positions)}]::int2[]",
+            "table_oid": str(int(oid or 0)),
+        }
 
     def _function_body(
         self, function: str, parameters: dict[str, str], template: str = "capture_function"

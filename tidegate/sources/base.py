@@ -93,6 +93,10 @@ class SourceDialect:
     def require_exists(self, url: URL, label: str) -> None:
         """Refuse a source that opening would create (a missing SQLite file)."""
 
+    def table_names(self, engine: Engine, schema: str | None) -> list[str]:
+        """The tables of the schema that can be exported, sorted."""
+        return sorted(sa.inspect(engine).get_table_names(schema=schema))
+
     def current_schema(self, conn: Connection) -> str | None:
         """The schema tidegate's tables go in when `[source] schema` is empty."""
         return None

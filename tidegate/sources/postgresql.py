@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from tidegate.sources.base import CsvPath, JsonSource, ServerLock, SourceDialect, is_text
 
@@ -83,6 +83,13 @@ class PostgresSource(SourceDialect):
         if isinstance(column_type, postgresql.ARRAY | postgresql.ENUM):
             return "text"  # as PostgreSQL prints it: `{1,2,3}`
         return super().portable_type(column_type)
+
+    def table_names(self, engine: Engine, schema: str | None) -> list[str]:
+        # Partitions are left out: their partitioned table holds their rows.
+        with engine.connect() as conn:
+            name = schema or self.current_schema(conn)
+            found = conn.execute(sa.text(self.sql("table_names")), {"schema": name})
+            return sorted(str(row[0]) for row in found)
 
     def current_schema(self, conn: Connection) -> str | None:
         return str(conn.execute(sa.text("SELECT current_schema()")).scalar())

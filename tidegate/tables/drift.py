@@ -30,7 +30,7 @@ from tidegate import control
 from tidegate.capture import captured_tables
 from tidegate.capture.install import time_column
 from tidegate.capture.registry import capture_for, register, unregister
-from tidegate.db import Database, type_text
+from tidegate.db import Database, list_tables, type_text
 from tidegate.errors import CaptureError
 from tidegate.model import CapturedTable
 
@@ -57,7 +57,7 @@ def follow(db: Database, time_columns: Mapping[str, str], timezone: str) -> Drif
     with db.engine.connect() as conn:
         captured = captured_tables(db, conn)
         recorded = _recorded(db, conn)
-    present = set(sa.inspect(db.engine).get_table_names(schema=db.schema))
+    present = set(list_tables(db))
     ended = [table for name, table in captured.items() if name not in present]
     shapes = {t.table_id: _shape(db, t) for t in captured.values() if t.name in present}
     changed = [

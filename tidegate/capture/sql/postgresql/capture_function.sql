@@ -7,6 +7,8 @@
 --   {new_key}       json_build_array(NEW."k1", ...): the row's key after the change
 --   {old_key}       json_build_array(OLD."k1", ...): the row's key before the change
 --   {key_positions} ARRAY[attnum, ...]: the key columns' positions in the table
+--   {table_oid}     the table's oid (a partition's trigger reads its partitioned table's
+--                   columns: the partition's positions may differ)
 --   {now_us}        the transaction's start time in microseconds since 1970 UTC
 --   {new_data}      the change's data time: the [tables] time_columns value of NEW
 --                   in microseconds since 1970 UTC, else {now_us}; {old_data}: of OLD
@@ -54,14 +56,14 @@ BEGIN
             SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO new_key
             FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
             LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
         END IF;
         IF TG_OP <> 'INSERT' THEN
             row_json := to_json(OLD);
             SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO old_key
             FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
             LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
         END IF;
     END;
     IF TG_OP = 'DELETE' THEN

@@ -7,6 +7,7 @@
 --   {new_key}    json_build_array(NEW."k1", ...): the ROOT's key, from this table's columns
 --   {old_key}    the same from OLD
 --   {key_positions} ARRAY[attnum, ...]: the positions of those columns in this table
+--   {table_oid}  this table's oid (see capture_function.sql)
 --   {now_us}     the transaction's start time in microseconds since 1970 UTC
 --   {dollar}     a dollar-quote tag that appears nowhere in the body
 --
@@ -36,14 +37,14 @@ BEGIN
             SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO new_key
             FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
             LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
         END IF;
         IF TG_OP <> 'INSERT' THEN
             row_json := to_json(OLD);
             SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO old_key
             FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
             LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = TG_RELID AND a.attnum = u.position AND NOT a.attisdropped;
+                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
         END IF;
     END;
     IF TG_OP <> 'INSERT' THEN
