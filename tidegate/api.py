@@ -174,6 +174,7 @@ def export_tables(
         encoding=config.output.encoding,
         timezone=config.source.timezone,
         time_columns=tuple(config.tables.time_columns.items()),
+        keys=tuple(config.tables.keys.items()),
     )
     location = _location(config)
     results: list[ExportResult] = []

@@ -141,6 +141,13 @@ def init(
         out.print(
             f"capture removed from {name} (no longer included)", markup=False, highlight=False
         )
+    for name in report.keyless:
+        out.print(
+            f"not captured: {name} has no primary key; name its key columns in [tables] keys "
+            "(their values must be unique), or leave it out with [tables] exclude",
+            markup=False,
+            highlight=False,
+        )
     total = len(report.installed) + len(report.refreshed)
     out.print(f"init done: {total} table(s) captured", highlight=False)
 

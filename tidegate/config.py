@@ -372,6 +372,8 @@ class TablesConfig(BaseModel):
         exclude: glob patterns of table names to leave out; they win over ``include``.
         max_span: most data time that one export folder may cover.
         time_columns: table name -> column holding the row's data time.
+        keys: table name -> the columns that identify its rows, for a table without a
+            primary key (their values must be unique, as a key's).
     """
 
     model_config = _FROZEN
@@ -384,14 +386,30 @@ class TablesConfig(BaseModel):
         AfterValidator(_freeze),
         WrapSerializer(_serialize_mapping),
     ] = Field(default_factory=_empty_mapping)
+    keys: Annotated[
+        Mapping[StrictStr, tuple[TableName, ...]],
+        AfterValidator(_freeze),
+        WrapSerializer(_serialize_mapping),
+    ] = Field(default_factory=_empty_mapping)
 
-    @field_validator("time_columns")
+    @field_validator("time_columns", "keys")
     @classmethod
-    def _table_names_not_empty(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+    def _table_names_not_empty(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
         if any(not table.strip() for table in value):
             raise _Invalid(
                 "a table name must not be empty", 'name each table, such as orders = "created_at"'
             )
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_not_empty(cls, value: Mapping[str, tuple[str, ...]]) -> Mapping[str, Any]:
+        for table, columns in value.items():
+            if not columns:
+                raise _Invalid(
+                    f"the key of table {table!r} names no column",
+                    'name its columns, such as history = ["tid", "mtime"]',
+                )
         return value
 
     def selects(self, name: str) -> bool:
@@ -755,7 +773,7 @@ def _check_override_path(parts: list[str], label: str) -> None:
     rest = parts[2:]
     if not rest:
         return
-    if (section, key) == ("tables", "time_columns") and len(rest) == 1:
+    if (section, key) in (("tables", "time_columns"), ("tables", "keys")) and len(rest) == 1:
         return
     if (section, key) == ("entities", "define") and len(rest) <= 2:
         if len(rest) == 2 and rest[1] not in _keys(EntityDefinition):

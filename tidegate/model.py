@@ -105,6 +105,7 @@ class InitReport:
     refreshed: tuple[str, ...] = field(default=())
     removed: tuple[str, ...] = field(default=())
     control_tables_created: bool = False
+    keyless: tuple[str, ...] = field(default=())  # selected, no key: not captured
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -62,24 +63,26 @@ def rows(
 
 
 def assert_target_equals_source(
-    source: Source, target: TargetDb, *tables: str, trimmed: bool = False
+    source: Source, target: TargetDb, *tables: str, trimmed: bool = False, key: Sequence[str] = ()
 ) -> int:
-    """With `trimmed`, source texts lose their trailing spaces, as entity records do.
-    Returns the number of rows compared."""
+    """With `trimmed`, source texts lose their trailing spaces, as entity records do; `key`
+    identifies the rows of a table without a primary key. Returns the number of rows
+    compared."""
     loose = "sqlite" in (source.dialect, target.dialect)
     compared = 0
     for table in tables:
         reflected = sa.Table(
             table, sa.MetaData(), schema=source.schema or None, autoload_with=source.engine()
         )
-        key = [c.name for c in reflected.primary_key.columns]
-        want = rows(source.engine(), table, key, loose=loose, schema=source.schema)
+        identity = list(key) or [c.name for c in reflected.primary_key.columns]
+        assert identity, f"{table} has no primary key: pass its key"
+        want = rows(source.engine(), table, identity, loose=loose, schema=source.schema)
         if trimmed:
             want = {
                 k: {c: v.rstrip(" ") or None if isinstance(v, str) else v for c, v in row.items()}
                 for k, row in want.items()
             }
-        got = rows(target.engine(), table, key, loose=loose)
+        got = rows(target.engine(), table, identity, loose=loose)
         assert set(got) == set(want), (
             f"{table}: missing {sorted(set(want) - set(got))[:5]}, "
             f"extra {sorted(set(got) - set(want))[:5]}"

@@ -23,12 +23,14 @@ from tidegate.runs import require_installed
 
 
 def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[CapturedTable]:
-    """The selected source tables with key and time columns, checked before anything changes.
+    """The selected source tables that have a key (their primary key, or the columns
+    `[tables] keys` names), with key and time columns, checked before anything changes.
+    Tables without one are left out (`keyless_tables`).
 
     Table ids are 0 here; `install` assigns them.
 
     Raises:
-        CaptureError: no table is selected, a selected table has no primary key, or a time
+        CaptureError: no table is selected, a `[tables] keys` entry is wrong, or a time
             column is missing or not a time.
     """
     names = [name for name in list_tables(db) if tables.selects(name)]
@@ -39,19 +41,43 @@ def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[Captu
         )
     for name in names:
         _check_names(db, name)
-    keys = {name: primary_key(db, name) for name in names}
-    keyless = [name for name, key in keys.items() if not key]
-    if keyless:
-        more = f" (and {len(keyless) - 1} more)" if len(keyless) > 1 else ""
-        raise CaptureError(
-            f"table {keyless[0]!r}{more} has no primary key, so its changes cannot be "
-            "matched to rows",
-            f"add a primary key, or leave it out with [tables] exclude = {keyless!r}",
-        )
+    keys = table_keys(db, tables, names)
     return [
         CapturedTable(0, name, key, _time_column(db, tables, timezone, name))
         for name, key in keys.items()
+        if key
     ]
+
+
+def table_keys(db: Database, tables: TablesConfig, names: list[str]) -> dict[str, tuple[str, ...]]:
+    """Each table's key: its primary key, else the columns `[tables] keys` names, else ()."""
+    keys = {name: primary_key(db, name) for name in names}
+    for table, columns in tables.keys.items():
+        where = f"{db.origin}: [tables] keys.{table}"
+        if table not in keys:
+            raise CaptureError(
+                f"{where}: table {table!r} is not exported", "remove it, or include the table"
+            )
+        if keys[table]:
+            raise CaptureError(
+                f"{where}: table {table!r} has a primary key ({', '.join(keys[table])})",
+                "remove it from [tables] keys: its primary key is its key",
+            )
+        missing = [c for c in columns if c not in column_types(db, table)]
+        if missing:
+            raise CaptureError(
+                f"{where}: table {table!r} has no column {missing[0]!r}",
+                f"columns: {', '.join(column_types(db, table))}",
+            )
+        keys[table] = tuple(columns)
+    return keys
+
+
+def keyless_tables(db: Database, tables: TablesConfig) -> list[str]:
+    """Selected tables without a primary key that `[tables] keys` does not name either:
+    not captured (`init` says so)."""
+    names = [name for name in list_tables(db) if tables.selects(name)]
+    return [name for name, key in table_keys(db, tables, names).items() if not key]
 
 
 def uncaptured(db: Database, tables: TablesConfig) -> list[str]:
@@ -166,7 +192,8 @@ def install(db: Database, tables: TablesConfig, timezone: str = "UTC") -> InitRe
                 unregister(db, conn, existing[name])
     except exc.DBAPIError as error:
         raise database_error(db, error, "installing change capture") from None
-    return InitReport(tuple(installed), tuple(refreshed), tuple(removed), created)
+    keyless = tuple(keyless_tables(db, tables))
+    return InitReport(tuple(installed), tuple(refreshed), tuple(removed), created, keyless)
 
 
 def uninstall(db: Database) -> list[str]:

@@ -45,10 +45,16 @@ class Drift:
     ended: tuple[str, ...] = ()
 
 
-def follow(db: Database, time_columns: Mapping[str, str], timezone: str) -> Drift:
+def follow(
+    db: Database,
+    time_columns: Mapping[str, str],
+    keys: Mapping[str, tuple[str, ...]],
+    timezone: str,
+) -> Drift:
     """Compare every captured table with its recorded shape and act on what changed (see
-    the module's description); record the shapes seen now. `time_columns` and `timezone`
-    are `[tables] time_columns` and `[source] timezone`, for the capture installed again.
+    the module's description); record the shapes seen now. `time_columns`, `keys` and
+    `timezone` are `[tables] time_columns` and `keys` and `[source] timezone`, for the
+    capture installed again.
 
     Raises:
         CaptureError: a changed table has no primary key left, or lost its time column
@@ -59,7 +65,11 @@ def follow(db: Database, time_columns: Mapping[str, str], timezone: str) -> Drif
         recorded = _recorded(db, conn)
     present = set(list_tables(db))
     ended = [table for name, table in captured.items() if name not in present]
-    shapes = {t.table_id: _shape(db, t) for t in captured.values() if t.name in present}
+    shapes = {
+        t.table_id: _shape(db, t, keys.get(t.name, ()))
+        for t in captured.values()
+        if t.name in present
+    }
     changed = [
         table
         for table in captured.values()
@@ -84,7 +94,7 @@ def follow(db: Database, time_columns: Mapping[str, str], timezone: str) -> Drif
             if not shape.key:
                 raise CaptureError(
                     f"{db.origin}: table {table.name!r} has no primary key any more",
-                    "give it a primary key again; tables without one are not exported yet",
+                    "give it a primary key again, or name its key columns in [tables] keys",
                 )
             time = time_column(db, table.name, time_columns.get(table.name), timezone)
             recaptured = replace(table, key_columns=shape.key, time=time)
@@ -102,9 +112,10 @@ class _Shape:
     fingerprint: str
 
 
-def _shape(db: Database, table: CapturedTable) -> _Shape:
+def _shape(db: Database, table: CapturedTable, configured: tuple[str, ...]) -> _Shape:
+    """The table's shape; its key is its primary key, else the `[tables] keys` columns."""
     reflected = sa.Table(table.name, sa.MetaData(schema=db.schema), autoload_with=db.engine)
-    key = tuple(c.name for c in reflected.primary_key.columns)
+    key = tuple(c.name for c in reflected.primary_key.columns) or configured
     columns = [
         [c.name, db.dialect.portable_type(c.type), type_text(db, c.type), bool(c.nullable)]
         for c in reflected.columns

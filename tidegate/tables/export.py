@@ -62,6 +62,7 @@ class ExportSettings:
     encoding: str
     timezone: str
     time_columns: tuple[tuple[str, str], ...]
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # [tables] keys
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def run_once(
     """
     if restart is not None and restart.mode == "reexport":
         _refuse_beyond_kept(db, restart)
-    drift.follow(db, dict(settings.time_columns), settings.timezone)
+    drift.follow(db, dict(settings.time_columns), dict(settings.keys), settings.timezone)
     state = _stream_state(db, settings)
     step = next_step(state, restart)
     if step is None:
