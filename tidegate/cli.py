@@ -404,6 +404,13 @@ def export_ongoing(
         wait_seconds=wait,
     )
     for result in results:
+        for name in result.reshaped:
+            out.print(
+                f"entity {name}: its tables changed shape; every one of its entities is "
+                "queued, to be exported again whole",
+                markup=False,
+                highlight=False,
+            )
         if result.limit_raised_from is not None:
             out.print(
                 f"thread limit raised: {result.limit_raised_from} records allowed, "

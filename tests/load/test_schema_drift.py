@@ -17,6 +17,7 @@ import tidegate
 from tests.conftest import Source
 from tests.load.conftest import TargetDb
 from tests.load.helpers import assert_target_equals_source
+from tidegate import api
 from tidegate.errors import LoadError
 
 
@@ -191,3 +192,37 @@ def test_a_partitioned_table_is_exported_once_under_its_own_name(
     with target.engine().connect() as conn:
         names = set(sa.inspect(conn).get_table_names())
     assert not {"measure_eu", "measure_us", "measure_asia"} & names
+
+
+ENTITY_DDL = {
+    "add a column with a default": "ALTER TABLE {orders} ADD COLUMN qty INTEGER DEFAULT 7",
+}
+
+
+def test_an_entity_whose_tables_change_is_exported_again_whole(
+    source: Source, target: TargetDb
+) -> None:
+    """A column added with a default to an entity's root: every entity is queued and
+    exported again, and the target's rows all get the new column's values."""
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": i, "note": f"n{i}"} for i in range(1, 6)])
+    config = source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    api.export_initial(config, ["ORDERS"])
+    api.export_ongoing(config)  # records the entity's shape
+    tidegate.load(config)
+    assert assert_target_equals_source(source, target, "orders", trimmed=True) == 5
+
+    _ddl(source, ENTITY_DDL["add a column with a default"])
+    (result,) = api.export_ongoing(config)
+    assert result.reshaped == ["ORDERS"] and result.records == 5
+    tidegate.load(config)
+    assert assert_target_equals_source(source, target, "orders", trimmed=True) == 5
+    _ddl(source, "UPDATE {orders} SET qty = 8 WHERE id = 2")
+    (result,) = api.export_ongoing(config)
+    assert result.reshaped == [] and result.records == 1
+    tidegate.load(config)
+    assert assert_target_equals_source(source, target, "orders", trimmed=True) == 5

@@ -31,6 +31,7 @@ from tidegate import control
 from tidegate.capture import claim
 from tidegate.capture.ticks import ENTITY_KEYS
 from tidegate.db import Database
+from tidegate.entities import drift
 from tidegate.entities.catalog import Entity
 from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile, remove_unfinished
 from tidegate.entities.initial import Progress, files_cap
@@ -67,6 +68,7 @@ class OngoingResult:
     limit_raised_from: int | None = None
     backlog: int = 0  # entities still queued after the run
     manifest: str = ""
+    reshaped: list[str] = field(default_factory=list)  # entities queued whole (drift.py)
 
 
 def run_limit(thread_limit: int, threads: int, queued: int) -> tuple[int | None, int | None]:
@@ -99,8 +101,9 @@ def run_ongoing(
     remove_unfinished(location, "INC_EXPORT", run)
     result = OngoingResult(run)
     started = datetime.now(UTC)
-    claim(db, queue=ENTITY_KEYS)
     by_id = _entity_ids(db, entities)
+    result.reshaped = drift.follow(db, by_id)
+    claim(db, queue=ENTITY_KEYS)
     queue_size, top = _queue_size(db, set(by_id))
     result.limit, result.limit_raised_from = run_limit(
         settings.thread_limit, settings.threads, queue_size

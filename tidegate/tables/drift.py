@@ -18,23 +18,20 @@ the target keeps its last rows.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-import orjson
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidegate import control
 from tidegate.capture import captured_tables
+from tidegate.capture import shapes as shapes_of
 from tidegate.capture.install import time_column
 from tidegate.capture.registry import capture_for, register, unregister
-from tidegate.db import Database, list_tables, type_text
+from tidegate.db import Database, list_tables
 from tidegate.errors import CaptureError
-from tidegate.model import CapturedTable
 
-_PREFIX = "shape:"
+PREFIX = "shape:"
 
 
 @dataclass(frozen=True)
@@ -62,11 +59,11 @@ def follow(
     """
     with db.engine.connect() as conn:
         captured = captured_tables(db, conn)
-        recorded = _recorded(db, conn)
+        recorded = shapes_of.recorded(db, conn, PREFIX)
     present = set(list_tables(db))
     ended = [table for name, table in captured.items() if name not in present]
     shapes = {
-        t.table_id: _shape(db, t, keys.get(t.name, ()))
+        t.table_id: shapes_of.shape(db, t.name, keys.get(t.name, ()))
         for t in captured.values()
         if t.name in present
     }
@@ -88,7 +85,7 @@ def follow(
         for table in ended:
             capture.remove(conn, table)
             unregister(db, conn, table)
-            _forget(db, conn, table.table_id)
+            shapes_of.forget(db, conn, PREFIX, table.table_id)
         for table in changed:
             shape = shapes[table.table_id]
             if not shape.key:
@@ -102,48 +99,8 @@ def follow(
             register(db, conn, recaptured, new=False)
             _export_whole(db, conn, table.table_id)
         for table_id, shape in shapes.items():
-            _record(db, conn, table_id, shape.fingerprint)
+            shapes_of.record(db, conn, PREFIX, table_id, shape.fingerprint)
     return Drift(tuple(t.name for t in changed), tuple(t.name for t in ended))
-
-
-@dataclass(frozen=True)
-class _Shape:
-    key: tuple[str, ...]
-    fingerprint: str
-
-
-def _shape(db: Database, table: CapturedTable, configured: tuple[str, ...]) -> _Shape:
-    """The table's shape; its key is its primary key, else the `[tables] keys` columns."""
-    reflected = sa.Table(table.name, sa.MetaData(schema=db.schema), autoload_with=db.engine)
-    key = tuple(c.name for c in reflected.primary_key.columns) or configured
-    columns = [
-        [c.name, db.dialect.portable_type(c.type), type_text(db, c.type), bool(c.nullable)]
-        for c in reflected.columns
-    ]
-    document = orjson.dumps({"columns": columns, "key": key})
-    return _Shape(key, hashlib.sha1(document).hexdigest())
-
-
-def _recorded(db: Database, conn: Connection) -> dict[int, str]:
-    meta = control.meta
-    rows = control.bind(db, conn).execute(
-        sa.select(meta.c.name, meta.c.value).where(meta.c.name.startswith(_PREFIX))
-    )
-    return {int(name[len(_PREFIX) :]): value for name, value in rows}
-
-
-def _record(db: Database, conn: Connection, table_id: int, fingerprint: str) -> None:
-    meta = control.meta
-    conn = control.bind(db, conn)
-    name = f"{_PREFIX}{table_id}"
-    updated = conn.execute(meta.update().where(meta.c.name == name).values(value=fingerprint))
-    if not updated.rowcount:
-        conn.execute(meta.insert().values(name=name, value=fingerprint))
-
-
-def _forget(db: Database, conn: Connection, table_id: int) -> None:
-    meta = control.meta
-    control.bind(db, conn).execute(meta.delete().where(meta.c.name == f"{_PREFIX}{table_id}"))
 
 
 def _export_whole(db: Database, conn: Connection, table_id: int) -> None:

@@ -1,0 +1,64 @@
+"""Schema drift of entity tables: an entity whose tables changed shape since the last
+ongoing run is exported again whole, inside the ongoing stream.
+
+Each ongoing run first compares the shape of every entity with ongoing export on (its
+tables' columns, their exported types and NULL-ness, and their keys; capture/shapes.py)
+with the one recorded at the run before (`tidegate_meta`, `entity-shape:<entity id>`). For
+an entity that changed it installs the entity's capture again (on MariaDB a renamed key
+column broke it; see docs/schema-changes.md) and queues every one of its entities, so
+that this run and the ones after it write a record of each: in a target, a record
+replaces its entity's rows, so every row gets the new shape (a column added with a
+default included, which no trigger saw).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidegate import control
+from tidegate.capture import shapes
+from tidegate.capture.registry import capture_for
+from tidegate.db import Database
+from tidegate.entities.catalog import Entity
+from tidegate.model import now_us
+
+PREFIX = "entity-shape:"
+
+
+def follow(db: Database, entities: Mapping[int, Entity]) -> list[str]:
+    """Compare, act on what changed, record what was found; the names of the entities
+    queued whole."""
+    with db.engine.connect() as conn:
+        recorded = shapes.recorded(db, conn, PREFIX)
+    found = {
+        entity_id: shapes.combined([shapes.shape(db, table) for table in entity.tables])
+        for entity_id, entity in entities.items()
+    }
+    changed = [i for i, shape in found.items() if recorded.get(i) not in (None, shape)]
+    if not changed and all(i in recorded for i in found):
+        return []
+    capture = capture_for(db)
+    with db.begin(write=True) as conn:
+        for entity_id in changed:
+            entity = entities[entity_id]
+            for index, table in enumerate(entity.tables):
+                capture.install_entity(conn, entity_id, index, table, entity.key_columns(table))
+            _queue_every_entity(db, conn, entity_id, entity, capture.key_function)
+        for entity_id, shape in found.items():
+            shapes.record(db, conn, PREFIX, entity_id, shape)
+    return [entities[i].name for i in changed]
+
+
+def _queue_every_entity(
+    db: Database, conn: Connection, entity_id: int, entity: Entity, key_function: str
+) -> None:
+    """Queue every root key, as the entity's capture writes it (the same JSON function)."""
+    root = sa.table(entity.root, *[sa.column(c) for c in entity.key], schema=db.schema)
+    key = getattr(sa.func, key_function)(*[root.c[c] for c in entity.key])
+    queue = control.entity_pending
+    rows = sa.select(sa.literal(entity_id), sa.cast(key, sa.Text), sa.literal(now_us()))
+    columns = [queue.c.entity_id, queue.c.pk, queue.c.captured_us]
+    control.bind(db, conn).execute(queue.insert().from_select(columns, rows.select_from(root)))
