@@ -21,6 +21,7 @@ from tidegate.db import Database, type_text
 @dataclass(frozen=True)
 class Shape:
     key: tuple[str, ...]  # the primary key, else the configured key
+    columns: tuple[str, ...]
     fingerprint: str
 
 
@@ -32,7 +33,8 @@ def shape(db: Database, table: str, configured_key: tuple[str, ...] = ()) -> Sha
         [c.name, db.dialect.portable_type(c.type), type_text(db, c.type), bool(c.nullable)]
         for c in reflected.columns
     ]
-    return Shape(key, _sha1(orjson.dumps({"columns": columns, "key": key})))
+    names = tuple(c.name for c in reflected.columns)
+    return Shape(key, names, _sha1(orjson.dumps({"columns": columns, "key": key})))
 
 
 def combined(shapes: Sequence[Shape]) -> str:

@@ -4,8 +4,9 @@ ongoing run is exported again whole, inside the ongoing stream.
 Each ongoing run first compares the shape of every entity with ongoing export on (its
 tables' columns, their exported types and NULL-ness, and their keys; capture/shapes.py)
 with the one recorded at the run before (`tidegate_meta`, `entity-shape:<entity id>`). For
-an entity that changed it installs the entity's capture again (on MariaDB a renamed key
-column broke it; see docs/schema-changes.md) and queues every one of its entities, so
+an entity that changed it installs the entity's capture again when its key columns
+changed (on MariaDB a renamed key column broke it; see docs/schema-changes.md), and
+queues every one of its entities, so
 that this run and the ones after it write a record of each: in a target, a record
 replaces its entity's rows, so every row gets the new shape (a column added with a
 default included, which no trigger saw).
@@ -13,8 +14,10 @@ default included, which no trigger saw).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -33,23 +36,36 @@ def follow(db: Database, entities: Mapping[int, Entity]) -> list[str]:
     queued whole."""
     with db.engine.connect() as conn:
         recorded = shapes.recorded(db, conn, PREFIX)
-    found = {
-        entity_id: shapes.combined([shapes.shape(db, table) for table in entity.tables])
-        for entity_id, entity in entities.items()
-    }
-    changed = [i for i, shape in found.items() if recorded.get(i) not in (None, shape)]
+    found = {entity_id: _fingerprints(db, entity) for entity_id, entity in entities.items()}
+    changed = [i for i, now in found.items() if recorded.get(i) not in (None, now)]
     if not changed and all(i in recorded for i in found):
         return []
     capture = capture_for(db)
     with db.begin(write=True) as conn:
         for entity_id in changed:
             entity = entities[entity_id]
-            for index, table in enumerate(entity.tables):
-                capture.install_entity(conn, entity_id, index, table, entity.key_columns(table))
+            if _keys_of(recorded[entity_id]) != _keys_of(found[entity_id]):
+                # Capture names the key columns: installed again for their new names
+                # (DDL, which waits for open writers: only when it must).
+                for index, table in enumerate(entity.tables):
+                    key = entity.key_columns(table)
+                    capture.install_entity(conn, entity_id, index, table, key)
             _queue_every_entity(db, conn, entity_id, entity, capture.key_function)
-        for entity_id, shape in found.items():
-            shapes.record(db, conn, PREFIX, entity_id, shape)
+        for entity_id, now in found.items():
+            shapes.record(db, conn, PREFIX, entity_id, now)
     return [entities[i].name for i in changed]
+
+
+def _fingerprints(db: Database, entity: Entity) -> str:
+    """`<shape>:<keys>`: a fingerprint of the tables' shapes, and one of the columns
+    capture names (each table's columns holding the root key)."""
+    found = shapes.combined([shapes.shape(db, table) for table in entity.tables])
+    keys = [list(entity.key_columns(table)) for table in entity.tables]
+    return f"{found}:{hashlib.sha1(orjson.dumps(keys)).hexdigest()}"
+
+
+def _keys_of(fingerprints: str) -> str:
+    return fingerprints.partition(":")[2]
 
 
 def _queue_every_entity(

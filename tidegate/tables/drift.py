@@ -4,9 +4,10 @@ Every export run first compares each captured table's shape (its columns with th
 exported types and NULL-ness, and its primary key) with a fingerprint recorded at the run
 before, in `tidegate_meta` (`shape:<table id>`). A table whose shape changed:
 
-- gets its capture installed again, for its current key and columns: on PostgreSQL the
-  capture kept working meanwhile (by column position), on MariaDB a renamed captured
-  column failed the application's writes until now (docs/schema-changes.md);
+- gets its capture installed again when a column capture names (its key, its time
+  column) is gone: on PostgreSQL the capture kept working meanwhile (by column position),
+  on MariaDB a renamed captured column failed the application's writes until now
+  (docs/schema-changes.md). Other changes need no DDL, so no wait for open writers;
 - is exported whole by the coming export (as a table added to the selection is): its file
   holds every row and `tidegate.schema.json` its new shape, and the loader replaces the
   target's table when the target's columns or key differ.
@@ -93,10 +94,14 @@ def follow(
                     f"{db.origin}: table {table.name!r} has no primary key any more",
                     "give it a primary key again, or name its key columns in [tables] keys",
                 )
-            time = time_column(db, table.name, time_columns.get(table.name), timezone)
-            recaptured = replace(table, key_columns=shape.key, time=time)
-            capture.install(conn, recaptured)
-            register(db, conn, recaptured, new=False)
+            time_name = time_columns.get(table.name)
+            if shape.key != table.key_columns or (time_name and time_name not in shape.columns):
+                # Capture names those columns: installed again for their new names (DDL,
+                # which waits for the table's open writers: only when it must).
+                time = time_column(db, table.name, time_name, timezone)
+                recaptured = replace(table, key_columns=shape.key, time=time)
+                capture.install(conn, recaptured)
+                register(db, conn, recaptured, new=False)
             _export_whole(db, conn, table.table_id)
         for table_id, shape in shapes.items():
             shapes_of.record(db, conn, PREFIX, table_id, shape.fingerprint)
