@@ -63,6 +63,7 @@ class Tally:
     verified: dict[str, int] = field(default_factory=dict)  # examples whose final check passed
     steps: dict[str, int] = field(default_factory=dict)
     kills: dict[str, int] = field(default_factory=dict)
+    ddl: dict[str, int] = field(default_factory=dict)  # schema changes made
     rows: dict[str, int] = field(default_factory=dict)  # rows compared with the source
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -76,6 +77,7 @@ class Tally:
             parts.append(
                 f"{dialect}: {self.examples[dialect]:,} examples, "
                 f"{self.steps.get(dialect, 0):,} steps, {self.kills.get(dialect, 0):,} kills, "
+                f"{self.ddl.get(dialect, 0):,} schema changes, "
                 f"{self.rows.get(dialect, 0):,} rows compared, "
                 f"{self.seconds.get(dialect, 0) / 60:.1f} min"
             )

@@ -21,7 +21,9 @@ keys), PARENT and CHILD LINE (a root key of two columns). Rules, in any order:
   taking, and `together`: two different jobs as processes at the same time, either maybe
   killed;
 - `entities enable [--ongoing]`, `entities disable [--ongoing-only]` and `entities reset`
-  on random entities.
+  on random entities;
+- `add_column`: `ALTER TABLE … ADD COLUMN added INTEGER DEFAULT 7` on a random table (once
+  per table), which gives every existing row a value no trigger sees.
 
 Any step that touches the source may have an open transaction finish in another thread
 while it runs, after a random delay and maybe more changes: a commit racing a claim or a
@@ -60,7 +62,7 @@ Bounds: a default run does CI_EXAMPLES examples of at most CI_STEPS steps per so
 (about 1.5 minutes for the three sources on a shared 2-core machine). With
 `pytest tests/test_guarantees.py --long [--long-minutes N]` it runs examples of up to
 LONG_STEPS steps for N minutes per source (default 10). Either way the terminal summary
-has a line with the examples, steps, kills and rows compared. A failing example is
+has a line with the examples, steps, kills, schema changes and rows compared. A failing example is
 printed as it ran, unshrunk (see NO_SHRINKING).
 """
 
@@ -244,6 +246,7 @@ class Guarantees(RuleBasedStateMachine):
         # keep the entity target right).
         self.ongoing = dict.fromkeys(ENTITIES, False)
         self.covered = dict.fromkeys(ENTITIES, False)
+        self.altered: set[str] = set()
         self.ready = True
 
     def _dir(self, name: str) -> Path:
@@ -589,6 +592,28 @@ class Guarantees(RuleBasedStateMachine):
     def reset(self, names: list[str], meanwhile: Any) -> None:
         with self.meanwhile(meanwhile):
             api.entities_reset(self.configs["entities"], names)
+
+    # -- schema changes --------------------------------------------------------------------
+
+    @rule(table=st.sampled_from([table.name for table in TABLES]), meanwhile=MEANWHILE)
+    @step
+    def add_column(self, table: str, meanwhile: Any) -> None:
+        """A column added with a default, once per table: every existing row gets a value
+        that no trigger sees (tables/drift.py and entities/drift.py export them again)."""
+        if table in self.altered:
+            return
+        with self.meanwhile(meanwhile, ddl=frozenset({table})):
+            engine = self.source.engine()
+            quote = engine.dialect.identifier_preparer.quote
+            name = (
+                quote(table)
+                if not self.source.schema
+                else (f"{quote(self.source.schema)}.{quote(table)}")
+            )
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN added INTEGER DEFAULT 7")
+        self.altered.add(table)
+        self.world.tally.add("ddl", self.world.dialect)
 
     # -- the guarantee ---------------------------------------------------------------------
 
