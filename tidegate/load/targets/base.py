@@ -170,6 +170,10 @@ class TargetDialect:
             return self.cast(staged, kind, target_type)  # "" is an empty bit string
         return self.cast(self.empty_as_null(staged), kind, target_type)
 
+    def refresh_statistics(self, conn: Connection, tables: Sequence[sa.Table]) -> None:
+        """Let the planner know tables that grew inside the load's transaction (a planner
+        that takes a new table for empty scans it on every lookup by key: quadratic)."""
+
     def from_hex(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """Bytes from their hex text."""
         return sa.func.unhex(value)

@@ -53,6 +53,14 @@ class PostgresTarget(TargetDialect):
             return lambda value: _without_nul(parse(value))
         return parse
 
+    def refresh_statistics(self, conn: Connection, tables: Sequence[sa.Table]) -> None:
+        # ANALYZE inside the transaction counts the rows it inserted itself; without it a
+        # table created or filled by this load has no statistics, and a lookup of 1,000
+        # keys scans every row of the entity (`entity = X` alone in the index condition).
+        preparer = conn.dialect.identifier_preparer
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {preparer.format_table(table)}")
+
     def from_hex(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.decode(value, "hex")
 
