@@ -143,8 +143,9 @@ def init(
         )
     for name in report.keyless:
         out.print(
-            f"not captured: {name} has no primary key; name its key columns in [tables] keys "
-            "(their values must be unique), or leave it out with [tables] exclude",
+            f"keyless: {name} has no primary key, so each export that follows a change to it "
+            "holds all of it; name its key columns in [tables] keys (their values must be "
+            "unique) to export only its changes",
             markup=False,
             highlight=False,
         )

@@ -81,7 +81,7 @@ def test_table_added_to_include_later_is_picked_up_and_removed_one_dropped(
     assert claimed(source) == [("beta", "I", (2,))]
 
 
-def test_a_table_without_primary_key_is_named_and_captured_once_its_key_is_given(
+def test_a_table_without_primary_key_is_named_and_keyed_once_its_key_is_given(
     source: Source,
 ) -> None:
     keyed = customer_table()
@@ -90,10 +90,10 @@ def test_a_table_without_primary_key_is_named_and_captured_once_its_key_is_given
     )
     source.create(keyed, keyless)
     report = tidegate.init(source.config())
-    assert (report.installed, report.keyless) == (("customer",), ("audit_trail",))
+    assert (report.installed, report.keyless) == (("audit_trail", "customer"), ("audit_trail",))
     config = source.config('tables.keys.audit_trail=["line"]')
     report = tidegate.init(config)
-    assert (report.installed, report.keyless) == (("audit_trail",), ())
+    assert (report.refreshed, report.keyless) == (("audit_trail", "customer"), ())
     with source.engine().begin() as conn:
         conn.execute(keyless.insert(), [{"line": 7, "text": "a"}])
     assert claimed(source) == [("audit_trail", "I", (7,))]

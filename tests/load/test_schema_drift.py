@@ -226,3 +226,42 @@ def test_an_entity_whose_tables_change_is_exported_again_whole(
     assert result.reshaped == [] and result.records == 1
     tidegate.load(config)
     assert assert_target_equals_source(source, target, "orders", trimmed=True) == 5
+
+
+def _multiset(engine: sa.Engine, table: str, schema: str = "") -> list[tuple[str, ...]]:
+    prep = engine.dialect.identifier_preparer
+    name = f"{prep.quote(schema)}.{prep.quote(table)}" if schema else prep.quote(table)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"SELECT * FROM {name}").all()
+    return sorted(tuple(str(value) for value in row) for row in rows)
+
+
+def test_a_table_without_a_key_arrives_whole_with_its_equal_rows(
+    source: Source, target: TargetDb
+) -> None:
+    """No key says which row a change was: each export after a change holds all of it,
+    and the target holds the same rows as many times as the source does."""
+    log = sa.Table("log", sa.MetaData(), sa.Column("a", sa.Integer), sa.Column("b", sa.Text))
+    source.create(log)
+    with source.engine().begin() as conn:
+        conn.execute(log.insert(), [{"a": 1, "b": "x"}, {"a": 1, "b": "x"}, {"a": 2, "b": "y"}])
+    report = tidegate.init(source.config())
+    assert report.installed == ("log",) and report.keyless == ("log",)
+    _export_and_load(source, target)
+    one_of_the_equal_rows = {
+        "postgresql": "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE a = 1 LIMIT 1)",
+        "mysql": "DELETE FROM {t} WHERE a = 1 LIMIT 1",
+        "sqlite": "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE a = 1 LIMIT 1)",
+    }[source.dialect]
+    name = f'"{source.schema}".log' if source.schema else "log"
+    with source.engine().begin() as conn:
+        conn.exec_driver_sql(one_of_the_equal_rows.format(t=name))
+        conn.exec_driver_sql(f"INSERT INTO {name} VALUES (3, 'z'), (3, 'z')")
+        conn.exec_driver_sql(f"UPDATE {name} SET b = 'w' WHERE a = 2")
+    config = source.config(f"target.url={target.url}")
+    (result,) = tidegate.export_tables(config, until_caught_up=True)
+    assert [(t.name, t.whole, t.rows) for t in result.tables] == [("log", True, 4)]
+    tidegate.load(config)
+    want = _multiset(source.engine(), "log", source.schema)
+    assert want == [("1", "x"), ("2", "w"), ("3", "z"), ("3", "z")]
+    assert _multiset(target.engine(), "log") == want

@@ -23,9 +23,9 @@ from tidegate.runs import require_installed
 
 
 def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[CapturedTable]:
-    """The selected source tables that have a key (their primary key, or the columns
-    `[tables] keys` names), with key and time columns, checked before anything changes.
-    Tables without one are left out (`keyless_tables`).
+    """The selected source tables with their key (the primary key, or the columns
+    `[tables] keys` names; none for a keyless table, which is exported whole whenever it
+    changed) and time columns, checked before anything changes.
 
     Table ids are 0 here; `install` assigns them.
 
@@ -45,7 +45,6 @@ def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[Captu
     return [
         CapturedTable(0, name, key, _time_column(db, tables, timezone, name))
         for name, key in keys.items()
-        if key
     ]
 
 
@@ -75,7 +74,7 @@ def table_keys(db: Database, tables: TablesConfig, names: list[str]) -> dict[str
 
 def keyless_tables(db: Database, tables: TablesConfig) -> list[str]:
     """Selected tables without a primary key that `[tables] keys` does not name either:
-    not captured (`init` says so)."""
+    exported whole whenever they changed (`init` says so)."""
     names = [name for name in list_tables(db) if tables.selects(name)]
     return [name for name, key in table_keys(db, tables, names).items() if not key]
 

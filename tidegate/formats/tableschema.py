@@ -133,7 +133,8 @@ def _table(table: Any, where: str) -> TableSchema:
     if len(set(names)) != len(names):
         raise FormatError(f"{where}: table {name!r} names a column twice")
     key = table.get("primary_key")
-    if not isinstance(key, list) or not key or any(k not in names for k in key):
+    # [] is a table without a key: every export that lists it holds all of it.
+    if not isinstance(key, list) or any(k not in names for k in key) or len(set(key)) != len(key):
         raise FormatError(f"{where}: table {name!r} has no primary key made of its columns")
     return TableSchema(name, parsed, tuple(key))
 

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tidegate.errors import LoadError
 from tidegate.formats.manifest import Manifest
 from tidegate.load.archive import ExportArchive
 from tidegate.load.staging import key_columns
@@ -35,6 +36,12 @@ def apply_folder(
     changed = 0
     for files, entry in zip(archive.tables, manifest.tables, strict=True):
         table = tables[files.schema.name]
+        if not files.schema.primary_key and not entry.whole:
+            raise LoadError(
+                f"{archive.where}: table {files.schema.name!r} has no key, and the export "
+                "does not hold all of it: its rows cannot be merged",
+                "export it again: tidegate exports a table without a key whole",
+            )
         if entry.whole:
             conn.execute(table.delete())
         dialect.load_rows(conn, table, archive, files.rows, files.schema, entry)

@@ -89,7 +89,7 @@ def follow(
             shapes_of.forget(db, conn, PREFIX, table.table_id)
         for table in changed:
             shape = shapes[table.table_id]
-            if not shape.key:
+            if table.key_columns and not shape.key:
                 raise CaptureError(
                     f"{db.origin}: table {table.name!r} has no primary key any more",
                     "give it a primary key again, or name its key columns in [tables] keys",

@@ -236,13 +236,18 @@ def _plan(db: Database, lock: HeldLock, step: NewExport, state: StreamState) -> 
 
 
 def _whole_tables(db: Database, conn: Connection, record: ExportRecord) -> tuple[str, ...]:
-    """The tables the export writes whole: those its plan says, and those a claimed
-    TRUNCATE emptied (their keys are gone: only the whole table says which rows are left)."""
+    """The tables the export writes whole: those its plan says, those a claimed TRUNCATE
+    emptied (their keys are gone: only the whole table says which rows are left), and
+    the changed tables without a key (no key says which row a change was)."""
     if record.kind == "snapshot":
         return record.snapshot_tables
-    truncated = truncated_tables(db, conn, _selection(record, ()))
-    names = {t.table_id: t.name for t in captured_tables(db, conn).values()}
-    found = {names[table_id] for table_id in truncated if table_id in names}
+    selection = _selection(record, ())
+    captured = captured_tables(db, conn).values()
+    whole = truncated_tables(db, conn, selection)
+    keyless = {t.table_id for t in captured if not t.key_columns}
+    if keyless:
+        whole |= keyless & tables_with_changes(db, conn, selection)
+    found = {t.name for t in captured if t.table_id in whole}
     return tuple(sorted(set(record.snapshot_tables) | found))
 
 

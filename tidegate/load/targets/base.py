@@ -122,7 +122,8 @@ class TargetDialect:
         return sa.Text()
 
     def key_constraint(self, schema: TableSchema) -> sa.schema.SchemaItem:
-        """What makes the table's key unique: its primary key."""
+        """What makes the table's key unique: its primary key (none for a keyless table,
+        which may hold equal rows)."""
         return sa.PrimaryKeyConstraint(*schema.primary_key)
 
     def table_options(self, schema: TableSchema, *, partitioned: bool) -> dict[str, Any]:
@@ -281,6 +282,8 @@ class TargetDialect:
         columns = [c.name for c in schema.columns]
         rows = sa.select(*[self.typed(stage, table, schema, c) for c in columns])
         insert = postgresql.insert(table).from_select(columns, rows)
+        if not schema.primary_key:  # loaded whole into the emptied table: nothing to merge
+            return insert
         merged: sa.Executable = staging.on_conflict(insert, columns, list(schema.primary_key))
         return merged
 

@@ -95,7 +95,7 @@ class MySQLTarget(TargetDialect):
 
     def table_options(self, schema: TableSchema, *, partitioned: bool) -> dict[str, Any]:
         options: dict[str, Any] = {"mysql_charset": "utf8mb4"}
-        if partitioned:
+        if partitioned and schema.primary_key:  # a keyless table is not partitioned
             dialect = self.sql_dialect()
             keys = ", ".join(str(sa.column(k).compile(dialect=dialect)) for k in schema.primary_key)
             options |= {"mysql_partition_by": f"KEY ({keys})", "mysql_partitions": str(PARTITIONS)}
@@ -118,6 +118,8 @@ class MySQLTarget(TargetDialect):
         key = list(schema.primary_key)
         rows = sa.select(*[self.typed(stage, table, schema, c) for c in columns])
         insert = mysql.insert(table).from_select(columns, rows)
+        if not key:  # loaded whole into the emptied table: nothing to merge
+            return insert
         others = [c for c in columns if c not in key]
         updates = {c: insert.inserted[c] for c in others} or {key[0]: insert.inserted[key[0]]}
         merged: sa.Executable = insert.on_duplicate_key_update(updates)

@@ -34,12 +34,14 @@ class PostgresTarget(TargetDialect):
     partitioned = True
 
     def table_options(self, schema: TableSchema, *, partitioned: bool) -> dict[str, Any]:
-        if not partitioned:
+        if not partitioned or not schema.primary_key:  # a keyless table is not partitioned
             return {}
         first = sa.column(schema.primary_key[0]).compile(dialect=self.sql_dialect())
         return {"postgresql_partition_by": f"HASH ({first})"}
 
     def partition_statements(self, schema: TableSchema, table: sa.Table) -> list[str]:
+        if not schema.primary_key:
+            return []
         preparer = self.sql_dialect().identifier_preparer
         name = preparer.format_table(table)
         return [

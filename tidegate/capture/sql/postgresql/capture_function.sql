@@ -53,14 +53,14 @@ BEGIN
     EXCEPTION WHEN undefined_column THEN
         IF TG_OP <> 'DELETE' THEN
             row_json := to_json(NEW);
-            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO new_key
+            SELECT COALESCE(json_agg(row_json -> a.attname ORDER BY u.ord)::text, '[]') INTO new_key
             FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
             LEFT JOIN pg_catalog.pg_attribute a
                 ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
         END IF;
         IF TG_OP <> 'INSERT' THEN
             row_json := to_json(OLD);
-            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO old_key
+            SELECT COALESCE(json_agg(row_json -> a.attname ORDER BY u.ord)::text, '[]') INTO old_key
             FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
             LEFT JOIN pg_catalog.pg_attribute a
                 ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
