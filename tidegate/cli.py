@@ -26,6 +26,7 @@ from tidegate.config import Config, load_config
 from tidegate.demo import run_demo
 from tidegate.errors import TidegateError
 from tidegate.model import JobName
+from tidegate.version import __version__
 
 app = typer.Typer(
     name="tidegate",
@@ -58,6 +59,12 @@ class Options:
 _options = Options()
 
 
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tidegate {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     config: Annotated[
@@ -80,6 +87,12 @@ def main(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
+    ] = False,
 ) -> None:
     """Global options."""
     _options.config_path = config

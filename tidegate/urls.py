@@ -8,7 +8,9 @@ folded into one name per kind: ``postgres`` is ``postgresql``, ``mariadb`` is ``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -51,8 +53,8 @@ def parse(url: str, label: str, kinds: Collection[str], example: str) -> tuple[U
         ConfigError: the text is not a database URL, or names a kind not accepted here.
     """
     try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
+        parsed = sa.make_url(with_encoded_password(url))
+    except (sa.exc.ArgumentError, ValueError):
         raise ConfigError(
             f"{label}: not a database URL: {url!r}",
             f"use a SQLAlchemy URL such as {example}",
@@ -64,6 +66,29 @@ def parse(url: str, label: str, kinds: Collection[str], example: str) -> tuple[U
         raise ConfigError(f"{label}: {written!r} databases are not supported", f"use {accepted}")
     driver = driver or default_driver
     return parsed.set(drivername=f"{name}+{driver}" if driver else name), kind
+
+
+_RAW = re.compile(r"[@:/?#]|%(?![0-9A-Fa-f]{2})")
+
+
+def with_encoded_password(url: str) -> str:
+    """The URL with its password percent-encoded when it is written raw.
+
+    A password holding `@ : / ? #` (or a `%` that starts no escape) cannot be read from a
+    URL as written, so it is taken to be raw: everything between the first `:` after the
+    user and the last `@` before the host, encoded. A password already percent-encoded
+    (or without such characters) is left as it is; a raw one that holds `%XX` must be
+    written encoded (`%25XX`).
+    """
+    scheme, separator, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not separator or at < 0:
+        return url
+    userinfo, host = rest[:at], rest[at + 1 :]
+    user, colon, password = userinfo.partition(":")
+    if not colon or not _RAW.search(password) or "/" in user:
+        return url
+    return f"{scheme}://{user}:{quote(password, safe='')}@{host}"
 
 
 def kind_of(url: URL) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tidegate.errors import FormatError, OutputError
+from tidegate.errors import FormatError, LoadError, OutputError
 from tidegate.formats.manifest import MAX_MANIFEST_BYTES, Manifest, parse
 from tidegate.formats.naming import ExportName, looks_like_export
 from tidegate.formats.runmanifest import MAX_MANIFEST_BYTES as MAX_RUN_MANIFEST_BYTES
@@ -58,6 +58,19 @@ class Inventory:
     tables: list[TableFolder] = field(default_factory=list)  # by audit key
     runs: list[EntityRun] = field(default_factory=list)  # initial runs, then ongoing, by run
     problems: list[Problem] = field(default_factory=list)
+
+
+def require_exports(location: Location, inventory: Inventory) -> None:
+    """Refuse a location that does not exist or holds no export (and nothing that looks
+    like one): a wrong path would otherwise read as "all verified" or "nothing to load"."""
+    if inventory.tables or inventory.runs or inventory.problems:
+        return
+    what = "holds no export" if location.exists() else "does not exist"
+    raise LoadError(
+        f"{location.label}: {location.url} {what}",
+        "check the path ([output] location, or the LOCATION argument); exports appear "
+        "there once `tidegate export tables` or `tidegate export initial` has run",
+    )
 
 
 def take_inventory(location: Location) -> Inventory:

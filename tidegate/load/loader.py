@@ -29,6 +29,7 @@ from tidegate.load.inventory import (
     EntityRun,
     Problem,
     TableFolder,
+    require_exports,
     take_inventory,
 )
 from tidegate.load.tablefolder import apply_folder
@@ -57,6 +58,7 @@ def load(location: Location, target: Target, zone: tzinfo, progress: Progress) -
 
 def _load(location: Location, target: Target, zone: tzinfo, progress: Progress) -> LoadResult:
     inventory = take_inventory(location)
+    require_exports(location, inventory)
     _refuse([problem for problem in inventory.problems if problem.serious])
     applied = target.applied()
     result = LoadResult()

@@ -93,7 +93,7 @@ class Target:
         if lock is None:
             yield
             return
-        with self.engine.connect() as conn:
+        with self._connected() as conn:
             params = lock.params(self._lock_name(conn))
             taken = conn.execute(sa.text(lock.take), params).scalar()
             conn.commit()
@@ -108,6 +108,20 @@ class Target:
                 with contextlib.suppress(sa.exc.DBAPIError):  # a lost session freed it
                     conn.execute(sa.text(lock.release), params)
                     conn.commit()
+
+    @contextlib.contextmanager
+    def _connected(self) -> Iterator[Connection]:
+        """A connection; a server that cannot be reached, or refuses the user or its
+        password, is one line naming the target."""
+        try:
+            conn = self.engine.connect()
+        except sa.exc.DBAPIError as error:
+            raise TargetError(
+                f"[target] url: cannot connect to {self.safe_url}: {_first_line(error)}",
+                "check that the server is running and the URL, user and password are right",
+            ) from None
+        with conn:
+            yield conn
 
     def _lock_name(self, conn: Connection) -> str:
         """The lock of this target: its database and schema, not the whole server.

@@ -24,6 +24,7 @@ from tidegate.load.inventory import (
     Inventory,
     Problem,
     TableFolder,
+    require_exports,
     take_inventory,
 )
 from tidegate.storage import Location
@@ -34,6 +35,7 @@ CHUNK = 1024 * 1024
 def verify(location: Location) -> tuple[Inventory, list[Problem]]:
     """The location's exports and every problem found with them."""
     inventory = take_inventory(location)
+    require_exports(location, inventory)
     problems = list(inventory.problems)
     for folder in inventory.tables:
         problems += check_table_folder(location, folder)

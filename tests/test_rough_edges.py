@@ -1,0 +1,74 @@
+"""What a new user meets first (issue #17's rough edges), each through the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import Source
+from tests.test_cli import assert_one_error, run
+from tidegate.version import __version__
+
+
+def test_version(tmp_path: Path) -> None:
+    code, out, _err = run(tmp_path, "--version")
+    assert (code, out.strip()) == (0, f"tidegate {__version__}")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://postgres:wrong@127.0.0.1:1/x", "Connection refused"),
+        ("mysql://nobody:secret@127.0.0.1:3306/x", "Access denied"),
+    ],
+)
+def test_a_target_that_cannot_be_reached_is_one_line(
+    sqlite_source: Source, url: str, says: str
+) -> None:
+    sqlite_source.create(
+        sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    )
+    folder = sqlite_source.tmp_path
+    config = f'[source]\nurl = "{sqlite_source.url}"\n'
+    assert run(folder, "init", config=config)[0] == 0
+    assert run(folder, "export", "tables")[0] == 0
+    code, _out, err = run(folder, "--set", f"target.url={url}", "load")
+    assert code == 1
+    assert_one_error(err, rf"Error: \[target\] url: cannot connect to \S+: .*{says}.*")
+    assert "secret" not in err and "wrong" not in err
+
+
+@pytest.mark.parametrize(
+    "password", ["p@ss:w/rd%#", "p%40ss%3Aw%2Frd%25%23"], ids=["raw", "encoded"]
+)
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_password_with_url_characters_works(
+    tmp_path: Path, pg_database: str, password: str, scheme: str
+) -> None:
+    """The server trusts loopback: the URL is read and the database reached (which says
+    tidegate is not set up there), not refused as a URL."""
+    url = sa.make_url(pg_database)
+    written = f"{scheme}://{url.username}:{password}@{url.host}:{url.port or 5432}/{url.database}"
+    code, out, err = run(tmp_path, "--set", f"source.url={written}", "status")
+    assert code == 1
+    assert_one_error(
+        err, r"Error: tidegate is not set up in postgresql\+psycopg://postgres:\*\*\*@.*"
+    )
+    assert "p@ss" not in out + err
+
+
+@pytest.mark.parametrize("command", ["verify", "load"])
+def test_a_location_without_exports_is_refused(tmp_path: Path, command: str) -> None:
+    config = f'[target]\nurl = "sqlite:///{tmp_path / "target.db"}"\n'
+    code, _out, err = run(tmp_path, command, str(tmp_path / "nowhere"), config=config)
+    assert code == 1
+    assert_one_error(
+        err, rf"Error: LOCATION: {re.escape(str(tmp_path / 'nowhere'))} does not exist"
+    )
+    (tmp_path / "empty").mkdir()
+    code, _out, err = run(tmp_path, command, str(tmp_path / "empty"))
+    assert code == 1
+    assert_one_error(err, r"Error: LOCATION: \S+ holds no export")
