@@ -20,7 +20,7 @@ from typing import Literal
 
 from tidegate import api
 from tidegate.config import Config
-from tidegate.errors import JobBusy, TidegateError
+from tidegate.errors import JobBusy, NoExports, TidegateError
 
 StartableJob = Literal["tables", "initial", "ongoing", "load"]
 STARTABLE_JOBS: tuple[StartableJob, ...] = ("tables", "initial", "ongoing", "load")
@@ -175,7 +175,10 @@ class JobRunner:
                 else f"ongoing run {r.run}: nothing queued"
                 for r in ongoing
             )
-        loaded = api.load(config, progress=lambda doing: self._progress(job, doing, 0))
+        try:
+            loaded = api.load(config, progress=lambda doing: self._progress(job, doing, 0))
+        except NoExports:  # a schedule's load before the first export: not a failure
+            return "nothing to load: no export yet"
         if not loaded.tables and not loaded.runs:
             return "nothing to load: every complete export is applied"
         return (

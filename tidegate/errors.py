@@ -72,6 +72,11 @@ class LoadError(TidegateError):
     """An export cannot be loaded: tampered, incomplete, out of order, or hostile."""
 
 
+class NoExports(LoadError):
+    """The location does not exist or holds no export: to a command, a wrong path; to
+    `serve`'s scheduled load, nothing exported yet."""
+
+
 class TargetError(TidegateError):
     """The target database cannot be reached or written."""
 

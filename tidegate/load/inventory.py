@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tidegate.errors import FormatError, LoadError, OutputError
+from tidegate.errors import FormatError, NoExports, OutputError
 from tidegate.formats.manifest import MAX_MANIFEST_BYTES, Manifest, parse
 from tidegate.formats.naming import ExportName, looks_like_export
 from tidegate.formats.runmanifest import MAX_MANIFEST_BYTES as MAX_RUN_MANIFEST_BYTES
@@ -66,7 +66,7 @@ def require_exports(location: Location, inventory: Inventory) -> None:
     if inventory.tables or inventory.runs or inventory.problems:
         return
     what = "holds no export" if location.exists() else "does not exist"
-    raise LoadError(
+    raise NoExports(
         f"{location.label}: {location.url} {what}",
         "check the path ([output] location, or the LOCATION argument); exports appear "
         "there once `tidegate export tables` or `tidegate export initial` has run",
