@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import tidegate
 from tests.conftest import Source
+from tests.entities.test_initial import enabled_orders
 from tests.test_cli import assert_one_error, run
+from tidegate import api
 from tidegate.version import __version__
 
 
@@ -72,3 +75,22 @@ def test_a_location_without_exports_is_refused(tmp_path: Path, command: str) -> 
     code, _out, err = run(tmp_path, command, str(tmp_path / "empty"))
     assert code == 1
     assert_one_error(err, r"Error: LOCATION: \S+ holds no export")
+
+
+def test_load_takes_one_kind_and_reports_its_progress(sqlite_source: Source) -> None:
+    from tidegate import api
+
+    config = enabled_orders(sqlite_source, 6)
+    tidegate.export_tables(config, until_caught_up=True)
+    api.export_initial(config, ["ORDERS"])
+    steps: list[api.LoadStep] = []
+    only_tables = tidegate.load(config, only="tables", progress=steps.append)
+    assert only_tables.tables and not only_tables.runs
+    assert steps[-1].doing == "loaded" and steps[-1].done == steps[-1].total == only_tables.rows
+    assert [s.done for s in steps] == sorted(s.done for s in steps)
+    folder = sqlite_source.tmp_path
+    code, out, err = run(
+        folder, "--set", f"source.url={sqlite_source.url}", "load", "--only", "entities"
+    )
+    assert code == 0, err
+    assert "loaded 0 table export(s)" in out and "and 1 entity run(s)" in out

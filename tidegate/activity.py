@@ -176,7 +176,7 @@ class JobRunner:
                 for r in ongoing
             )
         try:
-            loaded = api.load(config, progress=lambda doing: self._progress(job, doing, 0))
+            loaded = api.load(config, progress=lambda step: self._progress(job, step.doing, 0))
         except NoExports:  # a schedule's load before the first export: not a failure
             return "nothing to load: no export yet"
         if not loaded.tables and not loaded.runs:

@@ -28,7 +28,7 @@ from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError, EntityRefused
 from tidegate.jobs import recorded_run
 from tidegate.load.inventory import Inventory, Problem
-from tidegate.load.loader import LoadResult
+from tidegate.load.loader import LoadKind, LoadResult
 from tidegate.load.loader import Progress as LoadProgress
 from tidegate.load.loader import load as load_location
 from tidegate.load.position import LoadPosition
@@ -493,15 +493,21 @@ def load(
     config: Config,
     location: str | None = None,
     target_url: str | None = None,
-    progress: LoadProgress = lambda _export: None,
+    progress: LoadProgress = lambda _step: None,
+    only: LoadKind | None = None,
 ) -> LoadResult:
     """Apply every complete export not yet applied to the target (default: [target] url),
     in order, each exactly once; refuses, naming the file, anything tampered, incomplete
-    or out of order, leaving the target as it was."""
+    or out of order, leaving the target as it was. `only`: table exports or entity runs
+    alone; `progress` is told each step (`LoadStep`)."""
     target = Target(target_url or config.target.url)
     try:
         return load_location(
-            _read_location(config, location), target, ZoneInfo(config.source.timezone), progress
+            _read_location(config, location),
+            target,
+            ZoneInfo(config.source.timezone),
+            progress,
+            only,
         )
     finally:
         target.dispose()

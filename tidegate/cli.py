@@ -13,18 +13,28 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tidegate import api, views
 from tidegate.config import Config, load_config
 from tidegate.demo import run_demo
 from tidegate.errors import TidegateError
+from tidegate.load.loader import LoadStep
 from tidegate.model import JobName
 from tidegate.version import __version__
 
@@ -598,6 +608,11 @@ def verify(
         raise typer.Exit(1)
 
 
+class LoadOnly(StrEnum):
+    tables = "tables"
+    entities = "entities"
+
+
 @app.command()
 @reports_errors
 def load(
@@ -605,16 +620,33 @@ def load(
     target: Annotated[
         str | None, typer.Option(help="Target database URL ([target] url).", metavar="URL")
     ] = None,
+    only: Annotated[
+        LoadOnly | None,
+        typer.Option(help="Load table exports or entity runs alone.", metavar="tables|entities"),
+    ] = None,
 ) -> None:
     """Apply every complete export not yet applied at LOCATION to the target, in order."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows and records"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("loading", total=None)
+
+        def progress(step: LoadStep) -> None:
+            bar.update(task, description=step.doing, completed=step.done, total=step.total)
+
         result = api.load(
             _options.config(),
             location,
             target,
-            progress=lambda doing: bar.update(task, description=doing),
+            progress=progress,
+            only=only.value if only else None,
         )
     if not result.tables and not result.runs:
         out.print("nothing to load: every complete export is applied", highlight=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
+from typing import Literal
 
 from tidegate.errors import LoadError
 from tidegate.formats.naming import ExportName
@@ -37,7 +38,18 @@ from tidegate.load.target import Target
 from tidegate.load.verify import check_entity_run, check_table_folder
 from tidegate.storage import Location
 
-Progress = Callable[[str], None]
+Progress = Callable[["LoadStep"], None]
+LoadKind = Literal["tables", "entities"]
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """Where a load stands, for a progress display: what it is doing, and the rows and
+    records (table rows written or deleted, entity records) applied of all it will apply."""
+
+    doing: str
+    done: int = 0
+    total: int = 0
 
 
 @dataclass
@@ -51,38 +63,67 @@ class LoadResult:
     waiting: str = ""  # a folder still being written, where loading stopped
 
 
-def load(location: Location, target: Target, zone: tzinfo, progress: Progress) -> LoadResult:
+def load(
+    location: Location,
+    target: Target,
+    zone: tzinfo,
+    progress: Progress,
+    only: LoadKind | None = None,
+) -> LoadResult:
+    """Apply what the location holds and the target has not applied; `only` one kind of
+    export (table exports, or entity runs)."""
     with target.exclusive():
-        return _load(location, target, zone, progress)
+        return _load(location, target, zone, progress, only)
 
 
-def _load(location: Location, target: Target, zone: tzinfo, progress: Progress) -> LoadResult:
+def _load(
+    location: Location, target: Target, zone: tzinfo, progress: Progress, only: LoadKind | None
+) -> LoadResult:
     inventory = take_inventory(location)
     require_exports(location, inventory)
     _refuse([problem for problem in inventory.problems if problem.serious])
     applied = target.applied()
     result = LoadResult()
-    folders = _pending_folders(inventory.tables, applied, result)
-    runs = [run for run in inventory.runs if run.label not in applied]
+    folders = [] if only == "entities" else _pending_folders(inventory.tables, applied, result)
+    runs = [] if only == "tables" else [r for r in inventory.runs if r.label not in applied]
+    sizes = {f.folder: _folder_size(f) for f in folders} | {r.label: _run_size(r) for r in runs}
+    total, done = sum(sizes.values()), 0
+
+    def step(doing: str) -> None:
+        progress(LoadStep(doing, done, total))
+
     # Everything to apply is checked first (a zip against its .sha1, its members against
     # its manifest; entity files whole): a damaged export anywhere leaves the target as it
     # was. Members' contents are checked as they are applied, each export in its own
     # transaction.
     for folder in folders:
-        progress(f"verifying {folder.folder}")
+        step(f"verifying {folder.folder}")
         _refuse(check_table_folder(location, folder, deep=False))
     for run in runs:
-        progress(f"verifying {run.label}")
+        step(f"verifying {run.label}")
         _refuse(check_entity_run(location, run))
     for folder in folders:
-        progress(f"loading {folder.folder}")
+        step(f"loading {folder.folder}")
         result.rows += _apply_folder(location, target, folder, zone)
         result.tables.append(folder.folder)
+        done += sizes[folder.folder]
     for run in runs:
-        progress(f"loading {run.label}")
+        step(f"loading {run.label}")
         result.records += _apply_run(location, target, run, zone)
         result.runs.append(run.label)
+        done += sizes[run.label]
+    step("loaded")
     return result
+
+
+def _folder_size(folder: TableFolder) -> int:
+    """Rows written and deleted by a table export (its manifest's counts)."""
+    assert folder.manifest is not None
+    return sum(entry.rows + entry.deleted for entry in folder.manifest.tables)
+
+
+def _run_size(run: EntityRun) -> int:
+    return sum(file.records for file in run.manifest.files)
 
 
 def _refuse(problems: list[Problem]) -> None:
