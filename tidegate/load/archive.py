@@ -229,6 +229,11 @@ class ExportArchive:
                 fields = [column.to_pylist() for column in piece.columns]
                 yield from map(list, zip(*fields, strict=True))
 
+    def batches(self, name: str, columns: Sequence[str]) -> Iterator[Any]:
+        """A CSV member's records as Arrow record batches of strings (named `columns`,
+        NULL for an empty field, "" for `""`), for targets that take Arrow whole."""
+        return self._batches(name, columns, f"{self.where}/{name}")
+
     def _batches(self, name: str, columns: Sequence[str], where: str) -> Iterator[Any]:
         import pyarrow as pa
         from pyarrow import csv as arrow_csv
