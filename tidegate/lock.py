@@ -305,7 +305,9 @@ def _locked_connection(
     attempt = 1
     while True:
         try:
-            conn = db.engine.connect()
+            # READ COMMITTED: the run records and plans written under the lock take no gap
+            # locks, which deadlocked two jobs starting at once on MariaDB.
+            conn = db.engine.connect().execution_options(**db.dialect.read_committed_options)
         except sa.exc.DBAPIError as error:
             raise unavailable(db, error) from None
         try:

@@ -41,7 +41,9 @@ def follow(db: Database, entities: Mapping[int, Entity]) -> list[str]:
     if not changed and all(i in recorded for i in found):
         return []
     capture = capture_for(db)
-    with db.begin(write=True) as conn:
+    # READ COMMITTED: no gap locks on tidegate_meta, which the other export kind's run
+    # may be writing at the same moment (on MariaDB they deadlocked).
+    with db.read_committed() as conn, conn.begin():
         for entity_id in changed:
             entity = entities[entity_id]
             if _keys_of(recorded[entity_id]) != _keys_of(found[entity_id]):

@@ -82,7 +82,9 @@ def follow(
     if not ended and not changed and all(recorded.get(i) for i in shapes):
         return Drift()
     capture = capture_for(db)
-    with db.begin(write=True) as conn:
+    # READ COMMITTED: no gap locks on tidegate_meta, which the other export kind's run
+    # may be writing at the same moment (on MariaDB they deadlocked).
+    with db.read_committed() as conn, conn.begin():
         for table in ended:
             capture.remove(conn, table)
             unregister(db, conn, table)
