@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -60,15 +61,22 @@ def test_export_option_errors_are_one_line(sqlite_source: Source) -> None:
     )
 
 
+def _exported_item(source: Source) -> tuple[sa.Table, Path, str]:
+    """Table `item` created, captured and exported once through the CLI: the table, the
+    folder, and the first export's name."""
+    item = sa.Table("item", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    source.create(item)
+    folder = source.tmp_path
+    assert run(folder, "init", config=f'[source]\nurl = "{source.url}"\n')[0] == 0
+    code, out, err = run(folder, "export", "tables")
+    assert code == 0, err
+    return item, folder, out.split(":")[0]
+
+
 def test_a_table_created_after_init_is_named_until_init_captures_it(
     sqlite_source: Source,
 ) -> None:
-    item = sa.Table("item", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-    sqlite_source.create(item)
-    folder = sqlite_source.tmp_path
-    config = f'[source]\nurl = "{sqlite_source.url}"\n'
-    assert run(folder, "init", config=config)[0] == 0
-    assert run(folder, "export", "tables")[0] == 0
+    item, folder, _first = _exported_item(sqlite_source)
     later = sa.Table("later", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
     sqlite_source.create(later)
     with sqlite_source.engine().begin() as conn:
@@ -99,13 +107,7 @@ def test_a_table_created_after_init_is_named_until_init_captures_it(
 def test_uninstall_and_init_never_restart_numbering_under_an_older_chain(
     sqlite_source: Source,
 ) -> None:
-    item = sa.Table("item", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-    sqlite_source.create(item)
-    folder = sqlite_source.tmp_path
-    config = f'[source]\nurl = "{sqlite_source.url}"\n'
-    assert run(folder, "init", config=config)[0] == 0
-    code, out, _err = run(folder, "export", "tables")
-    older = out.split(":")[0]
+    _item, folder, older = _exported_item(sqlite_source)
     assert run(folder, "uninstall", "--yes")[0] == 0
     assert run(folder, "init")[0] == 0
     code, _out, err = run(folder, "export", "tables")

@@ -79,10 +79,15 @@ class PostgresCapture(TriggerCapture):
             {"table": qualified, "columns": list(columns)},
         ).scalars()
         oid = conn.execute(sa.text("SELECT CAST(:t AS regclass)::oid"), {"t": qualified}).scalar()
-        return {
+        found = {
             "key_positions": f"ARRAY[{', '.join(str(int(p)) for p in positions)}]::int2[]",
             "table_oid": str(int(oid or 0)),
         }
+        for row in ("new", "old"):
+            found[f"{row}_key_by_position"] = self.render(
+                "key_by_position", row=row.upper(), into=f"{row}_key", **found
+            )
+        return found
 
     def _function_body(
         self, function: str, parameters: dict[str, str], template: str = "capture_function"

@@ -9,6 +9,7 @@
 --   {key_positions} ARRAY[attnum, ...]: the key columns' positions in the table
 --   {table_oid}     the table's oid (a partition's trigger reads its partitioned table's
 --                   columns: the partition's positions may differ)
+--   {new_key_by_position}, {old_key_by_position}: key_by_position.sql for NEW and OLD
 --   {now_us}        the transaction's start time in microseconds since 1970 UTC
 --   {new_data}      the change's data time: the [tables] time_columns value of NEW
 --                   in microseconds since 1970 UTC, else {now_us}; {old_data}: of OLD
@@ -32,7 +33,6 @@ LANGUAGE plpgsql AS {dollar}
 DECLARE
     new_key text;
     old_key text;
-    row_json json;
     new_data bigint := {now_us};
     old_data bigint := {now_us};
 BEGIN
@@ -52,18 +52,10 @@ BEGIN
         END IF;
     EXCEPTION WHEN undefined_column THEN
         IF TG_OP <> 'DELETE' THEN
-            row_json := to_json(NEW);
-            SELECT COALESCE(json_agg(row_json -> a.attname ORDER BY u.ord)::text, '[]') INTO new_key
-            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
-            LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
+            {new_key_by_position};
         END IF;
         IF TG_OP <> 'INSERT' THEN
-            row_json := to_json(OLD);
-            SELECT COALESCE(json_agg(row_json -> a.attname ORDER BY u.ord)::text, '[]') INTO old_key
-            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
-            LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
+            {old_key_by_position};
         END IF;
     END;
     IF TG_OP = 'DELETE' THEN

@@ -8,6 +8,7 @@
 --   {old_key}    the same from OLD
 --   {key_positions} ARRAY[attnum, ...]: the positions of those columns in this table
 --   {table_oid}  this table's oid (see capture_function.sql)
+--   {new_key_by_position}, {old_key_by_position}: key_by_position.sql for NEW and OLD
 --   {now_us}     the transaction's start time in microseconds since 1970 UTC
 --   {dollar}     a dollar-quote tag that appears nowhere in the body
 --
@@ -22,7 +23,6 @@ LANGUAGE plpgsql AS {dollar}
 DECLARE
     new_key text;
     old_key text;
-    row_json json;
 BEGIN
     BEGIN
         IF TG_OP <> 'DELETE' THEN
@@ -33,18 +33,10 @@ BEGIN
         END IF;
     EXCEPTION WHEN undefined_column THEN
         IF TG_OP <> 'DELETE' THEN
-            row_json := to_json(NEW);
-            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO new_key
-            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
-            LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
+            {new_key_by_position};
         END IF;
         IF TG_OP <> 'INSERT' THEN
-            row_json := to_json(OLD);
-            SELECT json_agg(row_json -> a.attname ORDER BY u.ord)::text INTO old_key
-            FROM unnest({key_positions}::int2[]) WITH ORDINALITY AS u(position, ord)
-            LEFT JOIN pg_catalog.pg_attribute a
-                ON a.attrelid = {table_oid} AND a.attnum = u.position AND NOT a.attisdropped;
+            {old_key_by_position};
         END IF;
     END;
     IF TG_OP <> 'INSERT' THEN
