@@ -44,8 +44,8 @@ LOADER = textwrap.dedent(r"""
             pause()  # recorded as applied, not yet committed
         target.Target.record_applied = record
     loads = []
-    def progress(doing):
-        loads.extend([doing] if doing.startswith("loading") else [])
+    def progress(step):
+        loads.extend([step.doing] if step.doing.startswith("loading") else [])
         if point == "between-exports" and len(loads) == 2:
             pause()  # one export committed, the next not begun
     if point == "inside-merge":
