@@ -41,14 +41,14 @@ def plan_tables(db: Database, tables: TablesConfig, timezone: str) -> list[Captu
         )
     for name in names:
         _check_names(db, name)
-    keys = table_keys(db, tables, names)
+    keys = _table_keys(db, tables, names)
     return [
         CapturedTable(0, name, key, _time_column(db, tables, timezone, name))
         for name, key in keys.items()
     ]
 
 
-def table_keys(db: Database, tables: TablesConfig, names: list[str]) -> dict[str, tuple[str, ...]]:
+def _table_keys(db: Database, tables: TablesConfig, names: list[str]) -> dict[str, tuple[str, ...]]:
     """Each table's key: its primary key, else the columns `[tables] keys` names, else ()."""
     keys = {name: primary_key(db, name) for name in names}
     for table, columns in tables.keys.items():
@@ -70,13 +70,6 @@ def table_keys(db: Database, tables: TablesConfig, names: list[str]) -> dict[str
             )
         keys[table] = tuple(columns)
     return keys
-
-
-def keyless_tables(db: Database, tables: TablesConfig) -> list[str]:
-    """Selected tables without a primary key that `[tables] keys` does not name either:
-    exported whole whenever they changed (`init` says so)."""
-    names = [name for name in list_tables(db) if tables.selects(name)]
-    return [name for name, key in table_keys(db, tables, names).items() if not key]
 
 
 def uncaptured(db: Database, tables: TablesConfig) -> list[str]:
@@ -191,7 +184,8 @@ def install(db: Database, tables: TablesConfig, timezone: str = "UTC") -> InitRe
                 unregister(db, conn, existing[name])
     except exc.DBAPIError as error:
         raise database_error(db, error, "installing change capture") from None
-    keyless = tuple(keyless_tables(db, tables))
+    # Without a primary key or `[tables] keys`: exported whole whenever they changed.
+    keyless = tuple(table.name for table in planned if not table.key_columns)
     return InitReport(tuple(installed), tuple(refreshed), tuple(removed), created, keyless)
 
 
