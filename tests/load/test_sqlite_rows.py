@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import sqlite3
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from tests.load.helpers import assert_target_equals_source
 from tests.load.test_refusals import assert_one_error, cli, rewrite
 from tests.tables.helpers import Micro
 from tidegate import api
+from tidegate.errors import LoadError
+from tidegate.formats.tableschema import ColumnSchema, TableSchema
+from tidegate.load.targets import sqlite as sqlite_dialect
 from tidegate.load.targets.sqlite import ROWS_PER_INSERT
 
 
@@ -245,3 +250,34 @@ def test_a_record_of_another_width_is_named(sqlite_source: Source, tmp_path: Pat
     code, _out, err = cli(tmp_path, "load", str(exports))
     assert code == 1, err
     assert_one_error(err, rf"Error: {folder.name}/.*reading\.csv: record 73 has 8 fields, not 7")
+
+
+def test_a_refused_value_is_named_whatever_another_thread_loads() -> None:
+    """`tidegate_refuse` leaves what it refused for the statement's thread to name; a load
+    in another thread, starting between the refusal and its naming, must not erase it (the
+    conformance suite loads in threads, and once got "user-defined function raised
+    exception" instead of the line)."""
+    schema = TableSchema("reading", (ColumnSchema("value", "float", "REAL", True),), ())
+    refused, cleared = threading.Event(), threading.Event()
+
+    def refuse_then_wait(column: str, value: str) -> None:
+        try:
+            sqlite_dialect._refuse(column, value)
+        finally:
+            refused.set()
+            cleared.wait(10)
+
+    def another_load() -> None:
+        refused.wait(10)
+        with sqlite_dialect._refused("other", schema):
+            pass  # a statement that refused nothing
+        cleared.set()
+
+    other = threading.Thread(target=another_load)
+    other.start()
+    conn = sqlite3.connect(":memory:")
+    conn.create_function("refuse_then_wait", 2, refuse_then_wait)
+    said = r"table 'reading', column 'value' .*cannot hold 'NaN'"
+    with pytest.raises(LoadError, match=said), sqlite_dialect._refused("here", schema):
+        conn.execute("SELECT refuse_then_wait('value', 'NaN')")
+    other.join(10)

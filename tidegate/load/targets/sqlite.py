@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -206,27 +207,29 @@ class SQLiteTarget(TargetDialect):
         return _named_sql(conversion)
 
 
-_REFUSED: list[tuple[str, str]] = []
-"""(column, value) of the last value `tidegate_refuse` refused: SQLite reports only that
-a function raised, not what it said."""
+_REFUSED = threading.local()
+"""`.value`: (column, value) of the last value `tidegate_refuse` refused in this thread
+(SQLite reports only that a function raised, not what it said). Per thread: the function
+runs in the thread of the statement, and loads in other threads refuse values of their
+own."""
 
 
 def _refuse(column: str, value: str) -> None:
     """SQL function `tidegate_refuse(column, value)`: stops the statement."""
-    _REFUSED[:] = [(column, value)]
+    _REFUSED.value = (column, value)
     raise ValueError(value)
 
 
 @contextmanager
 def _refused(where: str, schema: TableSchema) -> Iterator[None]:
     """A statement `tidegate_refuse` stopped becomes one line naming the column."""
-    _REFUSED.clear()
+    _REFUSED.value = None
     try:
         yield
     except sqlite3.OperationalError as error:
-        if not _REFUSED:
+        if _REFUSED.value is None:
             raise
-        name, value = _REFUSED[0]
+        name, value = _REFUSED.value
         column = schema.column(name)
         raise LoadError(
             f"{where}: {column.described(schema.name)}: SQLite's "
