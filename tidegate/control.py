@@ -7,6 +7,8 @@ exactly and no session time zone can shift them.
     tidegate_meta      key/value facts about the installation (schema version)
     tidegate_counter   named counters; "audit_key" hands out audit keys, one per claim
     tidegate_capture   the tables with capture installed, with their key columns
+    tidegate_shape     each captured table's shape when an export run last looked, and
+                       what the next export reports of a change to it
     tidegate_pending   changes written by the capture triggers, not yet claimed
     tidegate_change    claimed changes, each stamped with the audit key of its claim
     tidegate_tick      one row per claim: audit key, time, number of changes
@@ -56,6 +58,18 @@ capture = sa.Table(
     # The table export that last exported the whole table; NULL until one has, so the next
     # export includes it whole (a table added to [tables] include later).
     sa.Column("snapshot_export", sa.Integer),
+)
+
+shape = sa.Table(
+    "tidegate_shape",
+    metadata,
+    sa.Column("table_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("table_name", sa.String(255), nullable=False),
+    sa.Column("fingerprint", sa.String(40), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: capture/shapes.py `Shape.detail`
+    # What the next published export reports in its manifest: "migrated", "whole" or
+    # "ended" (tables/drift.py); NULL once reported.
+    sa.Column("announce", sa.String(16)),
 )
 
 pending = sa.Table(

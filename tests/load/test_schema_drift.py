@@ -21,6 +21,9 @@ from tests.load.conftest import TargetDb
 from tests.load.helpers import assert_target_equals_source
 from tidegate import api
 from tidegate.errors import LoadError
+from tidegate.formats import manifest as manifest_format
+from tidegate.formats.manifest import ShapeChange
+from tidegate.formats.naming import ExportName
 
 
 def _orders() -> sa.Table:
@@ -306,3 +309,120 @@ def _at_once(config: tidegate.Config, *exports: Callable[[tidegate.Config], obje
     for thread in threads:
         thread.join(60)
     return errors
+
+
+def _newest_manifest(source: Source) -> manifest_format.Manifest:
+    exports = source.tmp_path / "exports"
+    newest = max(exports.glob("export_*"), key=lambda p: ExportName.parse(p.name))
+    name = ExportName.parse(newest.name)
+    return manifest_format.parse((newest / name.manifest_name).read_bytes(), newest.name)
+
+
+# Each change in the source, the outcome the manifest reports for it, and the row written
+# after it (its note long enough to need a widened column where one was widened).
+OUTCOMES: dict[str, tuple[dict[str, str], str, str]] = {
+    "add a column without a default": (
+        {"*": "ALTER TABLE {orders} ADD COLUMN extra INTEGER"},
+        "migrated",
+        "c",
+    ),
+    "add a column with a default": (
+        {"*": "ALTER TABLE {orders} ADD COLUMN extra INTEGER DEFAULT 7"},
+        "whole",
+        "c",
+    ),
+    "widen a text column": (
+        {
+            "postgresql": "ALTER TABLE {orders} ALTER COLUMN note TYPE varchar(200)",
+            "mysql": "ALTER TABLE {orders} MODIFY note varchar(200)",
+        },
+        "migrated",
+        "c" * 150,
+    ),
+    "widen the key": (
+        {
+            "postgresql": "ALTER TABLE {orders} ALTER COLUMN id TYPE bigint",
+            "mysql": "ALTER TABLE {orders} MODIFY id bigint",
+        },
+        "migrated",
+        "c",
+    ),
+    "drop a NOT NULL": (
+        {
+            "postgresql": "ALTER TABLE {orders} ALTER COLUMN code DROP NOT NULL",
+            "mysql": "ALTER TABLE {orders} MODIFY code varchar(10) NULL",
+        },
+        "migrated",
+        "c",
+    ),
+    "change a text column's length to pad": (
+        {
+            "postgresql": "ALTER TABLE {orders} ALTER COLUMN code TYPE char(12)",
+            "mysql": "ALTER TABLE {orders} MODIFY code char(12) NOT NULL",
+        },
+        "whole",
+        "c",
+    ),
+    "drop a column": ({"*": "ALTER TABLE {orders} DROP COLUMN note"}, "whole", ""),
+}
+
+
+@pytest.mark.parametrize("change", list(OUTCOMES))
+def test_each_change_has_its_outcome_in_the_manifest_and_the_target(
+    source: Source, target: TargetDb, change: str
+) -> None:
+    """A change whose rows still merge row by row is migrated (the export is not whole,
+    the loader widens the target's table or adds the column); any other is exported
+    whole; either way the manifest names the table and the outcome, and the target equals
+    the source after rows written in the new shape."""
+    statements, outcome, note = OUTCOMES[change]
+    statement = statements.get(source.dialect, statements.get("*"))
+    if statement is None:
+        pytest.skip(f"{source.dialect} cannot alter a column in place")
+    orders = sa.Table(
+        "orders",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.String(20)),
+        sa.Column("code", sa.String(10), nullable=False),
+    )
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "note": "a", "code": "x"}])
+    tidegate.init(source.config())
+    _export_and_load(source, target)
+
+    _ddl(source, statement)
+    columns = "id, code" + (", note" if note else "")
+    values = "3000000000" if change == "widen the key" else "3"
+    values += ", NULL" if change == "drop a NOT NULL" else ", 'y'"
+    values += f", '{note}'" if note else ""
+    _ddl(source, "INSERT INTO {orders} (" + columns + ") VALUES (" + values + ")")
+    _export_and_load(source, target)
+
+    manifest = _newest_manifest(source)
+    assert manifest.shape_changes == (ShapeChange("orders", outcome),)
+    entry = next(t for t in manifest.tables if t.name == "orders")
+    assert entry.whole == (outcome == "whole")
+    assert entry.rows == (2 if outcome == "whole" else 1)
+    assert assert_target_equals_source(source, target, "orders") == 2
+    # Reported once: the export after it says nothing of it.
+    _ddl(source, "DELETE FROM {orders} WHERE id = 1")
+    _export_and_load(source, target)
+    assert _newest_manifest(source).shape_changes == ()
+    assert assert_target_equals_source(source, target, "orders") == 1
+
+
+def test_a_dropped_table_is_reported_ended(source: Source, target: TargetDb) -> None:
+    orders = _orders()
+    kept = sa.Table(
+        "kept", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=False)
+    )
+    source.create(orders, kept)
+    tidegate.init(source.config())
+    _export_and_load(source, target)
+    _ddl(source, "DROP TABLE {orders}")
+    with source.engine().begin() as conn:
+        conn.execute(kept.insert(), [{"id": 5}])
+    _export_and_load(source, target)
+    assert _newest_manifest(source).shape_changes == (ShapeChange("orders", "ended"),)

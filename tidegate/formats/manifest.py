@@ -18,6 +18,10 @@ All times are whole UTC seconds since 1970.
         whole="true" when the file holds every row of the table, as in a snapshot)
     <tidegate-member name="customer.csv" bytes="5120" longest="80"/>   (per zip member: its
         size inflated; for a CSV member, a bound on the length of its records)
+    <tidegate-shape-change table="orders" outcome="migrated"/>   (per table whose shape
+        changed in the source since the export before: "migrated" (its rows merge into the
+        table widened or given the new columns), "whole" (exported whole, to replace the
+        table) or "ended" (dropped or renamed: no more changes of it follow))
     </info>
 """
 
@@ -41,6 +45,8 @@ _LATEST = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 
 ExportKind = Literal["snapshot", "incremental"]
 RestartMode = Literal["beginning", "from", "reexport"]
+ShapeOutcome = Literal["migrated", "whole", "ended"]
+SHAPE_OUTCOMES = ("migrated", "whole", "ended")
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,14 @@ class MemberSize:
 
 
 @dataclass(frozen=True)
+class ShapeChange:
+    """A table whose shape changed in the source, and what the export did about it."""
+
+    table: str
+    outcome: ShapeOutcome
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the `.extracted.xml` of one export says."""
 
@@ -91,6 +105,7 @@ class Manifest:
     tables: tuple[TableEntry, ...] = field(default=())
     members: tuple[MemberSize, ...] = field(default=())  # empty in exports of tidegate 0.1
     encoding: str = "utf-8"  # the CSV members' encoding
+    shape_changes: tuple[ShapeChange, ...] = field(default=())
 
     def member_bytes(self) -> dict[str, int]:
         """Each member's inflated size, by name (empty when the manifest lists none)."""
@@ -143,6 +158,10 @@ def render(manifest: Manifest) -> bytes:
         lines.append(
             f"<tidegate-member {_attr('name', member.name)} "
             f"{_attr('bytes', str(member.bytes))}{longest}/>"
+        )
+    for change in m.shape_changes:
+        lines.append(
+            f'<tidegate-shape-change {_attr("table", change.table)} outcome="{change.outcome}"/>'
         )
     lines.append("</info>")
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -228,6 +247,12 @@ def parse(data: bytes, where: str) -> Manifest:
     )
     if len({member.name for member in members}) != len(members):
         raise FormatError(f"{where}: a <tidegate-member> is listed twice")
+    shape_changes = []
+    for node in root.findall("tidegate-shape-change"):
+        outcome = node.get("outcome")
+        if outcome not in SHAPE_OUTCOMES:
+            raise FormatError(f"{where}: unknown <tidegate-shape-change> outcome {outcome!r}")
+        shape_changes.append(ShapeChange(node.get("table") or "", outcome))  # type: ignore[arg-type]
     return Manifest(
         created=moment(element("created-ts").text, "<created-ts>"),
         schema_version=element("gim-schema-version").text or "",
@@ -244,4 +269,5 @@ def parse(data: bytes, where: str) -> Manifest:
         tables=tables,
         members=members,
         encoding=encoding,
+        shape_changes=tuple(shape_changes),
     )

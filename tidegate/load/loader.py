@@ -200,7 +200,7 @@ def _apply_run(location: Location, target: Target, run: EntityRun, zone: tzinfo)
     schemas: list[TableSchema] = [
         table.schema for tables in run.manifest.definitions.values() for table in tables
     ]
-    tables = target.prepare(schemas, f"{ENTITY_FOLDER}/{run.label}")
+    tables = target.prepare(schemas, f"{ENTITY_FOLDER}/{run.label}", entity_records=True)
     with target.transaction() as conn:
         records = apply_run(
             conn, location, ENTITY_FOLDER, run.manifest, tables, zone, target.dialect

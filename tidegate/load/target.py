@@ -60,6 +60,7 @@ shape_table = sa.Table(
     sa.Column("name_sha1", sa.String(40), primary_key=True),
     sa.Column("table_name", sa.Text, nullable=False),
     sa.Column("shape_sha1", sa.String(40), nullable=False),  # `shape_of` the table's schema
+    sa.Column("shape_json", sa.Text),  # what it is of (NULL: recorded before tidegate 0.2)
 )
 initial_table = sa.Table(
     "tidegate_entity_initial",
@@ -168,36 +169,51 @@ class Target:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     def prepare(
-        self, schemas: Sequence[TableSchema], where: str, whole: Collection[str] = ()
+        self,
+        schemas: Sequence[TableSchema],
+        where: str,
+        whole: Collection[str] = (),
+        *,
+        entity_records: bool = False,
     ) -> dict[str, sa.Table]:
         """Create missing tables (and the control tables), add missing columns; the target's
-        tables for `schemas`, by name. A table in `whole` (its every row is in the export)
-        whose shape (columns, types, key) differs from the one it was created with is
-        dropped and created again: the source's table changed (tables/drift.py).
+        tables for `schemas`, by name. A table whose shape (columns, types, key) differs
+        from the one it was made for changed in the source (tables/drift.py): in `whole`
+        (its every row is in the export) it is dropped and created again, else migrated
+        (columns added, types widened, NOT NULL dropped). `entity_records`: the rows come
+        as entity records, which replace their entity's rows; a table's key is not
+        changed for them (docs/schema-changes.md).
 
         Raises:
-            LoadError: a column of a type the target cannot hold exactly, or a name the
-                target cannot tell from another (`where` names the export); nothing
-                was written.
+            LoadError: a column of a type the target cannot hold exactly, a name the target
+                cannot tell from another, or a changed key in an export that does not hold
+                the table whole (`where` names the export); nothing was written.
         """
         for schema in schemas:
             refuse_unheld(schema, self.dialect, where)
-        return self._ddl(lambda conn: self._prepare(conn, schemas, where, whole))
+        return self._ddl(lambda conn: self._prepare(conn, schemas, where, whole, entity_records))
 
     def _prepare(
-        self, conn: Connection, schemas: Sequence[TableSchema], where: str, whole: Collection[str]
+        self,
+        conn: Connection,
+        schemas: Sequence[TableSchema],
+        where: str,
+        whole: Collection[str],
+        entity_records: bool,
     ) -> dict[str, sa.Table]:
         metadata.create_all(conn)
-        _add_columns(conn, version_table, self.dialect)  # a target made by an older version
+        for made_by_older in (version_table, shape_table):
+            _add_columns(conn, made_by_older, self.dialect)
         existing = set(sa.inspect(conn).get_table_names())
         refuse_clashing_names(schemas, existing, self.dialect, where)
-        query = sa.select(shape_table.c.table_name, shape_table.c.shape_sha1)
-        shapes: dict[str, str] = {name: sha1 for name, sha1 in conn.execute(query)}
+        columns = shape_table.c
+        query = sa.select(columns.table_name, columns.shape_sha1, columns.shape_json)
+        shapes = {name: (sha1, detail) for name, sha1, detail in conn.execute(query)}
         tables = {}
         for schema in schemas:
             table = target_table(schema, self.dialect)
             shape = shape_of(schema)
-            known = shapes.get(schema.name)
+            known, before = shapes.get(schema.name, (None, None))
             if schema.name in existing and schema.name in whole and known not in (None, shape):
                 table.drop(conn)
                 existing.discard(schema.name)
@@ -205,12 +221,40 @@ class Target:
                 table.create(conn)
             else:
                 _add_columns(conn, table, self.dialect)
-            if shapes.get(schema.name) != shape and (
-                schema.name in whole or schema.name not in shapes
-            ):
-                _record_shape(conn, schema.name, shape, new=schema.name not in shapes)
+                if known not in (None, shape):
+                    self._migrate(conn, schema, table, before, where, entity_records)
+            if known != shape:
+                _record_shape(conn, schema, shape, new=known is None)
             tables[schema.name] = table
         return tables
+
+    def _migrate(
+        self,
+        conn: Connection,
+        schema: TableSchema,
+        table: sa.Table,
+        before: str | None,
+        where: str,
+        entity_records: bool,
+    ) -> None:
+        """Bring a table made for an earlier shape (`before`, recorded with it) to
+        `schema`'s, its rows kept."""
+        old = json.loads(before) if before else None
+        if not entity_records and old is not None and old["key"] != list(schema.primary_key):
+            raise LoadError(
+                f"{where}: table {schema.name!r} has a new key, and the export does not hold "
+                "the table whole",
+                "load exports written by tidegate, which writes such a table whole",
+            )
+        old_columns = {name: (kind, null) for name, kind, null in old["columns"]} if old else {}
+        altered = [
+            c.name
+            for c in schema.columns
+            if old is None  # recorded before the shape was: every column, to be sure
+            or (c.name in old_columns and old_columns[c.name] != (c.type, c.nullable))
+        ]
+        if altered:
+            self.dialect.alter_columns(conn, table, altered)
 
     def applied(self) -> dict[str, tuple[str, int]]:
         """Applied exports: name -> (kind, position)."""
@@ -314,17 +358,22 @@ def _clash(where: str, names: str, dialect: TargetDialect) -> LoadError:
 def shape_of(schema: TableSchema) -> str:
     """A fingerprint of a table's shape: its columns with their types and NULL-ness, and
     its key."""
+    return _sha1(_shape_json(schema))
+
+
+def _shape_json(schema: TableSchema) -> str:
     columns = [[c.name, c.type, c.nullable] for c in schema.columns]
-    return _sha1(json.dumps({"columns": columns, "key": list(schema.primary_key)}))
+    return json.dumps({"columns": columns, "key": list(schema.primary_key)})
 
 
-def _record_shape(conn: Connection, table: str, shape: str, *, new: bool) -> None:
-    key = _sha1(table)
+def _record_shape(conn: Connection, schema: TableSchema, shape: str, *, new: bool) -> None:
+    key = _sha1(schema.name)
+    values = {"shape_sha1": shape, "shape_json": _shape_json(schema)}
     if new:
-        conn.execute(shape_table.insert().values(name_sha1=key, table_name=table, shape_sha1=shape))
+        conn.execute(shape_table.insert().values(name_sha1=key, table_name=schema.name, **values))
     else:
         where = shape_table.c.name_sha1 == key
-        conn.execute(shape_table.update().where(where).values(shape_sha1=shape))
+        conn.execute(shape_table.update().where(where).values(**values))
 
 
 def _sha1(text: str) -> str:

@@ -317,6 +317,7 @@ def _write_folder(
         captured = list(captured_tables(db, conn).values())
         selection = _selection(record, settings.time_columns, settings.timezone)
         changed = set() if record.kind == "snapshot" else tables_with_changes(db, conn, selection)
+        shape_changes = drift.announced(db, conn)
     specs = reflect(db, captured)
     version, schema_json = schema_document(specs)
     exported = [s for s in specs if s.name in selection.whole or s.table_id in changed]
@@ -340,7 +341,10 @@ def _write_folder(
                 raise
             written = archive.close()
         folder.write(name.zip_sha1_name, sha1_line(written.sha1, name.zip_name))
-        manifest = _manifest(record, version, entries, archive.members, settings.encoding)
+        manifest = replace(
+            _manifest(record, version, entries, archive.members, settings.encoding),
+            shape_changes=shape_changes,
+        )
         # Written last: on object stores its presence is what marks the folder complete.
         folder.write(name.manifest_name, manifest_format.render(manifest))
     return entries, written.size

@@ -13,6 +13,7 @@ from tidegate.capture import oldest_pending_us
 from tidegate.db import Database
 from tidegate.lock import HeldLock
 from tidegate.model import now_us
+from tidegate.tables import drift
 from tidegate.tables.plan import ExportRecord
 
 _export = control.export
@@ -125,6 +126,8 @@ def mark_published(
                 .where(capture.c.table_name.in_(record.snapshot_tables))
                 .values(snapshot_export=record.export_no)
             )
+        # Its manifest reported them (no drift is followed while an export is planned).
+        drift.clear_announced(db, raw)
 
 
 def next_export_no(db: Database, conn: Connection) -> int:

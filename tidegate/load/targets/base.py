@@ -12,6 +12,7 @@ Adding a target: one module with a subclass overriding what differs, its row in
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -133,6 +134,18 @@ class TargetDialect:
     def partition_statements(self, schema: TableSchema, table: sa.Table) -> list[str]:
         """Statements that create a partitioned table's partitions, after it."""
         return []
+
+    def alter_columns(self, conn: Connection, table: sa.Table, columns: Sequence[str]) -> None:
+        """Give `columns` of an existing table the types and NULL-ness `table` declares (a
+        source column widened, or its NOT NULL dropped: tables/drift.py), keeping its rows."""
+        preparer = conn.dialect.identifier_preparer
+        for name in columns:
+            column = table.c[name]
+            alter = f"ALTER TABLE {preparer.format_table(table)} ALTER COLUMN "
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"{alter}{preparer.format_column(column)} TYPE {kind}")
+            if column.nullable:
+                conn.exec_driver_sql(f"{alter}{preparer.format_column(column)} DROP NOT NULL")
 
     def column_names(self, conn: Connection, table: str) -> list[str]:
         """A table's column names (asked of information_schema, which every server has;
@@ -286,6 +299,22 @@ class TargetDialect:
             return insert
         merged: sa.Executable = staging.on_conflict(insert, columns, list(schema.primary_key))
         return merged
+
+
+def rebuild(conn: Connection, table: sa.Table) -> None:
+    """Make `table` again as it now declares (types, NULL-ness, key), its rows copied: for
+    what the database cannot alter in place."""
+    preparer = conn.dialect.identifier_preparer
+    temporary = f"tidegate_rebuild_{hashlib.sha1(table.name.encode()).hexdigest()[:16]}"
+    new = table.to_metadata(sa.MetaData(), name=temporary)
+    new.drop(conn, checkfirst=True)  # a rebuild that died half-way (DDL may not roll back)
+    new.create(conn)
+    names = [c.name for c in table.columns]
+    conn.execute(new.insert().from_select(names, sa.select(*[table.c[n] for n in names])))
+    table.drop(conn)
+    conn.exec_driver_sql(
+        f"ALTER TABLE {preparer.format_table(new)} RENAME TO {preparer.quote(table.name)}"
+    )
 
 
 def exact_json(document: Any) -> str:

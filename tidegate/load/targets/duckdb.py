@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load import staging
 from tidegate.load.archive import ExportArchive
-from tidegate.load.targets.base import Parse, TargetDialect
+from tidegate.load.targets.base import Parse, TargetDialect, rebuild
 
 
 class DuckDBTarget(TargetDialect):
@@ -71,6 +71,13 @@ class DuckDBTarget(TargetDialect):
                 raw.unregister(view)
             count += batch.num_rows
         return count
+
+    def alter_columns(self, conn: Connection, table: sa.Table, columns: Sequence[str]) -> None:
+        # DuckDB changes no type of a key column in place.
+        if any(table.c[name].primary_key for name in columns):
+            rebuild(conn, table)
+        else:
+            super().alter_columns(conn, table, columns)
 
     def refusal(self, portable: str) -> str | None:
         if base_type(portable) != "numeric":

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
 
 from tidegate.formats.tableschema import TableSchema, base_type, type_size
-from tidegate.load.targets.base import Parse, TargetDialect, without_utc_offset
+from tidegate.load.targets.base import Parse, TargetDialect, rebuild, without_utc_offset
 from tidegate.sources.mysql import MySQLSource
 
 PARTITIONS = 8
@@ -65,6 +67,24 @@ class MySQLTarget(TargetDialect):
             return _Uuid()
         special = _SPECIAL.get(kind)
         return special if special is not None else super().column_type(portable, in_key=in_key)
+
+    def alter_columns(self, conn: Connection, table: sa.Table, columns: Sequence[str]) -> None:
+        # A key column widened may need another kind of key (`key_constraint`): made again.
+        keys = {c.name for c in table.primary_key} | {
+            c.name for i in table.indexes for c in i.columns
+        }
+        if keys.intersection(columns):
+            rebuild(conn, table)
+            return
+        preparer = conn.dialect.identifier_preparer
+        for name in columns:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            null = "NULL" if column.nullable else "NOT NULL"
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} MODIFY COLUMN "
+                f"{preparer.format_column(column)} {kind} {null}"
+            )
 
     def refusal(self, portable: str) -> str | None:
         kind, size = base_type(portable), type_size(portable)

@@ -17,7 +17,7 @@ import itertools
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,7 +31,7 @@ from tidegate.formats.manifest import TableEntry
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load import staging
 from tidegate.load.archive import ExportArchive
-from tidegate.load.targets.base import Parse, TargetDialect, without_utc_offset
+from tidegate.load.targets.base import Parse, TargetDialect, rebuild, without_utc_offset
 
 ROWS_PER_INSERT = 50  # records per INSERT statement (measured: 25-124 alike)
 EXACT_REAL_DIGITS = 15  # significant digits a REAL (a double) holds exactly
@@ -64,6 +64,12 @@ class SQLiteTarget(TargetDialect):
             # cannot write (infinity, before year 1) is the export's text of it.
             return _Spelled(_DATES[kind])
         return super().column_type(portable, in_key=in_key)
+
+    def alter_columns(self, conn: Connection, table: sa.Table, columns: Sequence[str]) -> None:
+        # SQLite alters no column: an integer or text type widened is the same type here,
+        # and a NOT NULL dropped needs the table made again.
+        if any(table.c[name].nullable for name in columns):
+            rebuild(conn, table)
 
     def column_names(self, conn: Connection, table: str) -> list[str]:
         return [c["name"] for c in sa.inspect(conn).get_columns(table)]
