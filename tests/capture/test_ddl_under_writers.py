@@ -1,21 +1,25 @@
 """Capture never breaks the application's writes (SPEC, "Schema changes in the source").
 
 On PostgreSQL the capture functions name the key and time columns; after one of them is
-renamed or dropped they read the key by column position instead. A writer keeps writing
-through each DDL, and every change it made is captured under the key it wrote.
+renamed or dropped they read the key by column position instead. On SQLite a rename
+rewrites the triggers. On MariaDB a trigger names its columns in a way no rename follows:
+the DDL a DBA may run there without tidegate (docs/schema-changes.md) is every change but
+a rename or drop of a captured column. A writer keeps writing through each DDL, and
+every change it made is captured under the key it wrote.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 import tidegate
 from tests.capture.test_install import claimed
-from tests.conftest import Source
+from tests.conftest import Source, _make_source
 from tidegate import api
 
 
@@ -72,7 +76,7 @@ class Writer(threading.Thread):
 
     def _write(self, key: int) -> None:
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(f"INSERT INTO {self.orders} VALUES ({key}, 'n')")
+            conn.exec_driver_sql(f"INSERT INTO {self.orders} ({self.key}) VALUES ({key})")
         self.written.append(("I", key))
         if key % 3 == 0:
             with self.engine.begin() as conn:
@@ -81,25 +85,59 @@ class Writer(threading.Thread):
 
 
 def qualified(source: Source, table: str) -> str:
+    if source.dialect == "mysql":
+        return f"`{table}`"
     return f'"{source.schema}"."{table}"' if source.schema else f'"{table}"'
 
 
-DDL: list[tuple[str, list[str]]] = [
-    ("rename the key column", ["ALTER TABLE {orders} RENAME COLUMN id TO order_id"]),
-    ("rename the time column", ["ALTER TABLE {orders} RENAME COLUMN placed TO placed_at"]),
-    ("drop the time column", ["ALTER TABLE {orders} DROP COLUMN placed"]),
+EVERYWHERE = ("postgresql", "sqlite", "mysql")
+# A change, its statements, and the sources where a DBA may run it while the application
+# writes, without tidegate.
+DDL: list[tuple[str, list[str], tuple[str, ...]]] = [
+    (
+        "rename the key column",
+        ["ALTER TABLE {orders} RENAME COLUMN id TO order_id"],
+        ("postgresql", "sqlite"),
+    ),
+    (
+        "rename the time column",
+        ["ALTER TABLE {orders} RENAME COLUMN placed TO placed_at"],
+        ("postgresql", "sqlite"),
+    ),
+    # SQLite refuses to drop a column a trigger names (the DDL fails, not the writes).
+    ("drop the time column", ["ALTER TABLE {orders} DROP COLUMN placed"], ("postgresql",)),
     (
         "rename the key column of a child",
         ["ALTER TABLE {order_line} RENAME COLUMN order_id TO parent_id"],
+        ("postgresql", "sqlite"),
     ),
+    (
+        "add a column with a default",
+        ["ALTER TABLE {orders} ADD COLUMN qty INTEGER DEFAULT 7"],
+        EVERYWHERE,
+    ),
+    ("drop a column capture does not name", ["ALTER TABLE {orders} DROP COLUMN note"], EVERYWHERE),
+    # PostgreSQL: the writer's session planned the capture function with the old types.
+    ("widen the key", ["ALTER TABLE {orders} ALTER COLUMN id TYPE bigint"], ("postgresql",)),
+    (
+        "retype the time column",
+        ["ALTER TABLE {orders} ALTER COLUMN placed TYPE timestamptz"],
+        ("postgresql",),
+    ),
+    ("retype the time column", ["ALTER TABLE {orders} MODIFY placed DATETIME(3)"], ("mysql",)),
+]
+CASES = [
+    pytest.param(change, statements, dialect, id=f"{dialect}: {change}")
+    for change, statements, dialects in DDL
+    for dialect in dialects
 ]
 
 
-@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
-@pytest.mark.parametrize(("change", "statements"), DDL, ids=[d[0] for d in DDL])
+@pytest.mark.parametrize(("change", "statements", "dialect"), CASES)
 def test_writes_never_fail_and_every_change_is_captured(
-    source: Source, change: str, statements: list[str]
+    request: pytest.FixtureRequest, tmp_path: Path, change: str, statements: list[str], dialect: str
 ) -> None:
+    source: Source = next(_make_source(request, dialect, tmp_path))
     orders, lines = _orders()
     source.create(orders, lines)
     config = source.config("tables.time_columns.orders=placed")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ import tidegate
 from tests.conftest import Source
 from tests.load.conftest import TargetDb
 from tests.load.helpers import assert_target_equals_source
+from tests.load.test_roundtrip import ENTITY_TABLES
 from tidegate import api
 from tidegate.errors import LoadError
 from tidegate.formats import manifest as manifest_format
@@ -426,3 +428,29 @@ def test_a_dropped_table_is_reported_ended(source: Source, target: TargetDb) -> 
         conn.execute(kept.insert(), [{"id": 5}])
     _export_and_load(source, target)
     assert _newest_manifest(source).shape_changes == (ShapeChange("orders", "ended"),)
+
+
+@pytest.mark.parametrize("target", ["postgresql", "mysql", "duckdb", "sqlite"], indirect=True)
+def test_an_entity_table_widened_in_the_source_is_widened_in_the_target(
+    request: pytest.FixtureRequest, tmp_path: Path, target: TargetDb
+) -> None:
+    """A child table's text column lengthened: the ongoing run writes every entity again,
+    and the loader widens the target's column so that the longer value fits."""
+    from tests.conftest import _make_source
+    from tests.entities.test_initial import enabled_orders
+
+    source: Source = next(_make_source(request, "postgresql", tmp_path))
+    config = enabled_orders(source, 3, f"target.url={target.url}")
+    api.export_initial(config)
+    api.load(config)
+    lines = f'"{source.schema}".order_lines'
+    with source.engine().begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {lines} ALTER COLUMN sku TYPE varchar(300)")
+        first = conn.exec_driver_sql(f"SELECT region, order_no FROM {lines} LIMIT 1").one()
+        conn.exec_driver_sql(
+            f"UPDATE {lines} SET sku = repeat('s', 250) WHERE region = %s AND order_no = %s",
+            tuple(first),
+        )
+    api.export_ongoing(config)
+    api.load(config)
+    assert_target_equals_source(source, target, *ENTITY_TABLES, trimmed=True)

@@ -71,6 +71,16 @@ def migratable(before: str, now: Shape) -> bool:
     return all(columns[name][3] and name not in now.filled for name in added)
 
 
+def column_types(shape: Shape, names: Sequence[str]) -> dict[str, str]:
+    """The source's types (`sql_type`) of the columns `names`, as `shape` has them."""
+    return sql_types(shape.detail, names)
+
+
+def sql_types(detail: str, names: Sequence[str]) -> dict[str, str]:
+    """The source's types of the columns `names` in a recorded `Shape.detail`."""
+    return {c[0]: c[2] for c in orjson.loads(detail)["columns"] if c[0] in names}
+
+
 _INTEGERS = ("smallint", "integer", "bigint")
 # Source types whose values read back the same once widened: no padding (CHAR(n) pads
 # to its new length), no rounding (a float, a scale).

@@ -60,10 +60,14 @@ def follow(db: Database, entities: Mapping[int, Entity]) -> list[str]:
 
 def _fingerprints(db: Database, entity: Entity) -> str:
     """`<shape>:<keys>`: a fingerprint of the tables' shapes, and one of the columns
-    capture names (each table's columns holding the root key)."""
-    found = shapes.combined([shapes.shape(db, table) for table in entity.tables])
-    keys = [list(entity.key_columns(table)) for table in entity.tables]
-    return f"{found}:{hashlib.sha1(orjson.dumps(keys)).hexdigest()}"
+    capture names (each table's columns holding the root key) with their types (on
+    PostgreSQL a session keeps the types it planned the capture function with)."""
+    found = [shapes.shape(db, table) for table in entity.tables]
+    keys = [
+        sorted(shapes.column_types(shape, entity.key_columns(table)).items())
+        for shape, table in zip(found, entity.tables, strict=True)
+    ]
+    return f"{shapes.combined(found)}:{hashlib.sha1(orjson.dumps(keys)).hexdigest()}"
 
 
 def _keys_of(fingerprints: str) -> str:

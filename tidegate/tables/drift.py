@@ -118,14 +118,14 @@ def follow(
                     "give it a primary key again, or name its key columns in [tables] keys",
                 )
             time_name = time_columns.get(table.name)
-            if shape.key != table.key_columns or (time_name and time_name not in shape.columns):
-                # Capture names those columns: installed again for their new names (DDL,
-                # which waits for the table's open writers: only when it must).
+            before = recorded.get(table.table_id)
+            if _capture_stale(table, shape, before, time_name):
+                # Capture names those columns: installed again for their new names and
+                # types (DDL, which waits for the table's open writers: only when it must).
                 time = time_column(db, table.name, time_name, timezone)
                 recaptured = replace(table, key_columns=shape.key, time=time)
                 capture.install(conn, recaptured)
                 register(db, conn, recaptured, new=False)
-            before = recorded.get(table.table_id)
             if (
                 before is not None
                 and before.announce != "whole"  # the export writing it whole is still to come
@@ -154,6 +154,20 @@ def _changed(
     return (before is not None and before.fingerprint != shape.fingerprint) or (
         shape.key != table.key_columns
     )
+
+
+def _capture_stale(
+    table: CapturedTable, shape: shapes_of.Shape, before: _Recorded | None, time_name: str | None
+) -> bool:
+    """Whether a column capture names (the key, the time column) is gone or retyped: on
+    PostgreSQL a session that ran the capture function before a type change reads the key
+    by position until the function is installed again."""
+    named = [*table.key_columns, *([time_name] if time_name else [])]
+    if shape.key != table.key_columns or any(name not in shape.columns for name in named):
+        return True
+    return before is not None and shapes_of.sql_types(
+        before.detail, named
+    ) != shapes_of.column_types(shape, named)
 
 
 def announced(db: Database, conn: Connection) -> tuple[ShapeChange, ...]:

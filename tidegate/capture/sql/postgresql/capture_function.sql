@@ -25,9 +25,12 @@
 -- which makes the next table export write the table whole.
 --
 -- The application's writes never fail because of it: when a column it names was renamed
--- or dropped since capture was installed, the key is read by column position instead
--- (from the row as JSON: slower, until the next export re-installs capture) and the data
--- time is the capture time. A dropped key column gives a null in the key.
+-- or dropped since capture was installed, or its type changed since this session ran the
+-- function (PL/pgSQL keeps the column types it planned with: "type of parameter … does
+-- not match that when preparing the plan"), the key is read by column position instead
+-- (from the row as JSON: slower, until the next export re-installs capture, which every
+-- session then compiles anew) and the data time is the capture time. A dropped key
+-- column gives a null in the key.
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql AS {dollar}
 DECLARE
@@ -50,7 +53,7 @@ BEGIN
             old_key := {old_key}::text;
             old_data := {old_data};
         END IF;
-    EXCEPTION WHEN undefined_column THEN
+    EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
         IF TG_OP <> 'DELETE' THEN
             {new_key_by_position};
         END IF;

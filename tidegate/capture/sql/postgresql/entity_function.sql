@@ -17,7 +17,8 @@
 -- queues both.
 --
 -- As capture_function.sql, it never fails the application's write: a column renamed or
--- dropped since it was installed is read by position instead.
+-- dropped since it was installed, or retyped since the session ran it, is read by
+-- position instead.
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql AS {dollar}
 DECLARE
@@ -31,7 +32,7 @@ BEGIN
         IF TG_OP <> 'INSERT' THEN
             old_key := {old_key}::text;
         END IF;
-    EXCEPTION WHEN undefined_column THEN
+    EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
         IF TG_OP <> 'DELETE' THEN
             {new_key_by_position};
         END IF;
