@@ -366,6 +366,16 @@ OUTCOMES: dict[str, tuple[dict[str, str], str, str]] = {
         "c",
     ),
     "drop a column": ({"*": "ALTER TABLE {orders} DROP COLUMN note"}, "whole", ""),
+    # A row with the same id follows: the old key would take one for the other.
+    "change the key": (
+        {
+            "postgresql": "ALTER TABLE {orders} DROP CONSTRAINT orders_pkey, "
+            "ADD PRIMARY KEY (id, code)",
+            "mysql": "ALTER TABLE {orders} DROP PRIMARY KEY, ADD PRIMARY KEY (id, code)",
+        },
+        "whole",
+        "c",
+    ),
 }
 
 
@@ -396,7 +406,7 @@ def test_each_change_has_its_outcome_in_the_manifest_and_the_target(
 
     _ddl(source, statement)
     columns = "id, code" + (", note" if note else "")
-    values = "3000000000" if change == "widen the key" else "3"
+    values = {"widen the key": "3000000000", "change the key": "1"}.get(change, "3")
     values += ", NULL" if change == "drop a NOT NULL" else ", 'y'"
     values += f", '{note}'" if note else ""
     _ddl(source, "INSERT INTO {orders} (" + columns + ") VALUES (" + values + ")")
@@ -409,7 +419,7 @@ def test_each_change_has_its_outcome_in_the_manifest_and_the_target(
     assert entry.rows == (2 if outcome == "whole" else 1)
     assert assert_target_equals_source(source, target, "orders") == 2
     # Reported once: the export after it says nothing of it.
-    _ddl(source, "DELETE FROM {orders} WHERE id = 1")
+    _ddl(source, "DELETE FROM {orders} WHERE code = 'x'")
     _export_and_load(source, target)
     assert _newest_manifest(source).shape_changes == ()
     assert assert_target_equals_source(source, target, "orders") == 1
@@ -428,6 +438,42 @@ def test_a_dropped_table_is_reported_ended(source: Source, target: TargetDb) -> 
         conn.execute(kept.insert(), [{"id": 5}])
     _export_and_load(source, target)
     assert _newest_manifest(source).shape_changes == (ShapeChange("orders", "ended"),)
+
+
+def test_a_renamed_table_ends_its_stream_and_its_new_name_begins_one(
+    source: Source, target: TargetDb
+) -> None:
+    """A table renamed while capture is on: the next export reports the old name ended and
+    warns of the new one, `init` captures it, and the export after writes it whole; the
+    target keeps the old table's last rows and gets the new one equal to the source."""
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "note": "a"}, {"id": 2, "note": "b"}])
+    config = source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    _export_and_load(source, target)
+    _ddl(source, "ALTER TABLE {orders} RENAME TO orders_v2")
+    renamed = sa.Table("orders_v2", sa.MetaData(), schema=source.schema or None)
+    with source.engine().begin() as conn:
+        conn.exec_driver_sql(
+            f"UPDATE {_qualified(source, 'orders_v2')} SET note = 'changed' WHERE id = 1"
+        )
+    tidegate.export_tables(config, until_caught_up=True)
+    assert _newest_manifest(source).shape_changes == (ShapeChange("orders", "ended"),)
+    assert api.uncaptured_tables(config) == ["orders_v2"]
+    assert tidegate.init(config).installed == ("orders_v2",)
+    _export_and_load(source, target)
+    entry = next(t for t in _newest_manifest(source).tables if t.name == "orders_v2")
+    assert entry.whole and entry.rows == 2
+    assert assert_target_equals_source(source, target, renamed.name) == 2
+    with target.engine().connect() as conn:  # the old name keeps its last rows
+        notes = conn.execute(sa.text("SELECT note FROM orders ORDER BY id")).scalars().all()
+    assert notes == ["a", "b"]
+
+
+def _qualified(source: Source, table: str) -> str:
+    return f'"{source.schema}".{table}' if source.schema else table
 
 
 @pytest.mark.parametrize("target", ["postgresql", "mysql", "duckdb", "sqlite"], indirect=True)

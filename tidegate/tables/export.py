@@ -173,6 +173,7 @@ def _stream_state(db: Database, settings: ExportSettings) -> StreamState:
             max_claimed_key=stream.max_claimed_key(db, conn),
             tables=tables,
             unsnapshotted=stream.unsnapshotted(db, conn),
+            shape_changes=bool(drift.announced(db, conn)),
         )
 
 

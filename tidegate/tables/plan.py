@@ -12,7 +12,8 @@ The rules, in order:
 5. Changes already claimed but not exported (a claim made outside an export) are exported.
 6. Otherwise the oldest pending changes, up to `max_span` of data time, are claimed and
    exported. Tables added to `[tables] include` since the last snapshot are exported whole.
-7. With nothing pending, nothing is exported.
+7. With nothing pending, nothing is exported, unless a table's shape changed (or the
+   table is gone) since the last export: an export reports it (tables/drift.py).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class StreamState:
     max_claimed_key: int = 0
     tables: tuple[str, ...] = ()
     unsnapshotted: tuple[str, ...] = ()
+    shape_changes: bool = False  # changes of shape the next export is to report
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def next_step(state: StreamState, restart: Restart | None = None) -> Step:
         )
     if state.max_claimed_key > last.hwm_to:
         return NewExport("incremental", stream, claim=False, snapshot_tables=state.unsnapshotted)
-    if state.oldest_pending_us is None and not state.unsnapshotted:
+    if state.oldest_pending_us is None and not state.unsnapshotted and not state.shape_changes:
         return None
     until = (
         state.oldest_pending_us + state.max_span_us if state.oldest_pending_us is not None else None
