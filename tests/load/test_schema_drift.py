@@ -500,3 +500,46 @@ def test_an_entity_table_widened_in_the_source_is_widened_in_the_target(
     api.export_ongoing(config)
     api.load(config)
     assert_target_equals_source(source, target, *ENTITY_TABLES, trimmed=True)
+
+
+@pytest.mark.parametrize("source", ["postgresql", "mysql"], indirect=True)
+def test_a_key_changed_during_an_export_is_written_whole(
+    source: Source, target: TargetDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DBA changes a table's key after the run compared shapes and before it read the
+    table: the export writes that table whole (the loader could never merge its rows into
+    the old key, and would stop at that export for ever), and the next export reports the
+    change and writes it whole again; the target equals the source throughout."""
+    from tidegate.tables import drift
+
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "note": "a"}])
+    config = source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    _export_and_load(source, target)
+    change_key = {
+        "postgresql": "ALTER TABLE {orders} DROP CONSTRAINT orders_pkey, "
+        "ADD PRIMARY KEY (id, note)",
+        "mysql": "ALTER TABLE {orders} DROP PRIMARY KEY, ADD PRIMARY KEY (id, note)",
+    }
+    follow = drift.follow
+
+    def follow_then_alter(*args: object) -> drift.Drift:
+        found = follow(*args)  # type: ignore[arg-type]
+        _ddl(source, change_key[source.dialect])
+        return found
+
+    _ddl(source, "INSERT INTO {orders} (id, note) VALUES (2, 'b')")
+    monkeypatch.setattr(drift, "follow", follow_then_alter)
+    tidegate.export_tables(config)
+    monkeypatch.undo()
+    during = _newest_manifest(source)
+    assert during.shape_changes == ()
+    assert next(t for t in during.tables if t.name == "orders").whole
+    tidegate.load(config)
+    _ddl(source, "INSERT INTO {orders} (id, note) VALUES (1, 'same id')")
+    _export_and_load(source, target)
+    assert _newest_manifest(source).shape_changes == (ShapeChange("orders", "whole"),)
+    assert assert_target_equals_source(source, target, "orders") == 3

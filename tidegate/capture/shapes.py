@@ -41,16 +41,28 @@ def shape(db: Database, table: str, configured_key: tuple[str, ...] = ()) -> Sha
     reflected = sa.Table(table, sa.MetaData(schema=db.schema), autoload_with=db.engine)
     key = tuple(c.name for c in reflected.primary_key.columns) or configured_key
     columns = [
-        [c.name, db.dialect.portable_type(c.type), type_text(db, c.type), bool(c.nullable)]
+        (c.name, db.dialect.portable_type(c.type), type_text(db, c.type), bool(c.nullable))
         for c in reflected.columns
     ]
-    names = tuple(c.name for c in reflected.columns)
-    detail = orjson.dumps({"columns": columns, "key": key})
     filled = frozenset(
         c.name
         for c in reflected.columns
         if c.server_default is not None or c.computed is not None or c.identity is not None
     )
+    return shape_of(columns, key, filled)
+
+
+def shape_of(
+    columns: Sequence[tuple[str, str, str, bool]],
+    key: tuple[str, ...],
+    filled: frozenset[str] = frozenset(),
+) -> Shape:
+    """The shape of columns (name, portable type, source type, NULL-able) and a key; a key
+    column counts as NOT NULL, as the export writes it (SQLite reports an INTEGER PRIMARY
+    KEY as NULL-able)."""
+    listed = [[name, kind, sql, null and name not in key] for name, kind, sql, null in columns]
+    detail = orjson.dumps({"columns": listed, "key": key})
+    names = tuple(c[0] for c in columns)
     return Shape(key, names, _sha1(detail), detail.decode("utf-8"), filled)
 
 

@@ -27,7 +27,7 @@ The next published export reports each of these in its manifest
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
@@ -42,6 +42,7 @@ from tidegate.db import Database, list_tables
 from tidegate.errors import CaptureError
 from tidegate.formats.manifest import ShapeChange, ShapeOutcome
 from tidegate.model import CapturedTable
+from tidegate.tables.schema import TableSpec
 
 _shape = control.shape
 
@@ -154,6 +155,24 @@ def _changed(
     return (before is not None and before.fingerprint != shape.fingerprint) or (
         shape.key != table.key_columns
     )
+
+
+def unmergeable(db: Database, conn: Connection, specs: Sequence[TableSpec]) -> frozenset[str]:
+    """Tables whose definition, read as an export writes them, cannot be merged row by row
+    into the shape recorded when this run began: changed by DDL during the run. The
+    export writes them whole, so that a loader never meets an export whose rows it cannot
+    merge (a new key: it would stop there for ever); the next run reports the change."""
+    recorded = _recorded(db, conn)
+    found = set()
+    for spec in specs:
+        before = recorded.get(spec.table_id)
+        columns = [(c.name, c.type, c.sql_type, c.nullable) for c in spec.columns]
+        now = shapes_of.shape_of(columns, spec.primary_key)
+        if before is None or before.fingerprint == now.fingerprint:
+            continue
+        if not shapes_of.migratable(before.detail, now):
+            found.add(spec.name)
+    return frozenset(found)
 
 
 def _capture_stale(

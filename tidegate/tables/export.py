@@ -320,6 +320,9 @@ def _write_folder(
         changed = set() if record.kind == "snapshot" else tables_with_changes(db, conn, selection)
         shape_changes = drift.announced(db, conn)
     specs = reflect(db, captured)
+    with db.engine.connect() as conn:
+        # DDL since the run compared shapes: a table its loader could not merge goes whole.
+        selection = replace(selection, whole=selection.whole | drift.unmergeable(db, conn, specs))
     version, schema_json = schema_document(specs)
     exported = [s for s in specs if s.name in selection.whole or s.table_id in changed]
     name = ExportName.parse(record.name)
