@@ -23,7 +23,8 @@ keys), PARENT and CHILD LINE (a root key of two columns). Rules, in any order:
 - `entities enable [--ongoing]`, `entities disable [--ongoing-only]` and `entities reset`
   on random entities;
 - `add_column`: `ALTER TABLE … ADD COLUMN added INTEGER DEFAULT 7` on a random table (once
-  per table), which gives every existing row a value no trigger sees.
+  per table), which gives every existing row a value no trigger sees, or `ADD COLUMN empty
+  INTEGER` (once per table), which the loader migrates.
 
 Any step that touches the source may have an open transaction finish in another thread
 while it runs, after a random delay and maybe more changes: a commit racing a claim or a
@@ -249,7 +250,7 @@ class Guarantees(RuleBasedStateMachine):
         # keep the entity target right).
         self.ongoing = dict.fromkeys(ENTITIES, False)
         self.covered = dict.fromkeys(ENTITIES, False)
-        self.altered: set[str] = set()
+        self.altered: set[tuple[str, bool]] = set()
         self.ready = True
 
     def _dir(self, name: str) -> Path:
@@ -602,13 +603,20 @@ class Guarantees(RuleBasedStateMachine):
 
     # -- schema changes --------------------------------------------------------------------
 
-    @rule(table=st.sampled_from([table.name for table in TABLES]), meanwhile=MEANWHILE)
+    @rule(
+        table=st.sampled_from([table.name for table in TABLES]),
+        default=st.booleans(),
+        meanwhile=MEANWHILE,
+    )
     @step
-    def add_column(self, table: str, meanwhile: Any) -> None:
-        """A column added with a default, once per table: every existing row gets a value
-        that no trigger sees (tables/drift.py and entities/drift.py export them again)."""
-        if table in self.altered:
+    def add_column(self, table: str, default: bool, meanwhile: Any) -> None:
+        """A column added, once per table with a default and once without. With one every
+        existing row gets a value that no trigger sees (tables/drift.py and
+        entities/drift.py export them again); without one the table is migrated, its
+        changes exported as before."""
+        if (table, default) in self.altered:
             return
+        column = "added INTEGER DEFAULT 7" if default else "empty INTEGER"
         with self.meanwhile(meanwhile, ddl=frozenset({table})):
             engine = self.source.engine()
             quote = engine.dialect.identifier_preparer.quote
@@ -618,8 +626,8 @@ class Guarantees(RuleBasedStateMachine):
                 else (f"{quote(self.source.schema)}.{quote(table)}")
             )
             with engine.begin() as conn:
-                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN added INTEGER DEFAULT 7")
-        self.altered.add(table)
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column}")
+        self.altered.add((table, default))
         self.world.tally.add("ddl", self.world.dialect)
 
     # -- the guarantee ---------------------------------------------------------------------
