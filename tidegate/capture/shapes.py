@@ -34,6 +34,9 @@ class Shape:
     # Columns the database fills itself (a default, generated, identity): added to a table
     # with rows, they hold values no capture saw.
     filled: frozenset[str] = frozenset()
+    # A PostgreSQL partitioned table's partitions: one attached or detached moved rows
+    # that no trigger saw.
+    partitions: tuple[str, ...] = ()
 
 
 def shape(db: Database, table: str, configured_key: tuple[str, ...] = ()) -> Shape:
@@ -49,21 +52,32 @@ def shape(db: Database, table: str, configured_key: tuple[str, ...] = ()) -> Sha
         for c in reflected.columns
         if c.server_default is not None or c.computed is not None or c.identity is not None
     )
-    return shape_of(columns, key, filled)
+    with db.engine.connect() as conn:
+        partitions = tuple(db.dialect.partitions(conn, db.qualified(table)))
+    return shape_of(columns, key, filled, partitions)
 
 
 def shape_of(
     columns: Sequence[tuple[str, str, str, bool]],
     key: tuple[str, ...],
     filled: frozenset[str] = frozenset(),
+    partitions: tuple[str, ...] = (),
 ) -> Shape:
     """The shape of columns (name, portable type, source type, NULL-able) and a key; a key
     column counts as NOT NULL, as the export writes it (SQLite reports an INTEGER PRIMARY
     KEY as NULL-able)."""
     listed = [[name, kind, sql, null and name not in key] for name, kind, sql, null in columns]
-    detail = orjson.dumps({"columns": listed, "key": key})
+    document: dict[str, Any] = {"columns": listed, "key": key}
+    if partitions:
+        document["partitions"] = partitions
+    detail = orjson.dumps(document)
     names = tuple(c[0] for c in columns)
-    return Shape(key, names, _sha1(detail), detail.decode("utf-8"), filled)
+    return Shape(key, names, _sha1(detail), detail.decode("utf-8"), filled, partitions)
+
+
+def repartitioned(before: str, now: Shape) -> bool:
+    """Whether a partition was attached or detached since `before` (a `Shape.detail`)."""
+    return tuple(orjson.loads(before).get("partitions", ())) != now.partitions
 
 
 def migratable(before: str, now: Shape) -> bool:
@@ -71,7 +85,8 @@ def migratable(before: str, now: Shape) -> bool:
     shape `before` (a recorded `Shape.detail`) once the loader migrates it: the same key,
     no column gone, every column kept holding the same text for every value (a widened
     integer or text type, a NOT NULL dropped), and columns added empty (NULL, no default:
-    the rows there already hold NULL in them too). Anything else is exported whole."""
+    the rows there already hold NULL in them too). Anything else is exported whole.
+    Partitions are not compared (`repartitioned`)."""
     old = orjson.loads(before)
     new: dict[str, Any] = orjson.loads(now.detail)
     if old["key"] != new["key"]:

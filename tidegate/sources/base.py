@@ -97,6 +97,12 @@ class SourceDialect:
         """The tables of the schema that can be exported, sorted."""
         return sorted(sa.inspect(engine).get_table_names(schema=schema))
 
+    def partitions(self, conn: Connection, qualified: str) -> list[str]:
+        """The partitions of a table (by its schema-qualified name), sorted; none where the
+        database partitions a table invisibly to triggers no rows move by (MariaDB) or
+        has no partitions (SQLite)."""
+        return []
+
     def current_schema(self, conn: Connection) -> str | None:
         """The schema tidegate's tables go in when `[source] schema` is empty."""
         return None

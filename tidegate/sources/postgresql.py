@@ -91,6 +91,10 @@ class PostgresSource(SourceDialect):
             found = conn.execute(sa.text(self.sql("table_names")), {"schema": name})
             return sorted(str(row[0]) for row in found)
 
+    def partitions(self, conn: Connection, qualified: str) -> list[str]:
+        found = conn.execute(sa.text(self.sql("partitions")), {"table": qualified})
+        return [str(row[0]) for row in found]
+
     def current_schema(self, conn: Connection) -> str | None:
         return str(conn.execute(sa.text("SELECT current_schema()")).scalar())
 

@@ -39,7 +39,6 @@ from tidegate.capture import shapes as shapes_of
 from tidegate.capture.install import time_column
 from tidegate.capture.registry import capture_for, register, unregister
 from tidegate.db import Database, list_tables
-from tidegate.errors import CaptureError
 from tidegate.formats.manifest import ShapeChange, ShapeOutcome
 from tidegate.model import CapturedTable
 from tidegate.tables.schema import TableSpec
@@ -79,8 +78,7 @@ def follow(
     capture installed again.
 
     Raises:
-        CaptureError: a changed table has no primary key left, or lost its time column
-            (one line, with a hint).
+        CaptureError: a changed table lost its time column (one line, with a hint).
     """
     with db.engine.connect() as conn:
         _shape.create(control.bind(db, conn), checkfirst=True)  # an install made by 0.1
@@ -112,12 +110,9 @@ def follow(
             unregister(db, conn, table)
             _announce_ended(conn, table.table_id, table.name, table.table_id in recorded)
         for table in changed:
+            # A table whose key was dropped is keyless from now on: captured without a
+            # key and exported whole after each change (docs/schema-changes.md).
             shape = shapes[table.table_id]
-            if table.key_columns and not shape.key:
-                raise CaptureError(
-                    f"{db.origin}: table {table.name!r} has no primary key any more",
-                    "give it a primary key again, or name its key columns in [tables] keys",
-                )
             time_name = time_columns.get(table.name)
             before = recorded.get(table.table_id)
             if _capture_stale(table, shape, before, time_name):
@@ -132,6 +127,7 @@ def follow(
                 and before.announce != "whole"  # the export writing it whole is still to come
                 and shape.key == table.key_columns
                 and shapes_of.migratable(before.detail, shape)
+                and not shapes_of.repartitioned(before.detail, shape)
             ):
                 migrated.append(table.name)
             else:
