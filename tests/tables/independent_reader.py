@@ -123,6 +123,12 @@ def rebuild(root: Path) -> Rebuilt:
                 assert gone[0] == table["primary_key"]
                 for key in gone[1:]:
                     target.pop(tuple(key), None)
+        # A migrated table (<tidegate-shape-change outcome="migrated">): the rows held from
+        # before hold NULL in the columns added since, as the format says.
+        for table in schema["tables"]:
+            for row in result.tables.get(table["name"], {}).values():
+                for column in table["columns"]:
+                    row.setdefault(column["name"], "")
     return result
 
 
