@@ -565,3 +565,22 @@ def test_a_key_changed_during_an_export_is_written_whole(
     _export_and_load(source, target)
     assert _newest_manifest(source).shape_changes == (ShapeChange("orders", "whole"),)
     assert assert_target_equals_source(source, target, "orders") == 3
+
+
+def test_a_column_added_to_a_table_without_changes_reaches_the_target(
+    source: Source, target: TargetDb
+) -> None:
+    """The export that reports a migration holds no row of the table: the loader still
+    adds the column, so that the target has the source's columns."""
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "note": "a"}])
+    tidegate.init(source.config())
+    _export_and_load(source, target)
+    _ddl(source, "ALTER TABLE {orders} ADD COLUMN extra INTEGER")
+    _export_and_load(source, target)
+    manifest = _newest_manifest(source)
+    assert manifest.shape_changes == (ShapeChange("orders", "migrated"),)
+    assert not manifest.tables
+    assert assert_target_equals_source(source, target, "orders") == 1

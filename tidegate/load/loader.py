@@ -184,8 +184,7 @@ def _apply_folder(location: Location, target: Target, folder: TableFolder, zone:
         archive = ExportArchive(handle, f"{folder.folder}/{name.zip_name}", folder.manifest)
         try:
             whole = {entry.name for entry in folder.manifest.tables if entry.whole}
-            schemas = [files.schema for files in archive.tables]
-            tables = target.prepare(schemas, folder.folder, whole)
+            tables = target.prepare(_prepared(archive), folder.folder, whole)
             with target.transaction() as conn:
                 rows = apply_folder(conn, target.dialect, archive, folder.manifest, tables)
                 target.record_applied(
@@ -194,6 +193,16 @@ def _apply_folder(location: Location, target: Target, folder: TableFolder, zone:
         finally:
             archive.close()
     return rows
+
+
+def _prepared(archive: ExportArchive) -> list[TableSchema]:
+    """The tables an export's load makes ready in the target: those it has files of, and
+    those whose shape changed without a row of them in it (columns added, types widened:
+    the target migrates them now, so that it has the source's columns)."""
+    schemas = [files.schema for files in archive.tables]
+    listed = {schema.name for schema in schemas}
+    changed = {c.table for c in archive.manifest.shape_changes if c.outcome != "ended"}
+    return schemas + [s for s in archive.all_schemas if s.name in changed and s.name not in listed]
 
 
 def _apply_run(location: Location, target: Target, run: EntityRun, zone: tzinfo) -> int:
