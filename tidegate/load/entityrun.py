@@ -25,6 +25,7 @@ should that be earlier). So once its records are applied:
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -60,6 +61,16 @@ class _Record:
     data: dict[str, list[dict[str, Any]]]
     where: str = ""  # file and record number, for messages
 
+    @functools.cached_property
+    def pk(self) -> str:
+        """The key as the version table keeps it (a JSON array)."""
+        return json.dumps(list(self.key))
+
+    @functools.cached_property
+    def ident(self) -> tuple[str, str]:
+        """(entity, key sha1): the version table's key."""
+        return self.entity, hashlib.sha1(self.pk.encode()).hexdigest()
+
 
 class _Entity:
     """An entity's tables in the target, with their value converters."""
@@ -80,6 +91,7 @@ class _Entity:
         }
         self.keys = {t.schema.name: t.schema.primary_key for t in tables}
         self.schemas = {t.schema.name: t.schema for t in tables}
+        self.dialect = dialect
 
 
 def apply_run(
@@ -97,6 +109,16 @@ def apply_run(
         for name, tables in manifest.definitions.items()
     }
     floors = _floors(conn, list(entities))
+    # An entity whose tables are empty (its first load) has no rows to delete before its
+    # records' rows are inserted, but those of a record of an entity an earlier batch of
+    # the run applied (its version is held by then).
+    # (Not for a table two entities of the run share: the other's records fill it too.)
+    shared = _shared_tables(entities)
+    fresh = {
+        name
+        for name, entity in entities.items()
+        if not shared & {t.name for _, t in entity.tables} and _empty(conn, entity)
+    }
     applied = 0
     start = manifest.created
     grown = _Growth(conn, dialect, [version_table, *targets.values()])
@@ -106,11 +128,11 @@ def apply_run(
             start = min(start, record.stamp)  # (never later than `created`, by the format)
             batch.append(record)
             if len(batch) >= BATCH_RECORDS:
-                applied += _apply(conn, entities, batch, floors)
+                applied += _apply(conn, entities, batch, floors, fresh, dialect)
                 grown.after(applied)
                 batch = []
         if batch:
-            applied += _apply(conn, entities, batch, floors)
+            applied += _apply(conn, entities, batch, floors, fresh, dialect)
     if manifest.kind == "INIT_EXPORT":
         for name in manifest.definitions:
             if start > floors.get(name, ""):
@@ -132,6 +154,24 @@ class _Growth:
         if applied >= self.next:
             self.dialect.refresh_statistics(self.conn, self.tables)
             self.next = 2 * applied
+
+
+def _shared_tables(entities: dict[str, _Entity]) -> set[str]:
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for entity in entities.values():
+        for _, table in entity.tables:
+            (shared if table.name in seen else seen).add(table.name)
+    return shared
+
+
+def _empty(conn: Connection, entity: _Entity) -> bool:
+    """Whether none of the entity's tables holds a row (a table-export load into the same
+    target may have filled them)."""
+    return all(
+        conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is None
+        for _, table in entity.tables
+    )
 
 
 def _floors(conn: Connection, names: list[str]) -> dict[str, str]:
@@ -157,11 +197,8 @@ def _remove_older(conn: Connection, entity: _Entity, since: str) -> None:
     older = (v.entity == entity.name) & (v.stamp < since)
     stale = sa.select(v.pk, v.key_sha1).where(older, v.pk.is_not(None)).limit(BATCH_RECORDS)
     while found := conn.execute(stale).all():
-        _replace(
-            conn,
-            entity,
-            [_Record(entity.name, since, tuple(json.loads(pk)), True, {}) for pk, _sha1 in found],
-        )
+        gone = [_Record(entity.name, since, tuple(json.loads(pk)), True, {}) for pk, _ in found]
+        _replace(conn, entity, gone, gone)
         conn.execute(
             version_table.delete().where(
                 v.entity == entity.name, v.key_sha1.in_([sha1 for _pk, sha1 in found])
@@ -257,13 +294,20 @@ def _check_key(entity: _Entity, key: tuple[str, ...], where: str) -> None:
 
 
 def _apply(
-    conn: Connection, entities: dict[str, _Entity], batch: list[_Record], floors: dict[str, str]
+    conn: Connection,
+    entities: dict[str, _Entity],
+    batch: list[_Record],
+    floors: dict[str, str],
+    fresh: set[str],
+    dialect: TargetDialect,
 ) -> int:
     """Apply the newest record of each entity key in the batch that is newer than what
-    the target holds, and than the start of the newest initial run applied."""
+    the target holds, and than the start of the newest initial run applied. The rows of
+    an entity in `fresh` (none held when the run began) are deleted only where a version
+    is held (an earlier batch of the run applied a record of it)."""
     newest: dict[tuple[str, str], _Record] = {}
     for record in batch:
-        ident = (record.entity, _key_sha1(record.key))
+        ident = record.ident
         if ident not in newest or record.stamp >= newest[ident].stamp:
             newest[ident] = record
     held = _held(conn, list(newest))
@@ -276,17 +320,21 @@ def _apply(
     for record in chosen:
         by_entity.setdefault(record.entity, []).append(record)
     for name, records in by_entity.items():
-        _replace(conn, entities[name], records)
-    _remember(conn, held, chosen)
+        held_only = name in fresh
+        stale = [r for r in records if not held_only or r.ident in held]
+        _replace(conn, entities[name], records, stale)
+    _remember(conn, dialect, held, chosen)
     return len(chosen)
 
 
-def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
+def _replace(
+    conn: Connection, entity: _Entity, records: list[_Record], stale: list[_Record]
+) -> None:
+    """Delete the rows of the entities of `stale` (those the target may hold), then insert
+    the rows of `records`."""
     root_key = entity.tables[0][0].root_key
     root_converts = entity.converts[entity.tables[0][0].schema.name]
-    keys = [
-        tuple(root_converts[c](v) for c, v in zip(root_key, r.key, strict=True)) for r in records
-    ]
+    keys = [tuple(root_converts[c](v) for c, v in zip(root_key, r.key, strict=True)) for r in stale]
     for described, table in entity.tables:
         columns = [table.c[c] for c in described.root_key]
         match = (
@@ -294,7 +342,8 @@ def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
             if len(columns) > 1
             else columns[0].in_([k[0] for k in keys])
         )
-        conn.execute(table.delete().where(match))
+        if keys:
+            conn.execute(table.delete().where(match))
         schema = entity.schemas[described.schema.name]
         converts = entity.converts[schema.name]
         rows = [
@@ -305,7 +354,7 @@ def _replace(conn: Connection, entity: _Entity, records: list[_Record]) -> None:
         ]
         if rows:
             try:
-                conn.execute(table.insert(), rows)
+                entity.dialect.insert_rows(conn, table, rows)
             except (sa.exc.DBAPIError, sa.exc.StatementError) as error:
                 where = records[0].where.rsplit(": record", 1)[0]
                 raise refusal(where, schema, error) from None
@@ -347,32 +396,33 @@ def _held(conn: Connection, idents: list[tuple[str, str]]) -> dict[tuple[str, st
     return held
 
 
-def _remember(conn: Connection, held: dict[tuple[str, str], str], chosen: list[_Record]) -> None:
+def _remember(
+    conn: Connection,
+    dialect: TargetDialect,
+    held: dict[tuple[str, str], str],
+    chosen: list[_Record],
+) -> None:
+    """Record the version of each entity applied: the held ones' rows replaced (deleted,
+    then inserted with the rest, in bulk: an update per record was a third of the load)."""
     v = version_table.c
+    replaced: dict[str, list[str]] = {}
     for record in chosen:
-        ident = (record.entity, _key_sha1(record.key))
+        ident = record.ident
         if ident in held:
-            conn.execute(
-                version_table.update()
-                .where(v.entity == ident[0], v.key_sha1 == ident[1])
-                .values(stamp=record.stamp, pk=json.dumps(list(record.key)))
-            )
-    new = [
+            replaced.setdefault(ident[0], []).append(ident[1])
+    for entity, sha1s in replaced.items():
+        conn.execute(version_table.delete().where(v.entity == entity, v.key_sha1.in_(sha1s)))
+    versions = [
         {
             "entity": r.entity,
-            "key_sha1": _key_sha1(r.key),
+            "key_sha1": r.ident[1],
             "stamp": r.stamp,
-            "pk": json.dumps(list(r.key)),
+            "pk": r.pk,
         }
         for r in chosen
-        if (r.entity, _key_sha1(r.key)) not in held
     ]
-    if new:
-        conn.execute(version_table.insert(), new)
-
-
-def _key_sha1(key: tuple[str, ...]) -> str:
-    return hashlib.sha1(json.dumps(list(key)).encode()).hexdigest()
+    if versions:
+        dialect.insert_rows(conn, version_table, versions)
 
 
 class _Hashing:

@@ -203,6 +203,13 @@ class TargetDialect:
         `parse`, unless the target's driver needs the value in another form)."""
         return parse
 
+    # --- loading rows made in Python (entity records) ----------------------------------
+
+    def insert_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows given as Python values, one per column of `table` (an executemany;
+        a target with a faster bulk path for them overrides it)."""
+        conn.execute(table.insert(), rows)
+
     # --- loading a table member -------------------------------------------------------
 
     def load_rows(
