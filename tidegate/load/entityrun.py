@@ -336,14 +336,8 @@ def _replace(
     root_converts = entity.converts[entity.tables[0][0].schema.name]
     keys = [tuple(root_converts[c](v) for c, v in zip(root_key, r.key, strict=True)) for r in stale]
     for described, table in entity.tables:
-        columns = [table.c[c] for c in described.root_key]
-        match = (
-            sa.tuple_(*columns).in_(keys)
-            if len(columns) > 1
-            else columns[0].in_([k[0] for k in keys])
-        )
         if keys:
-            conn.execute(table.delete().where(match))
+            entity.dialect.delete_keys(conn, table, described.root_key, keys)
         schema = entity.schemas[described.schema.name]
         converts = entity.converts[schema.name]
         rows = [
@@ -383,17 +377,20 @@ def _held(conn: Connection, idents: list[tuple[str, str]]) -> dict[tuple[str, st
     """The stamp the target holds for each (entity, key sha1), by entity: `entity = X AND
     key_sha1 IN (…)` seeks the primary key's index on both columns (a tuple IN of pairs
     used it on `entity` alone, scanning every version of the entity per batch)."""
-    v = version_table.c
     by_entity: dict[str, list[str]] = {}
     for entity, sha1 in idents:
         by_entity.setdefault(entity, []).append(sha1)
     held: dict[tuple[str, str], str] = {}
     for entity, sha1s in by_entity.items():
-        rows = conn.execute(
-            sa.select(v.key_sha1, v.stamp).where(v.entity == entity, v.key_sha1.in_(sha1s))
-        )
+        rows = conn.execute(held_versions(entity, sha1s))
         held.update({(entity, row[0]): row[1] for row in rows})
     return held
+
+
+def held_versions(entity: str, sha1s: list[str]) -> sa.Select[Any]:
+    """The versions the target holds of some keys of an entity (key sha1, stamp)."""
+    v = version_table.c
+    return sa.select(v.key_sha1, v.stamp).where(v.entity == entity, v.key_sha1.in_(sha1s))
 
 
 def _remember(

@@ -205,6 +205,19 @@ class TargetDialect:
 
     # --- loading rows made in Python (entity records) ----------------------------------
 
+    def delete_keys(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], keys: list[tuple[Any, ...]]
+    ) -> None:
+        """Delete the rows whose leading key columns `columns` hold one of `keys` (the rows
+        of some entities, from one of their tables: the table's primary key begins with
+        those columns, and its index finds them)."""
+        key_columns = [table.c[c] for c in columns]
+        if len(key_columns) == 1:
+            match = key_columns[0].in_([key[0] for key in keys])
+        else:
+            match = sa.tuple_(*key_columns).in_(keys)
+        conn.execute(table.delete().where(match))
+
     def insert_rows(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """Insert rows given as Python values, one per column of `table` (an executemany;
         a target with a faster bulk path for them overrides it)."""

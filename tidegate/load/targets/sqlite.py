@@ -71,6 +71,27 @@ class SQLiteTarget(TargetDialect):
         if any(table.c[name].nullable for name in columns):
             rebuild(conn, table)
 
+    def delete_keys(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], keys: list[tuple[Any, ...]]
+    ) -> None:
+        if len(columns) == 1:
+            super().delete_keys(conn, table, columns, keys)
+            return
+        # SQLite scans the whole table for `(a, b) IN (VALUES …)`, but seeks its index for
+        # `(a, b) IN (SELECT a, b FROM t)`: the keys go through a temporary table.
+        names = [f"k{i}" for i in range(len(columns))]
+        staged = sa.table(f"tidegate_keys_{len(columns)}", *[sa.column(name) for name in names])
+        quote = conn.dialect.identifier_preparer.quote
+        # Columns without a declared type: no affinity, the keys kept as they are bound.
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(staged.name)} "
+            f"({', '.join(quote(name) for name in names)})"
+        )
+        conn.execute(staged.delete())
+        conn.execute(staged.insert(), [dict(zip(names, key, strict=True)) for key in keys])
+        match = sa.tuple_(*[table.c[c] for c in columns]).in_(sa.select(*staged.c))
+        conn.execute(table.delete().where(match))
+
     def column_names(self, conn: Connection, table: str) -> list[str]:
         return [c["name"] for c in sa.inspect(conn).get_columns(table)]
 
