@@ -12,6 +12,7 @@ exported twice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,8 @@ from typing import Literal
 from tidegate import api
 from tidegate.config import Config
 from tidegate.errors import JobBusy, NoExports, TidegateError
+
+log = logging.getLogger(__name__)
 
 StartableJob = Literal["tables", "initial", "ongoing", "load"]
 STARTABLE_JOBS: tuple[StartableJob, ...] = ("tables", "initial", "ongoing", "load")
@@ -124,16 +127,21 @@ class JobRunner:
             self._activity[job] = replace(current, doing=doing, done=current.done + advance)
 
     def _run(self, job: StartableJob, names: list[str]) -> None:
+        fields: dict[str, str] = {"job": job}
         try:
             summary = self._call(job, names)
         except JobBusy as busy:
+            log.warning("%s: refused: %s", job, busy.message, extra=fields)
             self._finish(job, "refused", error=busy.message)
         except TidegateError as error:
+            log.error("%s failed: %s", job, _with_hint(error), extra=fields)
             self._finish(job, "failed", error=_with_hint(error))
         except Exception as error:  # a thread has no caller to raise to: keep it visible
             text = " ".join(str(error).split()) or type(error).__name__
+            log.error("%s failed", job, exc_info=True, extra=fields)
             self._finish(job, "failed", error=f"unexpected {type(error).__name__}: {text}")
         else:
+            log.info("%s: %s", job, summary, extra=fields)
             self._finish(job, "succeeded", summary=summary)
 
     def _finish(self, job: StartableJob, state: RunState, **changes: str) -> Activity:

@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tidegate import api, views
+from tidegate import api, logs, views
 from tidegate.config import Config, load_config
 from tidegate.demo import run_demo
 from tidegate.errors import TidegateError
@@ -52,6 +52,18 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 @dataclass
@@ -77,6 +89,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -97,6 +110,19 @@ def main(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            help="Log what tidegate does at this level and above, on stderr (default: info "
+            "for serve, error for other commands, which print their own results).",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", help="Log lines as text, or as JSON objects."),
+    ] = LogFormat.text,
     version: Annotated[
         bool,
         typer.Option(
@@ -108,6 +134,8 @@ def main(
     _options.config_path = config
     _options.overrides = list(set_ or [])
     _options.debug = debug
+    default = LogLevel.info if ctx.invoked_subcommand == "serve" else LogLevel.error
+    logs.configure((log_level or default).value, "json" if log_format == LogFormat.json else "text")
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -101,37 +102,45 @@ def sample(tmp_path: Path) -> Sample:
 
 @dataclass
 class Service:
-    """A running `tidegate serve`."""
+    """A running `tidegate serve`, its standard error (its log) going to a file."""
 
     url: str
     process: subprocess.Popen[str]
+    log_path: Path
 
     def client(self, **options: object) -> httpx2.Client:
         return httpx2.Client(base_url=self.url, timeout=30, **options)  # type: ignore[arg-type]
 
+    def log(self) -> str:
+        return self.log_path.read_text()
+
 
 def start_service(config_path: Path, *args: str) -> Service:
-    """Start `tidegate serve` on a free port and wait until it answers."""
+    """Start `tidegate serve` on a free port and wait until it answers. Its log goes to a
+    file, not a pipe: a pipe nobody reads would stop it once full."""
     command = [sys.executable, "-m", "tidegate", "--config", str(config_path), "serve"]
-    process = subprocess.Popen(
-        [*command, "--port", "0", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "TIDEGATE_CONFIG": ""},
-    )
-    assert process.stderr is not None
+    log_path = config_path.parent / f"serve-{secrets.token_hex(4)}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*command, "--port", "0", *args],
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "TIDEGATE_CONFIG": ""},
+        )
     deadline = time.monotonic() + SERVE_START_SECONDS
-    line = process.stderr.readline()
-    match = re.search(r"dashboard at (http://\S+)", line)
-    if not match:
+    while not (match := re.search(r"dashboard at (http://\S+)", log_path.read_text())):
+        if time.monotonic() > deadline or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    if match is None:
         process.kill()
-        raise AssertionError(f"serve did not start: {line}{process.stderr.read()}")
+        raise AssertionError(f"serve did not start: {log_path.read_text()}")
     url = match.group(1)
     while time.monotonic() < deadline:
         try:
             httpx2.get(url + "favicon.svg", timeout=2)
-            return Service(url, process)
+            return Service(url, process, log_path)
         except httpx2.TransportError:
             time.sleep(0.1)
     process.kill()

@@ -15,6 +15,8 @@ follows it.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -37,6 +39,8 @@ from tidegate.load.tablefolder import apply_folder
 from tidegate.load.target import Target
 from tidegate.load.verify import check_entity_run, check_table_folder
 from tidegate.storage import Location
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[["LoadStep"], None]
 LoadKind = Literal["tables", "entities"]
@@ -104,16 +108,29 @@ def _load(
         _refuse(check_entity_run(location, run))
     for folder in folders:
         step(f"loading {folder.folder}")
-        result.rows += _apply_folder(location, target, folder, zone)
+        started = time.monotonic()
+        rows = _apply_folder(location, target, folder, zone)
+        _log_applied(folder.folder, "tables", rows, started)
+        result.rows += rows
         result.tables.append(folder.folder)
         done += sizes[folder.folder]
     for run in runs:
         step(f"loading {run.label}")
-        result.records += _apply_run(location, target, run, zone)
+        started = time.monotonic()
+        records = _apply_run(location, target, run, zone)
+        _log_applied(run.label, "entities", records, started)
+        result.records += records
         result.runs.append(run.label)
         done += sizes[run.label]
     step("loaded")
     return result
+
+
+def _log_applied(export: str, kind: str, count: int, started: float) -> None:
+    seconds = round(time.monotonic() - started, 3)
+    counted = "rows" if kind == "tables" else "records"
+    fields = {"export": export, "kind": kind, counted: count, "seconds": seconds}
+    log.info("applied %s", export, extra=fields)
 
 
 def _folder_size(folder: TableFolder) -> int:

@@ -38,7 +38,9 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     ready(f"http://{shown}:{listener.getsockname()[1]}/")
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), log_level="warning", access_log=False, lifespan="on")
+        # uvicorn's own loggers (its access log included) go through the handler of
+        # `tidegate --log-level/--log-format` (tidegate.logs), not a configuration of its own.
+        uvicorn.Config(create_app(config), log_config=None, access_log=True, lifespan="on")
     )
     server.run(sockets=[listener])
 
