@@ -7,6 +7,7 @@ hint; nothing here prints or exits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from tidegate.entities.initial import InitialResult, InitialSettings, pending_en
 from tidegate.entities.initial import Progress as InitialProgress
 from tidegate.entities.ongoing import OngoingResult, OngoingSettings, run_ongoing
 from tidegate.entities.records import EntityStatus
-from tidegate.errors import ConfigError, EntityRefused
+from tidegate.errors import ConfigError, EntityRefused, TargetError
 from tidegate.jobs import recorded_run
 from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.loader import LoadKind, LoadResult
@@ -47,6 +48,8 @@ from tidegate.tables.chain import chain_status as chain_of
 from tidegate.tables.export import ExportResult, ExportSettings, Progress, run_once
 from tidegate.tables.plan import Restart
 from tidegate.tables.stream import backlog_before
+
+log = logging.getLogger(__name__)
 
 
 def open_source(config: Config) -> Database:
@@ -440,9 +443,31 @@ def footprint(config: Config) -> list[TableSize]:
 def list_runs(
     config: Config, *, job: JobName | None = None, limit: int | None = None
 ) -> list[RunRecord]:
-    """Run history, newest first (`tidegate runs`)."""
+    """Run history, newest first (`tidegate runs`): the source's, and the loads' from the
+    target ([target] url) where there is one."""
     with source(config) as db:
-        return runs.history(db, job=job, limit=limit)
+        history = [] if job == "load" else runs.history(db, job=job, limit=limit)
+    return _with_loads(config, history, job, limit)
+
+
+def _with_loads(
+    config: Config, history: list[RunRecord], job: JobName | None, limit: int | None
+) -> list[RunRecord]:
+    """`history` and the target's load runs, newest first; a target that cannot be read
+    leaves them out, with a warning in the log (the source's history is still worth
+    showing)."""
+    if job not in (None, "load") or not config.target.url:
+        return history
+    target = Target(config.target.url)
+    try:
+        loads = target.runs(limit)
+    except TargetError as error:
+        log.warning("load runs left out: %s", error.message)
+        loads = []
+    finally:
+        target.dispose()
+    merged = sorted([*history, *loads], key=lambda r: r.started_at, reverse=True)
+    return merged[:limit] if limit is not None else merged
 
 
 def chain_status(config: Config) -> ChainStatus:
@@ -480,6 +505,7 @@ def overview(config: Config, *, runs_limit: int = 50) -> Overview:
         chain = chain_of(db)
         history = runs.history(db, limit=runs_limit)
         shown = db.display_url
+    history = _with_loads(config, history, None, runs_limit)
     return Overview(shown, statuses, chain, load_position(config), history)
 
 
@@ -508,6 +534,7 @@ def load(
             ZoneInfo(config.source.timezone),
             progress,
             only,
+            config.capture.keep,
         )
     finally:
         target.dispose()

@@ -17,9 +17,12 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import orjson
+
+if TYPE_CHECKING:
+    from tidegate.model import RunRecord
 
 LogFormat = Literal["text", "json"]
 LEVELS = ("debug", "info", "warning", "error")
@@ -36,6 +39,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^\s/
 _PASSWORD_PARAMETER = re.compile(r"(?P<head>password=)[^\s&;]+", re.IGNORECASE)
 # The loggers `configure` attaches its handler to: tidegate's, and uvicorn's under serve.
 _LOGGERS = ("tidegate", "uvicorn", "uvicorn.access", "uvicorn.error")
+_runs = logging.getLogger("tidegate.runs")
 
 
 def redacted(text: str) -> str:
@@ -93,6 +97,30 @@ def configure(
         logger.addHandler(handler)
         logger.setLevel(level.upper())
         logger.propagate = False
+
+
+def run_started(run: RunRecord) -> None:
+    """Log the start of a recorded run (any job, loads included)."""
+    fields = {"job": run.job, "run": run.run_number}
+    _runs.info("%s run %d started", run.job, run.run_number, extra=fields)
+
+
+def run_ended(run: RunRecord) -> None:
+    """Log the end of a recorded run with its counts; one that did not succeed as a
+    warning."""
+    fields: dict[str, object] = {
+        "job": run.job,
+        "run": run.run_number,
+        "status": run.status,
+        "rows": run.rows,
+        "files": run.files,
+        "bytes": run.bytes,
+        "seconds": run.duration_seconds,
+    }
+    if run.error:
+        fields["error"] = run.error
+    level = logging.INFO if run.status == "succeeded" else logging.WARNING
+    _runs.log(level, "%s run %d %s", run.job, run.run_number, run.status, extra=fields)
 
 
 def _time(record: logging.LogRecord) -> str:

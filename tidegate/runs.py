@@ -7,19 +7,17 @@ marks it `abandoned`: only the lock holder can know that nobody else is running.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from tidegate import control
+from tidegate import control, logs
 from tidegate.db import Database
 from tidegate.errors import NotInitialized
 from tidegate.model import JobName, RunRecord, RunStatus, from_us, now_us
 
 _run = control.run
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,8 +88,7 @@ def start_in(
             error="",
         )
     )
-    fields = {"job": job, "run": record.run_number}
-    log.info("%s run %d started", job, record.run_number, extra=fields)
+    logs.run_started(record)
     return record
 
 
@@ -124,25 +121,8 @@ def finish(
         counters.bytes,
         error,
     )
-    _log_end(final)
+    logs.run_ended(final)
     return final
-
-
-def _log_end(record: RunRecord) -> None:
-    assert record.ended_at is not None
-    fields: dict[str, object] = {
-        "job": record.job,
-        "run": record.run_number,
-        "status": record.status,
-        "rows": record.rows,
-        "files": record.files,
-        "bytes": record.bytes,
-        "seconds": round((record.ended_at - record.started_at).total_seconds(), 3),
-    }
-    if record.error:
-        fields["error"] = record.error
-    level = logging.INFO if record.status == "succeeded" else logging.WARNING
-    log.log(level, "%s run %d %s", record.job, record.run_number, record.status, extra=fields)
 
 
 def history(

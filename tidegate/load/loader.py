@@ -19,8 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from typing import Literal
+
+import sqlalchemy as sa
 
 from tidegate.errors import LoadError
 from tidegate.formats.naming import ExportName
@@ -30,6 +32,7 @@ from tidegate.load.entityrun import apply_run
 from tidegate.load.inventory import (
     ENTITY_FOLDER,
     EntityRun,
+    Inventory,
     Problem,
     TableFolder,
     require_exports,
@@ -38,6 +41,7 @@ from tidegate.load.inventory import (
 from tidegate.load.tablefolder import apply_folder
 from tidegate.load.target import Target
 from tidegate.load.verify import check_entity_run, check_table_folder
+from tidegate.model import RunRecord, RunStatus
 from tidegate.storage import Location
 
 log = logging.getLogger(__name__)
@@ -73,21 +77,50 @@ def load(
     zone: tzinfo,
     progress: Progress,
     only: LoadKind | None = None,
+    keep: timedelta = timedelta(days=7),
 ) -> LoadResult:
     """Apply what the location holds and the target has not applied; `only` one kind of
-    export (table exports, or entity runs)."""
+    export (table exports, or entity runs). Recorded in the target's run history (job
+    `load`, kept for `keep`) once there is an export to consider: failures with their
+    message."""
     with target.exclusive():
-        return _load(location, target, zone, progress, only)
+        inventory = take_inventory(location)
+        require_exports(location, inventory)
+        run = target.start_run(keep)
+        result = LoadResult()
+        try:
+            _load(location, inventory, target, zone, progress, only, result)
+        except BaseException as error:
+            message = getattr(error, "message", None) or str(error) or type(error).__name__
+            _finish_run(target, run, "failed", result, message)
+            raise
+        _finish_run(target, run, "succeeded", result)
+        return result
+
+
+def _finish_run(
+    target: Target, run: RunRecord, status: RunStatus, result: LoadResult, error: str = ""
+) -> None:
+    """Record the end of the load; a target gone meanwhile leaves it `running` (the next
+    load marks it `abandoned`), and the load's own error is the one reported."""
+    exports = len(result.tables) + len(result.runs)
+    try:
+        target.finish_run(run, status, exports, result.rows + result.records, error)
+    except sa.exc.DBAPIError:
+        log.warning("load run %d: its end could not be recorded", run.run_number)
 
 
 def _load(
-    location: Location, target: Target, zone: tzinfo, progress: Progress, only: LoadKind | None
-) -> LoadResult:
-    inventory = take_inventory(location)
-    require_exports(location, inventory)
+    location: Location,
+    inventory: Inventory,
+    target: Target,
+    zone: tzinfo,
+    progress: Progress,
+    only: LoadKind | None,
+    result: LoadResult,
+) -> None:
     _refuse([problem for problem in inventory.problems if problem.serious])
     applied = target.applied()
-    result = LoadResult()
     folders = [] if only == "entities" else _pending_folders(inventory.tables, applied, result)
     runs = [] if only == "tables" else [r for r in inventory.runs if r.label not in applied]
     sizes = {f.folder: _folder_size(f) for f in folders} | {r.label: _run_size(r) for r in runs}
@@ -123,7 +156,6 @@ def _load(
         result.runs.append(run.label)
         done += sizes[run.label]
     step("loaded")
-    return result
 
 
 def _log_applied(export: str, kind: str, count: int, started: float) -> None:

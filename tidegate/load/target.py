@@ -13,7 +13,10 @@ Two control tables record progress, written in the same transaction as the data:
   holds, so an older record (from a new initial export, say) is skipped, and the key's
   PK fields (JSON), so that an initial run can remove the entities it no longer holds;
 - `tidegate_entity_initial`: per entity, the start of the newest initial run applied:
-  any record older than it is skipped.
+  any record older than it is skipped;
+- `tidegate_table_shape`: per table, the shape it was made or migrated for;
+
+and `tidegate_load_run` keeps the history of loads (written outside their transactions).
 """
 
 from __future__ import annotations
@@ -22,18 +25,21 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tidegate import urls
+from tidegate import logs, urls
 from tidegate.errors import ConfigError, LoadError, TargetError
 from tidegate.formats.tableschema import TableSchema
 from tidegate.load.targets import DIALECTS, TargetDialect
+from tidegate.model import RunRecord, RunStatus, from_us, now_us
 
 T = TypeVar("T")
+US = timedelta(microseconds=1)
 
 metadata = sa.MetaData()
 applied_table = sa.Table(
@@ -67,6 +73,19 @@ initial_table = sa.Table(
     metadata,
     sa.Column("entity", sa.String(255), primary_key=True),
     sa.Column("created", sa.String(40), nullable=False),  # start of the newest initial run
+)
+# The run history of loads, kept where they write (the source's `tidegate_run` holds the
+# other jobs'): `tidegate runs`, the API and the dashboard read both.
+load_run_table = sa.Table(
+    "tidegate_load_run",
+    metadata,
+    sa.Column("run_number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | failed
+    sa.Column("started_us", sa.BigInteger, nullable=False),
+    sa.Column("ended_us", sa.BigInteger),
+    sa.Column("exports", sa.Integer, nullable=False, default=0),  # applied: folders and runs
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),  # rows and records applied
+    sa.Column("error", sa.Text, nullable=False, default=""),
 )
 
 
@@ -255,6 +274,68 @@ class Target:
         ]
         if altered:
             self.dialect.alter_columns(conn, table, altered)
+
+    def start_run(self, keep: timedelta) -> RunRecord:
+        """Record the start of a load (under `exclusive`); runs of more than `keep` ago
+        are forgotten, and a run left `running` by a dead process is marked `abandoned`."""
+
+        def start(conn: Connection) -> RunRecord:
+            metadata.create_all(conn)
+            columns = load_run_table.c
+            started = now_us()
+            conn.execute(load_run_table.delete().where(columns.started_us < started - keep // US))
+            conn.execute(
+                load_run_table.update()
+                .where(columns.status == "running")
+                .values(status="abandoned", error="the process running it stopped")
+            )
+            last = conn.execute(sa.select(sa.func.max(columns.run_number))).scalar()
+            record = RunRecord("load", (last or 0) + 1, "running", from_us(started))
+            values = {"run_number": record.run_number, "status": "running", "started_us": started}
+            conn.execute(load_run_table.insert().values(values))
+            return record
+
+        record = self._ddl(start)
+        logs.run_started(record)
+        return record
+
+    def finish_run(
+        self, record: RunRecord, status: RunStatus, exports: int, rows: int, error: str = ""
+    ) -> RunRecord:
+        """Record the end of a load."""
+        ended = now_us()
+        with self.engine.begin() as conn:
+            conn.execute(
+                load_run_table.update()
+                .where(load_run_table.c.run_number == record.run_number)
+                .values(status=status, ended_us=ended, exports=exports, rows=rows, error=error)
+            )
+        final = replace(
+            record, status=status, ended_at=from_us(ended), rows=rows, files=exports, error=error
+        )
+        logs.run_ended(final)
+        return final
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """The loads recorded here, newest first (none before the first)."""
+        with self._connected() as conn:
+            if not sa.inspect(conn).has_table(load_run_table.name):
+                return []
+            query = sa.select(load_run_table).order_by(load_run_table.c.run_number.desc())
+            rows = conn.execute(query.limit(limit) if limit is not None else query)
+            return [
+                RunRecord(
+                    "load",
+                    row.run_number,
+                    row.status,
+                    from_us(row.started_us),
+                    from_us(row.ended_us) if row.ended_us is not None else None,
+                    rows=row.rows,
+                    files=row.exports,
+                    error=row.error,
+                )
+                for row in rows
+            ]
 
     def applied(self) -> dict[str, tuple[str, int]]:
         """Applied exports: name -> (kind, position)."""
