@@ -65,6 +65,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._activity = {job: Activity(job) for job in STARTABLE_JOBS}
         self._threads: dict[StartableJob, threading.Thread] = {}
+        self._outcomes: dict[tuple[str, str], int] = {}
 
     def activities(self) -> list[Activity]:
         """Every startable job's latest activity, in a fixed order."""
@@ -144,7 +145,14 @@ class JobRunner:
             log.info("%s: %s", job, summary, extra=fields)
             self._finish(job, "succeeded", summary=summary)
 
+    def outcomes(self) -> dict[tuple[str, str], int]:
+        """How many runs this runner finished, by (job, outcome)."""
+        with self._lock:
+            return dict(self._outcomes)
+
     def _finish(self, job: StartableJob, state: RunState, **changes: str) -> Activity:
+        with self._lock:
+            self._outcomes[(job, state)] = self._outcomes.get((job, state), 0) + 1
         return self._update(job, state=state, ended_at=datetime.now(UTC), doing="", **changes)
 
     def _call(self, job: StartableJob, names: list[str]) -> str:

@@ -275,6 +275,15 @@ class Target:
         if altered:
             self.dialect.alter_columns(conn, table, altered)
 
+    def ping(self) -> None:
+        """Connect and run a trivial query (a readiness probe).
+
+        Raises:
+            TargetError: the target cannot be reached (one line).
+        """
+        with self._connected() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def start_run(self, keep: timedelta) -> RunRecord:
         """Record the start of a load (under `exclusive`); runs of more than `keep` ago
         are forgotten, and a run left `running` by a dead process is marked `abandoned`."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -29,7 +29,7 @@ from tidegate.errors import (
 )
 from tidegate.scheduler import Scheduler, scheduled
 from tidegate.version import __version__
-from tidegate.web import routes_api
+from tidegate.web import metrics, routes_api
 from tidegate.web.security import BodyLimit, Guard, redact
 
 STATIC = Path(__file__).parent / "static"
@@ -82,6 +82,7 @@ def create_app(config: Config, *, run_schedule: bool = True) -> FastAPI:
     app.state.scheduler = scheduler
     app.include_router(routes_api.router)
     _pages(app)
+    _probes(app, config, runner)
     _error_handlers(app, response_class)
     app.add_middleware(Guard, token=config.serve.token)
     app.add_middleware(BodyLimit)  # added last, so it runs first: before the token's check
@@ -104,6 +105,24 @@ def _pages(app: FastAPI) -> None:
         return FileResponse(STATIC / "favicon.svg")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _probes(app: FastAPI, config: Config, runner: JobRunner) -> None:
+    """`/healthz`, `/readyz` and `/metrics` (web/metrics.py), behind the same guard as
+    every page: without a token they answer on loopback only."""
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}  # the process is up and answers
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        ok, checks = metrics.ready(config)
+        return JSONResponse(checks, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.scrape(config, runner), media_type=metrics.CONTENT_TYPE)
 
 
 def _error_handlers(app: FastAPI, response_class: type[JSONResponse]) -> None:
