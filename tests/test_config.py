@@ -617,3 +617,32 @@ def test_own_tables_are_never_selected() -> None:
 
 def test_empty_include_selects_nothing() -> None:
     assert not table_selected("orders", [], [])
+
+
+def test_environment_variables_set_keys_between_the_file_and_set(tmp_path: Path) -> None:
+    """File < TIDEGATE_<SECTION>__<KEY> < --set; keys below a key keep their case."""
+    path = tmp_path / "tidegate.toml"
+    path.write_text('[source]\nurl = "sqlite:///file.db"\n[entities]\nthreads = 2\n')
+    environ = {
+        "TIDEGATE_SOURCE__URL": "sqlite:///env.db",
+        "TIDEGATE_ENTITIES__THREADS": "6",
+        "TIDEGATE_TABLES__TIME_COLUMNS__Orders": "placed",
+        "TIDEGATE_CONFIG": "",
+        "TIDEGATEX": "ignored",
+    }
+    config = load_config(path, ["entities.threads=8"], environ=environ)
+    assert config.source.url == "sqlite:///env.db"
+    assert config.entities.threads == 8
+    assert dict(config.tables.time_columns) == {"Orders": "placed"}
+
+
+def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
+    path = tmp_path / "tidegate.toml"
+    path.write_text('[source]\nurl = "sqlite:///file.db"\n')
+    with pytest.raises(ConfigError) as bad:
+        load_config(path, environ={"TIDEGATE_ENTITIES__THREADS": "many"})
+    assert bad.value.message.startswith("environment variable TIDEGATE_ENTITIES__THREADS: ")
+    with pytest.raises(ConfigError) as unknown:
+        load_config(path, environ={"TIDEGATE_SOURCE__URLL": "x"})
+    assert unknown.value.message.startswith("environment variable TIDEGATE_SOURCE__URLL: ")
+    assert "url" in (unknown.value.hint or "")

@@ -1,9 +1,12 @@
 """tidegate's configuration: the ``tidegate.toml`` file, its defaults and its validation.
 
 The file is looked for at an explicit path (``--config``), else at ``$TIDEGATE_CONFIG``, else
-at ``./tidegate.toml``; when that last one is missing every default applies. Command-line
-overrides (``--set section.key=value``) are merged over the file before validation, so a bad
-override is reported exactly like a bad key in the file.
+at ``./tidegate.toml``; when that last one is missing every default applies. Environment
+variables (``TIDEGATE_<SECTION>__<KEY>=value``) and then command-line overrides (``--set
+section.key=value``) are merged over the file before validation, so a bad one is reported
+exactly like a bad key in the file, naming the variable or the ``--set`` it came from. (The
+variables go through the ``--set`` machinery rather than pydantic-settings: one reading of
+values, one wording of errors, and the file's validation unchanged.)
 
 Every problem becomes one :class:`~tidegate.errors.ConfigError` whose message is a single line
 ``<file>: [<section>] <key>: <what is wrong>`` and whose hint says how to fix it. pydantic does
@@ -69,6 +72,7 @@ __all__ = [
 ]
 
 CONFIG_ENV_VAR = "TIDEGATE_CONFIG"
+ENV_PREFIX = "TIDEGATE_"  # TIDEGATE_<SECTION>__<KEY>: `environment_overrides`
 DEFAULT_CONFIG_FILE = "tidegate.toml"
 
 ExportClass = Literal["generalized", "specialized", "none"]
@@ -615,7 +619,9 @@ def load_config(
             file. The value is read as a TOML value when it is one (``8``, ``true``,
             ``["a*", "b"]``, ``"x"``), else taken as a plain string; for a key that holds a
             string the plain text is always kept, so ``serve.token=1234`` stays a string.
-        environ: the environment to look ``TIDEGATE_CONFIG`` up in; ``os.environ`` if None.
+        environ: the environment to look ``TIDEGATE_CONFIG`` and the
+            ``TIDEGATE_<SECTION>__<KEY>`` variables up in (`environment_overrides`: over
+            the file, under ``overrides``); ``os.environ`` if None.
 
     Returns:
         The validated configuration.
@@ -647,7 +653,10 @@ def load_config(
         data = {}
 
     # Which override set or created each path, so that errors are blamed on the right one.
+    # The environment's come first: a --set of the same key wins.
     origins: dict[tuple[str, ...], str] = {}
+    for variable, text in environment_overrides(env):
+        _apply_override(data, text, origins, label=f"environment variable {variable}")
     for text in overrides:
         _apply_override(data, text, origins)
 
@@ -734,12 +743,32 @@ def _mask(key: str, value: str) -> str:
     return value
 
 
-def _apply_override(data: dict[str, Any], text: str, origins: dict[tuple[str, ...], str]) -> None:
+def environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The configuration the environment sets, as (variable, ``section.key=value``), in
+    name order: ``TIDEGATE_SOURCE__URL=…`` sets ``[source] url``, and
+    ``TIDEGATE_TABLES__TIME_COLUMNS__Orders=placed`` sets ``[tables.time_columns] Orders``
+    (the section and key are not case-sensitive, what follows them is kept as written). The
+    value is read as a ``--set`` value is."""
+    found = []
+    for variable in sorted(environ):
+        name = variable.removeprefix(ENV_PREFIX)
+        if variable == CONFIG_ENV_VAR or name == variable or "__" not in name:
+            continue
+        section, key, *rest = name.split("__")
+        dotted = ".".join([section.lower(), key.lower(), *rest])
+        found.append((variable, f"{dotted}={environ[variable]}"))
+    return found
+
+
+def _apply_override(
+    data: dict[str, Any], text: str, origins: dict[tuple[str, ...], str], label: str = ""
+) -> None:
     dotted, equals, raw = text.partition("=")
     parts = [part.strip() for part in dotted.split(".")]
     shown = _mask(parts[-1], raw.strip())
-    # Messages name the override as typed, except for the secret it may carry.
-    label = f"--set {dotted}={shown}" if shown != raw.strip() else f"--set {text}"
+    # Messages name the override as typed (or its variable), except for the secret it may
+    # carry.
+    label = label or (f"--set {dotted}={shown}" if shown != raw.strip() else f"--set {text}")
     if not equals or len(parts) < 2 or not all(parts):
         hint = "write --set section.key=value, such as --set entities.threads=8"
         if equals and len(parts) == 1:
