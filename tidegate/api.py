@@ -192,6 +192,8 @@ def export_tables(
             if result is None:
                 break
             results.append(result)
+            if result.redone and restart is not None:
+                continue  # a dead run's export, redone first: the restart asked for is next
             restart = None
             if not until_caught_up or not backlog_before(db, started):
                 break

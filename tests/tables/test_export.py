@@ -413,3 +413,30 @@ def test_export_without_client_programs_reads_in_process(
     assert first.tables[1].rows == 39
     assert_rebuild_equals_source(source, exports_of(source), parent, child)
     source.dispose()
+
+
+def test_a_restart_asked_after_a_failed_run_is_done_after_the_redo(
+    sqlite_source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--restart-from-beginning` when a dead run left an export planned: that export is
+    redone first (the chain needs it), then the restart runs; it was once dropped."""
+    from tidegate.formats import manifest as manifest_format
+
+    parent, _child = sample_tables()
+    sqlite_source.create(parent)
+    config = sqlite_source.config()
+    tidegate.init(config)
+    tidegate.export_tables(config)
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(parent.insert(), [parent_values(random.Random(3), 1)])
+
+    def fail(_manifest: object) -> bytes:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manifest_format, "render", fail)
+    with pytest.raises(tidegate.TidegateError):
+        tidegate.export_tables(config)
+    monkeypatch.undo()
+    redone, restarted = tidegate.export_tables(config, restart_from_beginning=True)
+    assert redone.redone and redone.restart is None
+    assert restarted.restart == "beginning" and restarted.kind == "snapshot"
