@@ -94,3 +94,29 @@ def test_load_takes_one_kind_and_reports_its_progress(sqlite_source: Source) -> 
     )
     assert code == 0, err
     assert "loaded 0 table export(s)" in out and "and 1 entity run(s)" in out
+
+
+def test_uninstall_without_a_terminal_asks_for_yes(sqlite_source: Source) -> None:
+    sqlite_source.create(
+        sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    )
+    config = f'[source]\nurl = "{sqlite_source.url}"\n'
+    assert run(sqlite_source.tmp_path, "init", config=config)[0] == 0
+    code, _out, err = run(sqlite_source.tmp_path, "uninstall")
+    assert code == 1
+    assert_one_error(err, r"Error: uninstall asks for confirmation, and standard input .*")
+    assert "--yes" in err
+    assert run(sqlite_source.tmp_path, "status")[0] == 0  # nothing was removed
+
+
+def test_tables_keep_whole_cells_when_not_on_a_terminal(sqlite_source: Source) -> None:
+    """`runs` printed to a pipe: an error of 150 characters is on one line, whole."""
+    sqlite_source.create(
+        sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    )
+    config = f'[source]\nurl = "{sqlite_source.url}"\n'
+    assert run(sqlite_source.tmp_path, "init", config=config)[0] == 0
+    code, out, _err = run(sqlite_source.tmp_path, "runs")
+    assert code == 0
+    row = next(line for line in out.splitlines() if " init " in line)
+    assert re.search(r"init\s+│?\s*1\s+│?\s*succeeded\s+│?\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row)

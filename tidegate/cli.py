@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,7 +48,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console()
+# Not on a terminal (a pipe, a file, a CI log), tables keep every cell whole: no width to
+# fit them to.
+out = Console(width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 P = ParamSpec("P")
@@ -211,6 +214,11 @@ def uninstall(
 ) -> None:
     """Remove every trigger, function and table tidegate created in the source."""
     config = _options.config()
+    if not yes and not sys.stdin.isatty():
+        raise TidegateError(
+            "uninstall asks for confirmation, and standard input is not a terminal",
+            "pass --yes (-y) to confirm that tidegate's triggers and control tables go",
+        )
     if not yes:
         typer.confirm(
             "Remove tidegate's triggers and control tables (with unexported changes and run "
