@@ -178,13 +178,18 @@ def test_refusals(client: TestClient) -> None:
         answer = client.get(route)
         assert answer.status_code == 405, route
         assert answer.json()["error"] == "Method Not Allowed"
+        assert answer.headers["allow"] == "POST", route
     unknown = client.post(
         "/api/entities/enable", json={"names": ["ACCOUNTS"]}, headers=POST_HEADERS
     )
     assert unknown.status_code == 400
     assert "ACCOUNTS" in unknown.json()["error"] and "ACCOUNT" in unknown.json()["error"]
+    # Bodies of the right shape that cannot be acted on: 422, with a message.
     neither = client.post("/api/entities/enable", json={}, headers=POST_HEADERS)
-    assert neither.status_code == 400
+    assert neither.status_code == 422 and "name entities" in neither.json()["error"]
+    for route in ("enable", "disable", "reset"):
+        empty = client.post(f"/api/entities/{route}", json={"names": [""]}, headers=POST_HEADERS)
+        assert empty.status_code == 422 and "empty" in empty.json()["error"], route
     bad_body = client.post("/api/entities/reset", json={"names": []}, headers=POST_HEADERS)
     assert bad_body.status_code == 400 and bad_body.json()["error"].startswith("body.names")
     no_such_job = client.post("/api/jobs/dance/start", headers=POST_HEADERS)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ STATIC = Path(__file__).parent / "static"
 # Refusals by error class: the first match decides (subclasses before their bases).
 _STATUS: tuple[tuple[type[TidegateError], int], ...] = (
     (routes_api.WrongToken, 401),
+    (routes_api.Unprocessable, 422),
     (ConfigError, 400),
     (EntityRefused, 409),
     (JobBusy, 409),
@@ -126,8 +127,10 @@ def _probes(app: FastAPI, config: Config, runner: JobRunner) -> None:
 
 
 def _error_handlers(app: FastAPI, response_class: type[JSONResponse]) -> None:
-    def refusal(status: int, error: str, hint: str = "") -> JSONResponse:
-        return response_class({"error": error, "hint": hint}, status_code=status)
+    def refusal(
+        status: int, error: str, hint: str = "", headers: Mapping[str, str] | None = None
+    ) -> JSONResponse:
+        return response_class({"error": error, "hint": hint}, status_code=status, headers=headers)
 
     @app.exception_handler(TidegateError)
     async def tidegate_error(_request: Request, error: TidegateError) -> JSONResponse:
@@ -145,7 +148,8 @@ def _error_handlers(app: FastAPI, response_class: type[JSONResponse]) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
         hint = "see /api/openapi.json for each route's method" if error.status_code == 405 else ""
-        return refusal(error.status_code, str(error.detail), hint)
+        # A 405 keeps its `Allow` header: the methods the route takes.
+        return refusal(error.status_code, str(error.detail), hint, error.headers)
 
 
 def _redacting(secrets: Iterable[str]) -> type[JSONResponse]:

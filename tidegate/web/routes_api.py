@@ -128,21 +128,24 @@ def entities(config: ConfigDep) -> list[EntityView]:
 def enable(body: EnableRequest, config: ConfigDep) -> Names:
     """Enable entities, with `ongoing` their capture (`tidegate entities enable`)."""
     if bool(body.names) == body.all:
-        raise ConfigError("name entities, or set all (not both)", 'send {"names": [...]}')
-    names = api.entities_enable(config, body.names, all_eligible=body.all, ongoing=body.ongoing)
+        raise Unprocessable("name entities, or set all (not both)", 'send {"names": [...]}')
+    names = api.entities_enable(
+        config, _named(body.names), all_eligible=body.all, ongoing=body.ongoing
+    )
     return Names(names=names)
 
 
 @router.post("/entities/disable", responses=REFUSALS)
 def disable(body: DisableRequest, config: ConfigDep) -> Names:
     """Disable entities, or only their ongoing capture (`tidegate entities disable`)."""
-    return Names(names=api.entities_disable(config, body.names, ongoing_only=body.ongoing_only))
+    names = _named(body.names)
+    return Names(names=api.entities_disable(config, names, ongoing_only=body.ongoing_only))
 
 
 @router.post("/entities/reset", responses=REFUSALS)
 def reset(body: NamesRequest, config: ConfigDep) -> Names:
     """Mark initial exports as not started (`tidegate entities reset`)."""
-    return Names(names=api.entities_reset(config, body.names))
+    return Names(names=api.entities_reset(config, _named(body.names)))
 
 
 @router.get("/chain", responses=REFUSALS)
@@ -220,6 +223,16 @@ def login(body: LoginRequest, request: Request, response: Response) -> None:
 def logout(response: Response) -> None:
     """Forget the session cookie."""
     response.delete_cookie(COOKIE, path="/")
+
+
+class Unprocessable(ConfigError):
+    """A body of the right shape whose values cannot be acted on (HTTP 422)."""
+
+
+def _named(names: list[str]) -> list[str]:
+    if any(not name.strip() for name in names):
+        raise Unprocessable("names: an entity name is empty", "send the entities' names")
+    return names
 
 
 class WrongToken(ConfigError):
