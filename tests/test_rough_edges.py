@@ -120,3 +120,23 @@ def test_tables_keep_whole_cells_when_not_on_a_terminal(sqlite_source: Source) -
     assert code == 0
     row = next(line for line in out.splitlines() if " init " in line)
     assert re.search(r"init\s+│?\s*1\s+│?\s*succeeded\s+│?\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row)
+
+
+def test_load_into_another_target_says_overview_follows_the_configured_one(
+    sqlite_source: Source,
+) -> None:
+    sqlite_source.create(
+        sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    )
+    folder = sqlite_source.tmp_path
+    config = (
+        f'[source]\nurl = "{sqlite_source.url}"\n'
+        f'[target]\nurl = "sqlite:///{folder / "configured.db"}"\n'
+    )
+    assert run(folder, "init", config=config)[0] == 0
+    assert run(folder, "export", "tables")[0] == 0
+    code, _out, err = run(folder, "load", "--target", f"sqlite:///{folder / 'other.db'}")
+    assert code == 0
+    assert err.startswith("Note: overview, runs and the dashboard follow [target] url")
+    assert "other.db" in err
+    assert run(folder, "load")[2] == ""  # the configured target: nothing to say

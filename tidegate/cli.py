@@ -662,6 +662,7 @@ def load(
     ] = None,
 ) -> None:
     """Apply every complete export not yet applied at LOCATION to the target, in order."""
+    config = _options.config()
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -678,7 +679,7 @@ def load(
             bar.update(task, description=step.doing, completed=step.done, total=step.total)
 
         result = api.load(
-            _options.config(),
+            config,
             location,
             target,
             progress=progress,
@@ -694,6 +695,12 @@ def load(
         )
     if result.waiting:
         out.print(f"{result.waiting} is still being written: loaded up to it", highlight=False)
+    if target and target != config.target.url:
+        err.print(
+            "Note: overview, runs and the dashboard follow [target] url, not --target; "
+            f"set it (or TIDEGATE_TARGET__URL) to follow {logs.redacted(target)}",
+            markup=False,
+        )
 
 
 @app.command("target-ddl")
