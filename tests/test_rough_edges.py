@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -140,3 +141,21 @@ def test_load_into_another_target_says_overview_follows_the_configured_one(
     assert err.startswith("Note: overview, runs and the dashboard follow [target] url")
     assert "other.db" in err
     assert run(folder, "load")[2] == ""  # the configured target: nothing to say
+
+
+def test_entity_discovery_takes_only_the_tables_table_export_selects(
+    sqlite_source: Source,
+) -> None:
+    """A `*_tmp` table excluded from table export is no entity, and `--all` leaves it."""
+    metadata = sa.MetaData()
+    for name in ("orders", "orders_tmp"):
+        sa.Table(name, metadata, sa.Column("id", sa.Integer, primary_key=True))
+    sqlite_source.create(*metadata.tables.values())
+    folder = sqlite_source.tmp_path
+    config = f'[source]\nurl = "{sqlite_source.url}"\n[tables]\nexclude = ["*_tmp"]\n'
+    assert run(folder, "init", config=config)[0] == 0
+    code, out, err = run(folder, "entities", "list", "--json")
+    assert code == 0, err
+    assert [e["name"] for e in json.loads(out)] == ["ORDERS"]
+    code, out, _err = run(folder, "entities", "enable", "--all")
+    assert code == 0 and "ORDERS_TMP" not in out

@@ -20,7 +20,7 @@ from tidegate import capture, runs, urls
 from tidegate.config import Config
 from tidegate.db import Database, connect, connection_lost
 from tidegate.entities import records
-from tidegate.entities.catalog import catalog
+from tidegate.entities.catalog import Entity, catalog
 from tidegate.entities.files import WrittenFile
 from tidegate.entities.initial import InitialResult, InitialSettings, pending_entities, run_initial
 from tidegate.entities.initial import Progress as InitialProgress
@@ -234,7 +234,7 @@ def entities_list(config: Config) -> list[EntityStatus]:
     """Every entity with its export class, eligibility, control record and queue depth."""
     with source(config) as db:
         _require(db)
-        return records.statuses(db, catalog(db, config.entities))
+        return records.statuses(db, _catalog(db, config))
 
 
 def entities_enable(
@@ -253,7 +253,7 @@ def entities_enable(
     """
     with source(config) as db, job_lock(db, "ongoing"):
         _require(db)
-        known = catalog(db, config.entities)
+        known = _catalog(db, config)
         chosen = (
             [entity for entity in known if entity.eligible]
             if all_eligible
@@ -269,7 +269,7 @@ def entities_disable(
     """Disable entities (`tidegate entities disable`), or only their ongoing capture."""
     with source(config) as db, job_lock(db, "ongoing"):
         _require(db)
-        chosen = records.resolve(names, catalog(db, config.entities))
+        chosen = records.resolve(names, _catalog(db, config))
         records.disable(db, chosen, ongoing_only=ongoing_only)
         return [entity.name for entity in chosen]
 
@@ -278,7 +278,7 @@ def entities_reset(config: Config, names: Sequence[str]) -> list[str]:
     """Mark initial exports as not started (`tidegate entities reset`)."""
     with source(config) as db, job_lock(db, "initial"):
         _require(db)
-        chosen = records.resolve(names, catalog(db, config.entities))
+        chosen = records.resolve(names, _catalog(db, config))
         records.reset(db, chosen)
         return [entity.name for entity in chosen]
 
@@ -318,7 +318,7 @@ def export_initial(
     location = _location(config)
     with source(config) as db:
         _require(db)
-        known = catalog(db, config.entities)
+        known = _catalog(db, config)
         if names:
             chosen = records.resolve(names, known)
             for entity in chosen:
@@ -379,7 +379,7 @@ def export_ongoing(
     results: list[OngoingResult] = []
     with source(config) as db:
         _require(db)
-        known = catalog(db, config.entities)
+        known = _catalog(db, config)
         while True:
             with recorded_run(db, "ongoing", wait_seconds=wait_seconds) as run:
                 result = run_ongoing(
@@ -396,6 +396,11 @@ def export_ongoing(
             results.append(result)
             if not (again and result.backlog):
                 return results
+
+
+def _catalog(db: Database, config: Config) -> list[Entity]:
+    """The entities, discovered among the tables `[tables]` selects (or defined)."""
+    return catalog(db, config.entities, config.tables.selects)
 
 
 def _location(config: Config) -> Location:
@@ -503,7 +508,7 @@ def overview(config: Config, *, runs_limit: int = 50) -> Overview:
     go over one source connection pool (`tidegate overview`)."""
     with source(config) as db:
         _require(db)
-        statuses = records.statuses(db, catalog(db, config.entities))
+        statuses = records.statuses(db, _catalog(db, config))
         chain = chain_of(db)
         history = runs.history(db, limit=runs_limit)
         shown = db.display_url

@@ -4,13 +4,15 @@ An entity is a root table plus the child tables that hang off its primary key: t
 primary key begins with a foreign key to the root's primary key. A table that is no such
 child of another table is a root of its own. Key tables (`*_k`, `*_key`) and log tables
 (`*_log`) are never part of an entity. A table whose key hangs off a child rather than the
-root (a grandchild) is in no entity.
+root (a grandchild) is in no entity. Discovery takes only the tables `[tables] include`
+and `exclude` select (a `*_tmp` table excluded from table export is no entity either);
+`[entities.define]` names its tables itself.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,14 +78,16 @@ class Entity:
         return next(child.root_columns for child in self.children if child.table == table)
 
 
-def catalog(db: Database, config: EntitiesConfig) -> list[Entity]:
+def catalog(
+    db: Database, config: EntitiesConfig, selects: Callable[[str], bool] = lambda _table: True
+) -> list[Entity]:
     """Every entity, by name: the defined ones when `[entities.define]` has any, else the
-    discovered ones."""
+    ones discovered among the tables `selects` (`[tables]`' filters)."""
     shape = _Shape.read(db)
     if config.define:
         entities = [_defined(shape, name, d) for name, d in config.define.items()]
     else:
-        entities = _discovered(shape)
+        entities = _discovered(shape, selects)
     return sorted(entities, key=lambda entity: entity.name)
 
 
@@ -138,8 +142,10 @@ def _never_exported(table: str) -> bool:
     return any(fnmatch.fnmatch(table.lower(), pattern) for pattern in NEVER_EXPORTED)
 
 
-def _discovered(shape: _Shape) -> list[Entity]:
-    candidates = [t for t in shape.tables if not _never_exported(t) and shape.keys[t]]
+def _discovered(shape: _Shape, selects: Callable[[str], bool]) -> list[Entity]:
+    candidates = [
+        t for t in shape.tables if not _never_exported(t) and shape.keys[t] and selects(t)
+    ]
     children: dict[str, list[Child]] = {}
     for table in candidates:
         for parent, columns in shape.parents.get(table, []):
