@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,26 @@ def test_entity_discovery_takes_only_the_tables_table_export_selects(
     assert [e["name"] for e in json.loads(out)] == ["ORDERS"]
     code, out, _err = run(folder, "entities", "enable", "--all")
     assert code == 0 and "ORDERS_TMP" not in out
+
+
+def test_a_data_time_in_the_future_is_taken_as_the_capture_time(sqlite_source: Source) -> None:
+    """A time column holding year 2999: the change is exported by the next run (it stayed
+    pending until then, skipped by --until-caught-up), and no folder is named after 2999."""
+    orders = sa.Table(
+        "orders",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("placed", sa.DateTime),
+    )
+    sqlite_source.create(orders)
+    config = sqlite_source.config("tables.time_columns.orders=placed")
+    tidegate.init(config)
+    tidegate.export_tables(config)
+    with sqlite_source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": 1, "placed": datetime(2999, 1, 1)}])
+        conn.execute(orders.insert(), [{"id": 2, "placed": datetime.now(UTC).replace(tzinfo=None)}])
+    exported = tidegate.export_tables(config, until_caught_up=True)
+    assert sum(result.rows for result in exported) == 2
+    for result in exported:
+        assert re.fullmatch(r"export_\d+_20\d\d_.*", result.name), result.name
+    assert api.pending_changes(config) == {"orders": 0}

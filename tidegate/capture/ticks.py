@@ -21,6 +21,7 @@ changes stay pending; one that commits moved them, so no later claim sees them a
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +33,8 @@ from tidegate import control
 from tidegate.capture.registry import capture_for
 from tidegate.db import Database
 from tidegate.model import Change, ChangeOp, Claim, from_us, now_us
+
+log = logging.getLogger(__name__)
 
 _STREAM_BATCH = 10_000
 
@@ -106,13 +109,16 @@ def claim(
         audit_key = conn.execute(
             sa.select(counter.c.value).where(counter.c.name == "audit_key")
         ).scalar_one()
+        data = _data_time(pending, queue)
         visible = sa.select(
             pending.c[queue.id_column],
             sa.literal(audit_key, sa.BigInteger),
-            *[pending.c[name] for name in queue.columns],
+            *[data if name == queue.data_column else pending.c[name] for name in queue.columns],
         )
-        if until_us is not None and queue.data_column is not None:
-            visible = visible.where(pending.c[queue.data_column] < until_us)
+        if until_us is not None and data is not None:
+            visible = visible.where(data < until_us)
+        if data is not None:
+            _report_future_data(conn, pending, queue)
         conn.execute(
             queue.claimed.insert().from_select(
                 [queue.id_column, "audit_key", *queue.columns], visible
@@ -130,6 +136,29 @@ def claim(
         )
         transaction.commit()
     return Claim(audit_key=audit_key, changes=copied, claimed_at=from_us(claimed_us))
+
+
+def _data_time(pending: sa.Table, queue: Queue) -> sa.ColumnElement[int] | None:
+    """A change's data time, no later than its capture: a time column in the future (a
+    year 2999 typed by hand) would otherwise stay pending until then, or name every later
+    folder after it."""
+    if queue.data_column is None:
+        return None
+    data, captured = pending.c[queue.data_column], pending.c.captured_us
+    return sa.case((data > captured, captured), else_=data).label(queue.data_column)
+
+
+def _report_future_data(conn: Connection, pending: sa.Table, queue: Queue) -> None:
+    assert queue.data_column is not None
+    later = pending.c[queue.data_column] > pending.c.captured_us
+    count = conn.execute(sa.select(sa.func.count()).where(later)).scalar()
+    if count:
+        log.warning(
+            "%d change(s) have a data time after their capture (a [tables] time_columns "
+            "value in the future): taken as their capture time",
+            count,
+            extra={"changes": count},
+        )
 
 
 def read_claim(db: Database, audit_key: int) -> Iterator[Change]:
