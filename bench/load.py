@@ -5,13 +5,18 @@ commas, quotes, newlines, NULLs and non-ASCII) is exported once by `tidegate exp
 tables` (untimed), and its `parent.csv` extracted from the zip (untimed). Then, each round,
 into empty targets:
 
-The four loads take turns going first from round to round:
+The eight loads take turns going first from round to round:
 
 - PostgreSQL: `tidegate load LOCATION --target …` (a fresh schema) beside the raw baseline
   `psql -c "\\copy parent FROM 'parent.csv' CSV HEADER"` into an empty table of the same
   types;
 - SQLite: `tidegate load LOCATION --target sqlite:///…` (a fresh file) beside the raw
-  baseline `sqlite3 t.db ".import --csv --skip 1 parent.csv parent"` into an empty table.
+  baseline `sqlite3 t.db ".import --csv --skip 1 parent.csv parent"` into an empty table;
+- DuckDB: `tidegate load LOCATION --target duckdb:///…` (a fresh file) beside the raw
+  baseline, DuckDB's own CSV reader (`INSERT INTO parent SELECT * FROM read_csv(…)`, in a
+  Python process of its own) into an empty keyed table;
+- MariaDB: `tidegate load LOCATION --target mysql://…` (a fresh database) beside the raw
+  baseline `mariadb --local-infile -e "LOAD DATA LOCAL INFILE …"` into an empty keyed table.
 
 Every command is its own process, timed as a whole with its peak RSS (GNU time). The
 tidegate time includes Python start-up, reading and checking the zip (sha1 of the zip and
@@ -50,6 +55,30 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 GOAL = 0.50  # tidegate rows/s at least this x the raw baseline's
 RSS_FLAT = 1.25
 TIDEGATE = [sys.executable, "-m", "tidegate"]
+MARIADB_URL = "mysql://root@127.0.0.1:3306"
+PARENT_MARIADB = (
+    "CREATE TABLE parent (id bigint PRIMARY KEY, customer text, email text, "
+    "amount decimal(12,2), ratio double, status text, created_at datetime(6), note text) "
+    "CHARACTER SET utf8mb4"
+)
+PARENT_DUCKDB = (
+    "CREATE TABLE parent (id BIGINT PRIMARY KEY, customer TEXT, email TEXT, "
+    "amount DECIMAL(12,2), ratio DOUBLE, status TEXT, created_at TIMESTAMP, note TEXT)"
+)
+# The raw DuckDB load: its CSV reader, in a process of its own as every other case.
+DUCKDB_RAW = (
+    "import duckdb, sys; c = duckdb.connect(sys.argv[1]); c.execute(sys.argv[2]); "
+    'c.execute("INSERT INTO parent SELECT * FROM read_csv(?, header=true, '
+    "columns={'id': 'BIGINT', 'customer': 'TEXT', 'email': 'TEXT', "
+    "'amount': 'DECIMAL(12,2)', 'ratio': 'DOUBLE', 'status': 'TEXT', "
+    "'created_at': 'TIMESTAMP', 'note': 'TEXT'})\", [sys.argv[3]])"
+)
+RAW = {
+    "postgresql": "postgresql raw: psql \\copy",
+    "sqlite": "sqlite raw: sqlite3 .import",
+    "duckdb": "duckdb raw: read_csv",
+    "mariadb": "mariadb raw: LOAD DATA",
+}
 PARENT_SQLITE = (
     "CREATE TABLE parent (id INTEGER PRIMARY KEY, customer TEXT, email TEXT, "
     "amount NUMERIC(12,2), ratio REAL, status TEXT, created_at TIMESTAMP, note TEXT)"
@@ -136,12 +165,87 @@ def load_cases(
         assert count_sqlite(work / "tidegate.db") == rows, "tidegate did not load every row"
         return Result(sample.seconds, sample.rss_kib)
 
+    def duckdb_raw(work: Path) -> Result:
+        database = str(work / "raw.duckdb")
+        sample, _ = measure(
+            [sys.executable, "-c", DUCKDB_RAW, database, PARENT_DUCKDB, str(csv_file)]
+        )
+        assert count_duckdb(database) == rows
+        return Result(sample.seconds, sample.rss_kib)
+
+    def duckdb_tidegate(work: Path) -> Result:
+        sample, _ = measure([*tidegate_load, f"duckdb:///{work / 'tidegate.duckdb'}"])
+        assert count_duckdb(str(work / "tidegate.duckdb")) == rows, "not every row in DuckDB"
+        return Result(sample.seconds, sample.rss_kib)
+
+    def mariadb_raw(work: Path) -> Result:
+        database = mariadb_target(next(schemas))
+        subprocess.run(
+            ["mariadb", "-h", "127.0.0.1", "-u", "root", database, "-e", PARENT_MARIADB],
+            check=True,
+        )
+        load_data = (
+            f"LOAD DATA LOCAL INFILE '{csv_file}' INTO TABLE parent CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+            "LINES TERMINATED BY '\\n' IGNORE 1 LINES"
+        )
+        command = ["mariadb", "--local-infile=1", "-h", "127.0.0.1", "-u", "root", database]
+        sample, _ = measure([*command, "-e", load_data])
+        assert count_mariadb(database) == rows
+        return Result(sample.seconds, sample.rss_kib)
+
+    def mariadb_tidegate(work: Path) -> Result:
+        database = mariadb_target(next(schemas))
+        sample, _ = measure([*tidegate_load, f"{MARIADB_URL}/{database}"])
+        assert count_mariadb(database) == rows, "tidegate did not load every row into MariaDB"
+        return Result(sample.seconds, sample.rss_kib)
+
     return [
-        ("postgresql raw: psql \\copy", pg_raw),
+        (RAW["postgresql"], pg_raw),
         ("postgresql tidegate load", pg_tidegate),
-        ("sqlite raw: sqlite3 .import", sqlite_raw),
+        (RAW["sqlite"], sqlite_raw),
         ("sqlite tidegate load", sqlite_tidegate),
+        (RAW["duckdb"], duckdb_raw),
+        ("duckdb tidegate load", duckdb_tidegate),
+        (RAW["mariadb"], mariadb_raw),
+        ("mariadb tidegate load", mariadb_tidegate),
     ]
+
+
+def mariadb_target(number: int) -> str:
+    """A fresh, empty MariaDB database: its name."""
+    database = f"tidegate_bench_load_{number}"
+    statements = f"DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database}"
+    subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", statements], check=True)
+    return database
+
+
+def count_mariadb(database: str) -> int:
+    found = subprocess.run(
+        [
+            "mariadb",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "-N",
+            database,
+            "-e",
+            "SELECT count(*) FROM parent",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(found.stdout.strip())
+
+
+def count_duckdb(database: str) -> int:
+    import duckdb
+
+    with duckdb.connect(database, read_only=True) as conn:
+        row = conn.execute("SELECT count(*) FROM parent").fetchone()
+        return int(row[0]) if row else 0
 
 
 def main() -> None:
@@ -190,24 +294,14 @@ def report(medians: dict[int, dict[str, Result]], options: argparse.Namespace) -
     )
     for rows, cases in medians.items():
         for case, result in cases.items():
-            base = cases[
-                case.split(" ")[0]
-                + (
-                    " raw: psql \\copy"
-                    if case.startswith("postgresql")
-                    else " raw: sqlite3 .import"
-                )
-            ]
+            base = cases[RAW[case.split(" ")[0]]]
             ratio = base.seconds / result.seconds
             print(
                 f"{rows:>10,}  {case:<28} {result.seconds:7.2f} "
                 f"{rows / result.seconds:10,.0f} {result.rss_kib / 1024:13.1f} {ratio:6.2f}"
             )
     top = medians[options.rows]
-    for database, raw in (
-        ("postgresql", "postgresql raw: psql \\copy"),
-        ("sqlite", "sqlite raw: sqlite3 .import"),
-    ):
+    for database, raw in RAW.items():
         ratio = top[raw].seconds / top[f"{database} tidegate load"].seconds
         print(
             f"goal: {database} rows/s >= {GOAL:.2f} x raw at {options.rows:,}: "
