@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
@@ -78,6 +76,10 @@ class DuckDBTarget(TargetDialect):
         """The rows as one Arrow table, which DuckDB scans itself (`INSERT … SELECT`),
         about 12x the rows/s of `executemany`; values Arrow cannot put in one column (of
         mixed kinds) go by `executemany`, as before."""
+        # Imported here: a load into another target does not pay for them (40 MiB).
+        import duckdb
+        import pyarrow as pa
+
         dialect = conn.dialect
         columns = {}
         try:
