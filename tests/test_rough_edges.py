@@ -98,12 +98,17 @@ def test_load_takes_one_kind_and_reports_its_progress(sqlite_source: Source) -> 
     assert "loaded 0 table export(s)" in out and "and 1 entity run(s)" in out
 
 
+def _initialized(source: Source, extra_config: str = "") -> Path:
+    """A source with one table, `tidegate init` run through the CLI; its folder, where
+    tidegate.toml is."""
+    source.create(sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True)))
+    config = f'[source]\nurl = "{source.url}"\n{extra_config}'
+    assert run(source.tmp_path, "init", config=config)[0] == 0
+    return source.tmp_path
+
+
 def test_uninstall_without_a_terminal_asks_for_yes(sqlite_source: Source) -> None:
-    sqlite_source.create(
-        sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-    )
-    config = f'[source]\nurl = "{sqlite_source.url}"\n'
-    assert run(sqlite_source.tmp_path, "init", config=config)[0] == 0
+    _initialized(sqlite_source)
     code, _out, err = run(sqlite_source.tmp_path, "uninstall")
     assert code == 1
     assert_one_error(err, r"Error: uninstall asks for confirmation, and standard input .*")
@@ -112,12 +117,9 @@ def test_uninstall_without_a_terminal_asks_for_yes(sqlite_source: Source) -> Non
 
 
 def test_tables_keep_whole_cells_when_not_on_a_terminal(sqlite_source: Source) -> None:
-    """`runs` printed to a pipe: an error of 150 characters is on one line, whole."""
-    sqlite_source.create(
-        sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-    )
-    config = f'[source]\nurl = "{sqlite_source.url}"\n'
-    assert run(sqlite_source.tmp_path, "init", config=config)[0] == 0
+    """`runs` printed to a pipe: each run is one line with every cell whole (a table
+    fitted to 80 columns wrapped the start time over two)."""
+    _initialized(sqlite_source)
     code, out, _err = run(sqlite_source.tmp_path, "runs")
     assert code == 0
     row = next(line for line in out.splitlines() if " init " in line)
@@ -127,15 +129,8 @@ def test_tables_keep_whole_cells_when_not_on_a_terminal(sqlite_source: Source) -
 def test_load_into_another_target_says_overview_follows_the_configured_one(
     sqlite_source: Source,
 ) -> None:
-    sqlite_source.create(
-        sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-    )
-    folder = sqlite_source.tmp_path
-    config = (
-        f'[source]\nurl = "{sqlite_source.url}"\n'
-        f'[target]\nurl = "sqlite:///{folder / "configured.db"}"\n'
-    )
-    assert run(folder, "init", config=config)[0] == 0
+    target = sqlite_source.tmp_path / "configured.db"
+    folder = _initialized(sqlite_source, f'[target]\nurl = "sqlite:///{target}"\n')
     assert run(folder, "export", "tables")[0] == 0
     code, _out, err = run(folder, "load", "--target", f"sqlite:///{folder / 'other.db'}")
     assert code == 0

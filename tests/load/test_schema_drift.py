@@ -174,40 +174,40 @@ def test_a_partitioned_table_is_exported_once_under_its_own_name(
     row twice); a partition created later is followed, and one detached, or attached with
     rows already in it (rows no trigger saw move), has the table exported whole."""
     schema = f'"{source.schema}".' if source.schema else ""
-    with source.engine().begin() as conn:
-        for statement in (
-            "CREATE TABLE {s}measure (id int, region text, v int, PRIMARY KEY (id, region)) "
-            "PARTITION BY LIST (region)",
-            "CREATE TABLE {s}measure_eu PARTITION OF {s}measure FOR VALUES IN ('eu')",
-            "CREATE TABLE {s}measure_us PARTITION OF {s}measure FOR VALUES IN ('us')",
-            "INSERT INTO {s}measure VALUES (1, 'eu', 10), (2, 'us', 20), (3, 'eu', 30)",
-        ):
-            conn.exec_driver_sql(statement.format(s=schema))
+
+    def run_sql(*statements: str) -> None:
+        with source.engine().begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement.format(s=schema))
+
+    run_sql(
+        "CREATE TABLE {s}measure (id int, region text, v int, PRIMARY KEY (id, region)) "
+        "PARTITION BY LIST (region)",
+        "CREATE TABLE {s}measure_eu PARTITION OF {s}measure FOR VALUES IN ('eu')",
+        "CREATE TABLE {s}measure_us PARTITION OF {s}measure FOR VALUES IN ('us')",
+        "INSERT INTO {s}measure VALUES (1, 'eu', 10), (2, 'us', 20), (3, 'eu', 30)",
+    )
     report = tidegate.init(source.config())
     assert report.installed == ("measure",)
     _export_and_load(source, target)
     assert assert_target_equals_source(source, target, "measure") == 3
-    with source.engine().begin() as conn:
-        for statement in (
-            "CREATE TABLE {s}measure_asia PARTITION OF {s}measure FOR VALUES IN ('asia')",
-            "INSERT INTO {s}measure VALUES (4, 'asia', 40)",
-            "UPDATE {s}measure SET v = v + 1 WHERE id IN (1, 4)",
-            "DELETE FROM {s}measure WHERE id = 2",
-        ):
-            conn.exec_driver_sql(statement.format(s=schema))
+    run_sql(
+        "CREATE TABLE {s}measure_asia PARTITION OF {s}measure FOR VALUES IN ('asia')",
+        "INSERT INTO {s}measure VALUES (4, 'asia', 40)",
+        "UPDATE {s}measure SET v = v + 1 WHERE id IN (1, 4)",
+        "DELETE FROM {s}measure WHERE id = 2",
+    )
     _export_and_load(source, target)
     assert assert_target_equals_source(source, target, "measure") == 3
     with target.engine().connect() as conn:
         names = set(sa.inspect(conn).get_table_names())
     assert not {"measure_eu", "measure_us", "measure_asia"} & names
-    with source.engine().begin() as conn:
-        for statement in (
-            "ALTER TABLE {s}measure DETACH PARTITION {s}measure_eu",
-            "CREATE TABLE {s}measure_jp (id int, region text, v int, PRIMARY KEY (id, region))",
-            "INSERT INTO {s}measure_jp VALUES (7, 'jp', 70), (8, 'jp', 80)",
-            "ALTER TABLE {s}measure ATTACH PARTITION {s}measure_jp FOR VALUES IN ('jp')",
-        ):
-            conn.exec_driver_sql(statement.format(s=schema))
+    run_sql(
+        "ALTER TABLE {s}measure DETACH PARTITION {s}measure_eu",
+        "CREATE TABLE {s}measure_jp (id int, region text, v int, PRIMARY KEY (id, region))",
+        "INSERT INTO {s}measure_jp VALUES (7, 'jp', 70), (8, 'jp', 80)",
+        "ALTER TABLE {s}measure ATTACH PARTITION {s}measure_jp FOR VALUES IN ('jp')",
+    )
     _export_and_load(source, target)
     assert _newest_manifest(source).shape_changes == (ShapeChange("measure", "whole"),)
     assert assert_target_equals_source(source, target, "measure") == 3  # asia and two jp
