@@ -61,10 +61,6 @@ class Drift:
     whole: tuple[str, ...] = ()
     ended: tuple[str, ...] = ()
 
-    @property
-    def changed(self) -> tuple[str, ...]:
-        return self.migrated + self.whole
-
 
 def follow(
     db: Database,
