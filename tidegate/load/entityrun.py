@@ -4,10 +4,13 @@ transaction.
 Files are read in the manifest's order, each streamed: its bytes hashed (sha1 and size
 checked against the manifest when it ends), un-gzipped, split into lines no longer than
 the manifest records the file's longest to be, each line one record. Records are applied
-in batches: a record whose `TIMESTAMP` is not newer than the one the target holds for that
-entity is skipped; otherwise the entity's rows are deleted from every one of its tables
-(by the root-key columns) and the record's rows inserted, or only deleted for a `DELETED`
-record.
+in batches of BATCH_RECORDS: a record whose `TIMESTAMP` is not newer than the one the
+target holds for that entity is skipped; otherwise the entity's rows are deleted from
+every one of its tables (by the root-key columns: one statement per table and batch,
+skipped for an entity whose tables were empty when the run began, its first load) and the
+record's rows inserted in bulk (`TargetDialect.insert_rows`: COPY on PostgreSQL, Arrow on
+DuckDB), or only deleted for a `DELETED` record; the versions applied are replaced per
+batch the same way.
 
 An initial run holds every entity of its kinds that existed when it read them, each read
 at or after the run's start (its manifest's `created`; or its oldest record's `TIMESTAMP`,
