@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import math
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
-from tidegate.formats.tableschema import TableSchema, base_type, type_size
-from tidegate.load.targets.base import Parse, TargetDialect, rebuild, without_utc_offset
+from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
+from tidegate.load.archive import ExportArchive
+from tidegate.load.targets.base import (
+    Parse,
+    TargetDialect,
+    exact_json,
+    rebuild,
+    without_utc_offset,
+)
 from tidegate.sources.mysql import MySQLSource
 
 PARTITIONS = 8
@@ -43,6 +51,57 @@ class MySQLTarget(TargetDialect):
     place_sql = "SELECT DATABASE()"
     schema_sql = "DATABASE()"
     partitioned = True
+
+    def make_engine(self, url: URL) -> Engine:
+        # `LOAD DATA LOCAL INFILE` (fill_stage) needs the client to allow it.
+        return sa.create_engine(
+            url, json_serializer=exact_json, connect_args={"local_infile": True}
+        )
+
+    def fill_stage(
+        self,
+        conn: Connection,
+        stage: sa.Table,
+        archive: ExportArchive,
+        member: str,
+        columns: Sequence[str],
+    ) -> int:
+        """The member's records rewritten for `LOAD DATA LOCAL INFILE` (tab-separated,
+        `\\N` for NULL, `\\` escapes: LOAD DATA cannot tell NULL from "" in RFC 4180
+        CSV), vectorized by Arrow into a temporary file, which MariaDB reads in bulk
+        (about 7x the rows/s of `executemany`). A server that refuses local files gets
+        the rows by `executemany`, as before."""
+        preparer = conn.dialect.identifier_preparer
+        with tempfile.NamedTemporaryFile(prefix="tidegate-", suffix=".tsv") as spool:
+            count = 0
+            for batch in archive.batches(member, columns):
+                spool.write(_load_data_lines(batch))
+                count += batch.num_rows
+            spool.flush()
+            if not count:
+                return 0
+            names = ", ".join(preparer.quote(c) for c in columns)
+            statement = (
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {preparer.format_table(stage)} "
+                "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
+                f"LINES TERMINATED BY '\\n' ({names})"
+            )
+            try:
+                conn.exec_driver_sql(statement, (spool.name,))
+            except sa.exc.OperationalError as error:
+                if getattr(error.orig, "args", [None])[0] not in LOCAL_FILES_REFUSED:
+                    raise
+                return super().fill_stage(conn, stage, archive, member, columns)
+            # LOAD DATA LOCAL turns what a strict insert refuses into warnings: with any,
+            # the records go by `executemany`, which refuses them in one line, or not.
+            if conn.exec_driver_sql("SELECT @@warning_count").scalar():
+                conn.execute(stage.delete())
+                return super().fill_stage(conn, stage, archive, member, columns)
+        return count
+
+    def staged_type(self, column: ColumnSchema) -> Any:
+        # Text of any length (TEXT holds 64 KiB): the merge converts it to the column.
+        return mysql.LONGTEXT()
 
     def lock_name(self, place: str) -> str:
         # One namespace for the whole server; 54 characters where MariaDB allows 64.
@@ -144,6 +203,42 @@ class MySQLTarget(TargetDialect):
         updates = {c: insert.inserted[c] for c in others} or {key[0]: insert.inserted[key[0]]}
         merged: sa.Executable = insert.on_duplicate_key_update(updates)
         return merged
+
+
+# The server's or the client's refusal of `LOAD DATA LOCAL INFILE`.
+LOCAL_FILES_REFUSED = (1148, 2068, 3948)
+# LOAD DATA's escapes, backslash first (each later one adds backslashes of its own).
+_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\0", "\\0"))
+
+
+def _load_data_lines(batch: Any) -> bytes:
+    """An Arrow batch of strings as LOAD DATA's lines: fields escaped and tab-separated,
+    NULL as `\\N`, each line ending in a newline."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fields = []
+    for column in batch.columns:
+        for raw, escaped in _ESCAPES:
+            column = pc.replace_substring(column, raw, escaped)
+        fields.append(pc.fill_null(column, "\\N"))
+    lines = pc.binary_join_element_wise(*fields, "\t")
+    return _concatenated(pc.binary_join_element_wise(lines, pa.scalar(""), "\n"))
+
+
+def _concatenated(lines: Any) -> bytes:
+    """Every value of an Arrow string array, end to end (its data buffer, sliced)."""
+    import pyarrow as pa
+
+    array = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
+    assert array.type == pa.string()  # 32-bit offsets: a batch is far below 2 GiB
+    offsets = array.buffers()[1]
+    first, last = (
+        int.from_bytes(offsets[i : i + 4], "little", signed=True)
+        for i in (array.offset * 4, (array.offset + len(array)) * 4)
+    )
+    data: bytes = array.buffers()[2].to_pybytes()
+    return data[first:last]
 
 
 def _finite(value: float) -> float:
