@@ -178,3 +178,21 @@ def test_a_data_time_in_the_future_is_taken_as_the_capture_time(sqlite_source: S
     for result in exported:
         assert re.fullmatch(r"export_\d+_20\d\d_.*", result.name), result.name
     assert api.pending_changes(config) == {"orders": 0}
+
+
+def test_a_mistyped_location_never_starts_a_second_chain(sqlite_source: Source) -> None:
+    """The source remembers where its table exports go: another [output] location is
+    refused in one line, until `--location-moved` says the folders were moved there."""
+    folder = _initialized(sqlite_source)
+    assert run(folder, "--set", "output.location=exports", "export", "tables")[0] == 0
+    code, _out, err = run(folder, "--set", "output.location=exprots", "export", "tables")
+    assert code == 1
+    assert_one_error(err, r"Error: .*\[output\] location: exprots is not where this source.s .*")
+    assert "--location-moved" in err
+    assert not (folder / "exprots").exists() or not list((folder / "exprots").iterdir())
+    (folder / "exports").rename(folder / "moved")
+    moved = ["--set", "output.location=moved", "export", "tables"]
+    assert run(folder, *moved, "--location-moved")[0] == 0
+    assert run(folder, *moved)[0] == 0  # followed from now on
+    assert run(folder, "--set", f"output.location={folder / 'moved'}", "export", "tables")[0] == 0
+    assert run(folder, "--set", "output.location=exports", "export", "tables")[0] == 1

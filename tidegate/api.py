@@ -147,6 +147,7 @@ def export_tables(
     until_caught_up: bool = False,
     wait_seconds: float = 0,
     progress: Progress | None = None,
+    location_moved: bool = False,
 ) -> list[ExportResult]:
     """Run table export (`tidegate export tables`): at most one folder, or, with
     ``until_caught_up``, runs until nothing that was pending at the start is left.
@@ -160,6 +161,8 @@ def export_tables(
         until_caught_up: repeat runs while changes pending at the start remain.
         wait_seconds: how long to wait for another table export to finish.
         progress: called with (table, rows) as rows are written.
+        location_moved: the stream's export folders were moved to `[output] location`:
+            follow them there (else a location other than the stream's is refused).
 
     Returns:
         The folders written, oldest first; empty when nothing was pending.
@@ -185,7 +188,15 @@ def export_tables(
     with source(config) as db:
         while True:
             with recorded_run(db, "tables", wait_seconds=wait_seconds) as run:
-                result = run_once(db, run.lock, location, settings, restart, progress)
+                result = run_once(
+                    db,
+                    run.lock,
+                    location,
+                    settings,
+                    restart,
+                    progress,
+                    location_moved=location_moved,
+                )
                 if result is not None:
                     run.rows, run.files, run.bytes = result.rows, 3, result.bytes
                 purge(db, config.capture.keep, queue="tables")

@@ -310,6 +310,13 @@ def export_tables(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for a running table export.", metavar="SECONDS")
     ] = 0,
+    location_moved: Annotated[
+        bool,
+        typer.Option(
+            "--location-moved",
+            help="The export folders were moved to [output] location: follow them there.",
+        ),
+    ] = False,
 ) -> None:
     """One table-export run (at most one folder), or runs until caught up."""
     config = _options.config()
@@ -335,6 +342,7 @@ def export_tables(
             until_caught_up=until_caught_up,
             wait_seconds=wait,
             progress=progress,
+            location_moved=location_moved,
         )
     if not results:
         out.print("nothing to export: no changes are pending", highlight=False)

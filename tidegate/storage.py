@@ -57,6 +57,12 @@ class Location:
         self.root: str = root.rstrip("/") or "/"
         self.local = isinstance(fs, LocalFileSystem)
 
+    @property
+    def identity(self) -> str:
+        """The location as one text whatever the working directory or spelling: the
+        filesystem's protocol and the absolute root (`file:///srv/exports`)."""
+        return str(self.fs.unstrip_protocol(self.root))
+
     def path(self, *parts: str) -> str:
         """A path below the root."""
         return "/".join([self.root, *parts])

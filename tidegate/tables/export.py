@@ -87,12 +87,18 @@ def run_once(
     settings: ExportSettings,
     restart: Restart | None = None,
     progress: Progress | None = None,
+    *,
+    location_moved: bool = False,
 ) -> ExportResult | None:
     """Write at most one export folder; None when there is nothing to export.
+    `location_moved`: the stream's folders were moved to `location`, which it follows
+    from now on.
 
     Raises:
+        ExportError: `location` is not the stream's (`stream.follow_location`).
         LockLost: the `tables` lock was lost; the run stopped before its next step.
     """
+    stream.follow_location(db, location, moved=location_moved)
     if restart is not None and restart.mode == "reexport":
         _refuse_beyond_kept(db, restart)
     with db.engine.connect() as conn:

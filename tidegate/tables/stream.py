@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -11,8 +12,10 @@ from sqlalchemy.engine import Connection
 from tidegate import control
 from tidegate.capture import oldest_pending_us
 from tidegate.db import Database
+from tidegate.errors import ExportError
 from tidegate.lock import HeldLock
 from tidegate.model import now_us
+from tidegate.storage import Location
 from tidegate.tables import drift
 from tidegate.tables.plan import ExportRecord
 
@@ -128,6 +131,44 @@ def mark_published(
             )
         # Its manifest reported them (no drift is followed while an export is planned).
         drift.clear_announced(db, raw)
+
+
+LOCATION_KEY = "output_location"
+
+
+def follow_location(db: Database, location: Location, *, moved: bool = False) -> None:
+    """Check that table exports go where the stream's earlier ones went (remembered in
+    `tidegate_meta` at the first run); `moved` records `location` as the stream's new
+    place (its folders were moved there).
+
+    Raises:
+        ExportError: `location` is not the stream's, and `moved` is off (one line, with a
+            hint): a mistyped `[output] location` would start a second chain in it.
+    """
+    meta = control.meta
+    here = _location_key(location)
+    with db.begin(write=True) as raw:
+        conn = control.bind(db, raw)
+        found = conn.execute(sa.select(meta.c.value).where(meta.c.name == LOCATION_KEY)).scalar()
+        if found is None:
+            conn.execute(meta.insert().values(name=LOCATION_KEY, value=here))
+        elif found != here and moved:
+            conn.execute(meta.update().where(meta.c.name == LOCATION_KEY).values(value=here))
+        elif found != here:
+            raise ExportError(
+                f"{location.label}: {location.url} is not where this source's table exports "
+                f"go ({found}): exporting there would start a second chain",
+                "correct [output] location; or, if the export folders were moved there, "
+                "run `tidegate export tables --location-moved` once",
+            )
+
+
+def _location_key(location: Location) -> str:
+    """The location's identity as `tidegate_meta` holds it (255 characters at most)."""
+    identity = location.identity
+    if len(identity) <= 255:
+        return identity
+    return "sha1:" + hashlib.sha1(identity.encode("utf-8")).hexdigest()
 
 
 def next_export_no(db: Database, conn: Connection) -> int:
