@@ -125,6 +125,7 @@ def run_once(
     )
     rows = sum(entry.rows + entry.deleted for entry in entries)
     stream.mark_published(db, lock, record, rows, size)
+    stream.remember_location(db, location)
     return ExportResult(
         record.name,
         record.hwm_to,

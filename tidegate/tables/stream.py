@@ -137,9 +137,9 @@ LOCATION_KEY = "output_location"
 
 
 def follow_location(db: Database, location: Location, *, moved: bool = False) -> None:
-    """Check that table exports go where the stream's earlier ones went (remembered in
-    `tidegate_meta` at the first run); `moved` records `location` as the stream's new
-    place (its folders were moved there).
+    """Check that table exports go where the stream's published ones went (remembered in
+    `tidegate_meta` by `remember_location`); `moved` records `location` as the stream's
+    new place (its folders were moved there).
 
     Raises:
         ExportError: `location` is not the stream's, and `moved` is off (one line, with a
@@ -150,17 +150,26 @@ def follow_location(db: Database, location: Location, *, moved: bool = False) ->
     with db.begin(write=True) as raw:
         conn = control.bind(db, raw)
         found = conn.execute(sa.select(meta.c.value).where(meta.c.name == LOCATION_KEY)).scalar()
-        if found is None:
-            conn.execute(meta.insert().values(name=LOCATION_KEY, value=here))
-        elif found != here and moved:
-            conn.execute(meta.update().where(meta.c.name == LOCATION_KEY).values(value=here))
-        elif found != here:
+        if found is None or found == here:
+            return
+        if not moved:
             raise ExportError(
                 f"{location.label}: {location.url} is not where this source's table exports "
                 f"go ({found}): exporting there would start a second chain",
                 "correct [output] location; or, if the export folders were moved there, "
                 "run `tidegate export tables --location-moved` once",
             )
+        conn.execute(meta.update().where(meta.c.name == LOCATION_KEY).values(value=here))
+
+
+def remember_location(db: Database, location: Location) -> None:
+    """After an export is published: its location is the stream's (if none was yet)."""
+    meta = control.meta
+    with db.begin(write=True) as raw:
+        conn = control.bind(db, raw)
+        found = conn.execute(sa.select(meta.c.value).where(meta.c.name == LOCATION_KEY)).scalar()
+        if found is None:
+            conn.execute(meta.insert().values(name=LOCATION_KEY, value=_location_key(location)))
 
 
 def _location_key(location: Location) -> str:
