@@ -74,7 +74,7 @@ def _finish_failed_run(source: Source, include: str, base: Path) -> None:
     the next unit's location holds its own snapshot. Its own failure is the failed unit's."""
     scratch = source.config(include, f"output.location={base / '.after-a-failed-export'}")
     with contextlib.suppress(Exception):
-        tidegate.export_tables(scratch)
+        tidegate.export_tables(scratch, location_moved=True)
 
 
 def _entity_exports(source: Source, units: list[Unit], base: Path) -> dict[str, Exported]:

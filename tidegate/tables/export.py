@@ -92,13 +92,16 @@ def run_once(
 ) -> ExportResult | None:
     """Write at most one export folder; None when there is nothing to export.
     `location_moved`: the stream's folders were moved to `location`, which it follows
-    from now on.
+    from now on (a restart other than a re-export may go to a new location too).
 
     Raises:
         ExportError: `location` is not the stream's (`stream.follow_location`).
         LockLost: the `tables` lock was lost; the run stopped before its next step.
     """
-    stream.follow_location(db, location, moved=location_moved)
+    # A restart starts a new stream, which may go to a new location (a re-export goes
+    # on with the stream where it is).
+    starts_anew = restart is not None and restart.mode != "reexport"
+    stream.follow_location(db, location, moved=location_moved or starts_anew)
     if restart is not None and restart.mode == "reexport":
         _refuse_beyond_kept(db, restart)
     with db.engine.connect() as conn:
