@@ -100,6 +100,8 @@ def claim(
     """
     counter = control.counter
     pending = queue.pending
+    if queue.data_column is not None:
+        _report_future_data(db, pending, queue)  # before: no longer in the claim's transaction
     with db.read_committed() as raw:
         conn = control.bind(db, raw)
         transaction = conn.begin()
@@ -117,8 +119,6 @@ def claim(
         )
         if until_us is not None and data is not None:
             visible = visible.where(data < until_us)
-        if data is not None:
-            _report_future_data(conn, pending, queue)
         conn.execute(
             queue.claimed.insert().from_select(
                 [queue.id_column, "audit_key", *queue.columns], visible
@@ -148,10 +148,14 @@ def _data_time(pending: sa.Table, queue: Queue) -> sa.ColumnElement[int] | None:
     return sa.case((data > captured, captured), else_=data).label(queue.data_column)
 
 
-def _report_future_data(conn: Connection, pending: sa.Table, queue: Queue) -> None:
+def _report_future_data(db: Database, pending: sa.Table, queue: Queue) -> None:
+    """Log how many pending changes have a data time after their capture (read before the
+    claim, outside its transaction: a warning, which a change committed meanwhile may miss
+    until the next claim)."""
     assert queue.data_column is not None
     later = pending.c[queue.data_column] > pending.c.captured_us
-    count = conn.execute(sa.select(sa.func.count()).where(later)).scalar()
+    with db.engine.connect() as raw:
+        count = control.bind(db, raw).execute(sa.select(sa.func.count()).where(later)).scalar()
     if count:
         log.warning(
             "%d change(s) have a data time after their capture (a [tables] time_columns "
