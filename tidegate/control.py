@@ -219,8 +219,18 @@ def installed_version(db: Database, conn: Connection) -> str | None:
     """The schema version of the installed control tables; None when not installed."""
     if not installed(db, conn):
         return None
-    return (
-        bind(db, conn)
-        .execute(sa.select(meta.c.value).where(meta.c.name == "schema_version"))
-        .scalar()
-    )
+    return meta_value(db, conn, "schema_version")
+
+
+def meta_value(db: Database, conn: Connection, name: str) -> str | None:
+    """A fact of `tidegate_meta`; None when it is not recorded."""
+    found = bind(db, conn).execute(sa.select(meta.c.value).where(meta.c.name == name)).scalar()
+    return None if found is None else str(found)
+
+
+def set_meta(db: Database, conn: Connection, name: str, value: str) -> None:
+    """Record a fact of `tidegate_meta`, replacing the one recorded."""
+    conn = bind(db, conn)
+    updated = conn.execute(meta.update().where(meta.c.name == name).values(value=value))
+    if not updated.rowcount:
+        conn.execute(meta.insert().values(name=name, value=value))

@@ -139,11 +139,7 @@ def _purge_entity_ticks(db: Database, cutoff: int) -> int:
 def kept_since(db: Database, conn: Connection) -> datetime | None:
     """The oldest data time whose changes are all still kept, or None when nothing has
     been removed yet (every change since `init` is there)."""
-    value = (
-        control.bind(db, conn)
-        .execute(sa.select(control.meta.c.value).where(control.meta.c.name == KEPT_SINCE))
-        .scalar()
-    )
+    value = control.meta_value(db, conn, KEPT_SINCE)
     return from_us(int(value)) if value is not None else None
 
 
@@ -239,11 +235,7 @@ def _reclaim(db: Database, *tables: sa.Table) -> None:
 
 def _record_kept_since(db: Database, cutoff: int) -> None:
     """Move the start of the kept window forward to ``cutoff`` (never back)."""
-    meta = control.meta
-    with db.begin(write=True) as raw:
-        conn = control.bind(db, raw)
-        current = conn.execute(sa.select(meta.c.value).where(meta.c.name == KEPT_SINCE)).scalar()
-        if current is None:
-            conn.execute(meta.insert().values(name=KEPT_SINCE, value=str(cutoff)))
-        elif int(current) < cutoff:
-            conn.execute(meta.update().where(meta.c.name == KEPT_SINCE).values(value=str(cutoff)))
+    with db.begin(write=True) as conn:
+        current = control.meta_value(db, conn, KEPT_SINCE)
+        if current is None or int(current) < cutoff:
+            control.set_meta(db, conn, KEPT_SINCE, str(cutoff))

@@ -160,17 +160,7 @@ def recorded(db: Database, conn: Connection, prefix: str) -> dict[int, str]:
 
 
 def record(db: Database, conn: Connection, prefix: str, ident: int, fingerprint: str) -> None:
-    meta = control.meta
-    conn = control.bind(db, conn)
-    name = f"{prefix}{ident}"
-    updated = conn.execute(meta.update().where(meta.c.name == name).values(value=fingerprint))
-    if not updated.rowcount:
-        conn.execute(meta.insert().values(name=name, value=fingerprint))
-
-
-def forget(db: Database, conn: Connection, prefix: str, ident: int) -> None:
-    meta = control.meta
-    control.bind(db, conn).execute(meta.delete().where(meta.c.name == f"{prefix}{ident}"))
+    control.set_meta(db, conn, f"{prefix}{ident}", fingerprint)
 
 
 def _sha1(data: bytes) -> str:

@@ -146,7 +146,8 @@ def follow_location(db: Database, location: Location, *, moved: bool = False) ->
             hint): a mistyped `[output] location` would start a second chain in it.
     """
     here = _location_key(location)
-    found = _remembered_location(db)
+    with db.engine.connect() as conn:
+        found = control.meta_value(db, conn, LOCATION_KEY)
     if found is None or found == here:
         return
     if not moved:
@@ -156,31 +157,18 @@ def follow_location(db: Database, location: Location, *, moved: bool = False) ->
             "correct [output] location; or, if the export folders were moved there, "
             "run `tidegate export tables --location-moved` once",
         )
-    meta = control.meta
-    with db.begin(write=True) as raw:
-        control.bind(db, raw).execute(
-            meta.update().where(meta.c.name == LOCATION_KEY).values(value=here)
-        )
+    with db.begin(write=True) as conn:
+        control.set_meta(db, conn, LOCATION_KEY, here)
 
 
 def remember_location(db: Database, location: Location) -> None:
     """After an export is published: its location is the stream's (if none was yet)."""
-    if _remembered_location(db) is not None:
-        return  # read first: no write lock taken on every run
-    meta = control.meta
-    with db.begin(write=True) as raw:
-        conn = control.bind(db, raw)
-        found = conn.execute(sa.select(meta.c.value).where(meta.c.name == LOCATION_KEY)).scalar()
-        if found is None:
-            conn.execute(meta.insert().values(name=LOCATION_KEY, value=_location_key(location)))
-
-
-def _remembered_location(db: Database) -> str | None:
-    meta = control.meta
-    with db.engine.connect() as raw:
-        query = sa.select(meta.c.value).where(meta.c.name == LOCATION_KEY)
-        found = control.bind(db, raw).execute(query).scalar()
-    return None if found is None else str(found)
+    with db.engine.connect() as conn:
+        if control.meta_value(db, conn, LOCATION_KEY) is not None:
+            return  # read first: no write lock taken on every run
+    with db.begin(write=True) as conn:
+        if control.meta_value(db, conn, LOCATION_KEY) is None:
+            control.set_meta(db, conn, LOCATION_KEY, _location_key(location))
 
 
 def _location_key(location: Location) -> str:
