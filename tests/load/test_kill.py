@@ -30,7 +30,7 @@ LOADER = textwrap.dedent(r"""
     import sys, time
     import tidegate
     from tidegate import api
-    from tidegate.load import entityrun, staging, target
+    from tidegate.load import entityrun, entitysql, staging, target
 
     def pause():
         print("PAUSED", flush=True)
@@ -59,7 +59,13 @@ LOADER = textwrap.dedent(r"""
         def replace(*args):
             original_replace(*args)
             pause()
-        entityrun._replace = replace
+        entityrun._replace = replace  # record by record
+        original_versions = entitysql._replace_versions
+        def versions(*args):
+            applied = original_versions(*args)
+            pause()  # set-based: versions replaced, no row yet
+            return applied
+        entitysql._replace_versions = versions
     api.load(tidegate.load_config(sys.argv[1], [], environ={}), progress=progress)
 """)
 

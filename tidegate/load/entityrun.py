@@ -29,15 +29,14 @@ should that be earlier). So once its records are applied:
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import json
-import zlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from decimal import Decimal
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -45,6 +44,8 @@ from sqlalchemy.engine import Connection
 from tidegate.errors import LoadError
 from tidegate.formats.runmanifest import EntityTable, RunFile, RunManifest
 from tidegate.formats.tableschema import TableSchema
+from tidegate.load import entitysql
+from tidegate.load.runfiles import record_lines
 from tidegate.load.staging import REFUSAL_HINT, refusal
 from tidegate.load.target import initial_table, version_table
 from tidegate.load.targets import TargetDialect
@@ -52,7 +53,7 @@ from tidegate.load.values import Convert, converter
 from tidegate.storage import Location
 
 BATCH_RECORDS = 1000
-CHUNK = 1024 * 1024
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,58 @@ def apply_run(
         for name, entity in entities.items()
         if not shared & {t.name for _, t in entity.tables} and _empty(conn, entity)
     }
+    applied, start = _apply_in_sql(conn, location, folder, manifest, targets, zone, dialect, fresh)
+    if applied is None:
+        applied, start = _apply_records(conn, location, folder, manifest, entities, floors, fresh)
+    if manifest.kind == "INIT_EXPORT":
+        for name in manifest.definitions:
+            if start > floors.get(name, ""):
+                _remove_older(conn, entities[name], start)
+                _set_floor(conn, name, start, name in floors)
+    return applied
+
+
+def _apply_in_sql(
+    conn: Connection,
+    location: Location,
+    folder: str,
+    manifest: RunManifest,
+    targets: dict[str, sa.Table],
+    zone: tzinfo,
+    dialect: TargetDialect,
+    fresh: set[str],
+) -> tuple[int | None, str]:
+    """The run applied set-based (`entitysql`) where the target can: (records applied,
+    start), or (None, "") when it declined the run, which is then as if never tried."""
+    if not entitysql.suited(dialect, manifest, zone):
+        return None, ""
+    try:
+        with conn.begin_nested():
+            return entitysql.apply_run_sql(
+                conn, location, folder, manifest, targets, zone, dialect, fresh
+            )
+    except (entitysql.Declined, sa.exc.DBAPIError) as reason:
+        text = " ".join(str(getattr(reason, "orig", None) or reason).split())[:200]
+        label = f"{folder}/{manifest.kind}_{manifest.run}"
+        logger.info("%s: applied record by record (%s)", label, text)
+        return None, ""
+
+
+def _apply_records(
+    conn: Connection,
+    location: Location,
+    folder: str,
+    manifest: RunManifest,
+    entities: dict[str, _Entity],
+    floors: dict[str, str],
+    fresh: set[str],
+) -> tuple[int, str]:
+    """The run applied record by record, in batches; (records applied, start)."""
     applied = 0
     start = manifest.created
-    grown = _Growth(conn, dialect, [version_table, *targets.values()])
+    dialect = next(iter(entities.values())).dialect
+    tables = [table for entity in entities.values() for _, table in entity.tables]
+    grown = _Growth(conn, dialect, [version_table, *tables])
     for file in manifest.files:
         batch: list[_Record] = []
         for record in _records(location, folder, file, entities):
@@ -136,12 +186,7 @@ def apply_run(
                 batch = []
         if batch:
             applied += _apply(conn, entities, batch, floors, fresh, dialect)
-    if manifest.kind == "INIT_EXPORT":
-        for name in manifest.definitions:
-            if start > floors.get(name, ""):
-                _remove_older(conn, entities[name], start)
-                _set_floor(conn, name, start, name in floors)
-    return applied
+    return applied, start
 
 
 class _Growth:
@@ -215,28 +260,10 @@ def _records(
 ) -> Iterator[_Record]:
     where = f"{folder}/{file.name}"
     count = 0
-    with location.reading(folder, file.name) as handle:
-        hashed = _Hashing(handle)
-        try:
-            with gzip.GzipFile(fileobj=cast(BinaryIO, hashed), mode="rb") as lines:
-                # No longer than the export recorded its longest line to be, so memory is
-                # bounded per record by what the source held (and never past the ceiling
-                # the manifest's reader enforces).
-                while line := lines.readline(file.longest + 1):
-                    if len(line) > file.longest:
-                        raise LoadError(
-                            f"{where}: a line is longer than its manifest's longest "
-                            f"({file.longest:,} bytes)"
-                        )
-                    count += 1
-                    yield _record(line, f"{where}: record {count}", entities)
-        except (OSError, EOFError, zlib.error) as error:
-            raise LoadError(f"{where}: not a complete gzip file ({error})") from None
-    if count != file.records or hashed.size != file.bytes or hashed.sha1.hexdigest() != file.sha1:
-        raise LoadError(
-            f"{where}: does not match its manifest (records, size or sha1)",
-            "the file was altered or cut short: export the run again",
-        )
+    for lines in record_lines(location, folder, file):
+        for line in lines:
+            count += 1
+            yield _record(line, f"{where}: record {count}", entities)
 
 
 def _value_refused(
@@ -423,18 +450,3 @@ def _remember(
     ]
     if versions:
         dialect.insert_rows(conn, version_table, versions)
-
-
-class _Hashing:
-    """A read-only file that hashes and counts what is read through it."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
-        self.sha1 = hashlib.sha1()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        self.sha1.update(data)
-        self.size += len(data)
-        return data
