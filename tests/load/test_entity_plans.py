@@ -60,7 +60,11 @@ def _many_versions(target: TargetDb) -> None:
             "INSERT INTO order_lines (region, order_no, line_no) "
             "SELECT 'ZZ', i, 1 FROM generate_series(1, 20000) i"
         )
-        for table in ("tidegate_entity_version", "orders", "order_lines"):
+        conn.exec_driver_sql(
+            "INSERT INTO order_notes (region, order_no, kind) "
+            "SELECT 'ZZ', i, 'k' FROM generate_series(1, 20000) i"
+        )
+        for table in ("tidegate_entity_version", "orders", "order_lines", "order_notes"):
             conn.exec_driver_sql(f"ANALYZE {table}")
 
 
