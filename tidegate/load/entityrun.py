@@ -3,15 +3,14 @@ transaction: set-based in SQL where the target can (`entitysql`, PostgreSQL), el
 whenever that path declines a run, record by record here (the reference semantics).
 
 Files are read in the manifest's order, each streamed (`runfiles`: hashed, un-gzipped,
-split into lines no longer than the manifest allows, checked against the manifest when
-it ends), each line one record. Records are applied in batches of BATCH_RECORDS: a
-record whose `TIMESTAMP` is not newer than the one the target holds for that entity is
-skipped; otherwise the entity's rows are deleted from
-every one of its tables (by the root-key columns: one statement per table and batch,
-skipped for an entity whose tables were empty when the run began, its first load) and the
-record's rows inserted in bulk (`TargetDialect.insert_rows`: COPY on PostgreSQL, Arrow on
-DuckDB), or only deleted for a `DELETED` record; the versions applied are replaced per
-batch the same way.
+split into lines no longer than the manifest allows, checked against the manifest when it
+ends), each line one record. Records are applied in batches of BATCH_RECORDS: a record
+whose `TIMESTAMP` is not newer than the one the target holds for that entity is skipped;
+otherwise the entity's rows are deleted from every one of its tables (by the root-key
+columns: one statement per table and batch, skipped for an entity whose tables were empty
+when the run began, its first load) and the record's rows inserted in bulk
+(`TargetDialect.insert_rows`: COPY on PostgreSQL, Arrow on DuckDB), or only deleted for a
+`DELETED` record; the versions applied are replaced per batch the same way.
 
 An initial run holds every entity of its kinds that existed when it read them, each read
 at or after the run's start (its manifest's `created`; or its oldest record's `TIMESTAMP`,
