@@ -196,3 +196,40 @@ def test_a_mistyped_location_never_starts_a_second_chain(sqlite_source: Source) 
     assert run(folder, *moved)[0] == 0  # followed from now on
     assert run(folder, "--set", f"output.location={folder / 'moved'}", "export", "tables")[0] == 0
     assert run(folder, "--set", "output.location=exports", "export", "tables")[0] == 1
+
+
+def test_entities_list_says_why_a_table_is_in_no_entity(sqlite_source: Source) -> None:
+    """Each table outside every entity is named with its reason: a log table, one the
+    table filters leave out, one without a key, a child's child."""
+    metadata = sa.MetaData()
+    sa.Table("acct", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "acct_per",
+        metadata,
+        sa.Column("id", sa.Integer, sa.ForeignKey("acct.id"), primary_key=True),
+        sa.Column("per", sa.Integer, primary_key=True),
+    )
+    sa.Table(
+        "acct_per_note",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("per", sa.Integer, primary_key=True),
+        sa.Column("n", sa.Integer, primary_key=True),
+        sa.ForeignKeyConstraint(["id", "per"], ["acct_per.id", "acct_per.per"]),
+    )
+    sa.Table("audit_log", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("scratch_tmp", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("heap", metadata, sa.Column("v", sa.Integer))
+    sqlite_source.create(*metadata.tables.values())
+    folder = sqlite_source.tmp_path
+    config = f'[source]\nurl = "{sqlite_source.url}"\n[tables]\nexclude = ["*_tmp"]\n'
+    assert run(folder, "init", config=config)[0] == 0
+    code, out, err = run(folder, "entities", "list")
+    assert code == 0, err
+    said = out[out.index("Tables in no entity:") :]
+    lines = dict(line.strip().split(": ", 1) for line in said.splitlines()[1:])
+    assert set(lines) == {"acct_per_note", "audit_log", "scratch_tmp", "heap"}, said
+    assert "key and log tables" in lines["audit_log"]
+    assert "[tables] include / exclude" in lines["scratch_tmp"]
+    assert "no primary key" in lines["heap"]
+    assert "acct_per, which is no entity's root" in lines["acct_per_note"]

@@ -20,7 +20,7 @@ from tidegate import capture, runs, urls
 from tidegate.config import Config
 from tidegate.db import Database, connect, connection_lost
 from tidegate.entities import records
-from tidegate.entities.catalog import Entity, catalog
+from tidegate.entities.catalog import Entity, catalog, left_out
 from tidegate.entities.files import WrittenFile
 from tidegate.entities.initial import InitialResult, InitialSettings, pending_entities, run_initial
 from tidegate.entities.initial import Progress as InitialProgress
@@ -246,6 +246,13 @@ def entities_list(config: Config) -> list[EntityStatus]:
     with source(config) as db:
         _require(db)
         return records.statuses(db, _catalog(db, config))
+
+
+def entities_left_out(config: Config) -> dict[str, str]:
+    """Each source table in no entity, and why (`tidegate entities list`)."""
+    with source(config) as db:
+        _require(db)
+        return left_out(db, config.entities, config.tables.selects)
 
 
 def entities_enable(

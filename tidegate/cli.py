@@ -511,10 +511,10 @@ def entities_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every entity: name, tables, export class, eligibility, initial status, ongoing flag,
-    queue depth."""
+    queue depth; then each table in no entity, and why."""
+    config = _options.config()
     listed = [
-        views.entity_view(status).model_dump(mode="json")
-        for status in api.entities_list(_options.config())
+        views.entity_view(status).model_dump(mode="json") for status in api.entities_list(config)
     ]
     if as_json:
         print_json(listed)
@@ -533,6 +533,11 @@ def entities_list(
             str(e["queue_depth"]),
         )
     out.print(table)
+    outside = api.entities_left_out(config)
+    if outside:
+        out.print("Tables in no entity:", highlight=False)
+        for name, why in sorted(outside.items()):
+            out.print(f"  {name}: {why}", highlight=False, markup=False)
 
 
 @entities_app.command("enable")

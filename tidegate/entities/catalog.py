@@ -91,6 +91,45 @@ def catalog(
     return sorted(entities, key=lambda entity: entity.name)
 
 
+def left_out(
+    db: Database, config: EntitiesConfig, selects: Callable[[str], bool] = lambda _table: True
+) -> dict[str, str]:
+    """Each source table in no entity, and why (for `entities list`: a table a user
+    expected to be exported with an entity, and is not)."""
+    shape = _Shape.read(db)
+    entities = catalog(db, config, selects)
+    roots = {entity.root for entity in entities}
+    held = {table for entity in entities for table in entity.tables}
+    return {
+        table: _why_left_out(table, shape, config, selects, roots)
+        for table in shape.tables
+        if table not in held
+    }
+
+
+def _why_left_out(
+    table: str,
+    shape: _Shape,
+    config: EntitiesConfig,
+    selects: Callable[[str], bool],
+    roots: set[str],
+) -> str:
+    if config.define:
+        return "not named by any [entities.define]"
+    if _never_exported(table):
+        return f"key and log tables ({', '.join(NEVER_EXPORTED)}) are in no entity"
+    if not selects(table):
+        return "not selected by [tables] include / exclude"
+    if not shape.keys[table]:
+        return "it has no primary key"
+    parents = sorted({parent for parent, _columns in shape.parents.get(table, [])} - roots)
+    return (
+        f"its primary key begins with a foreign key to {', '.join(parents)}, which is no "
+        "entity's root (a child's child, or the child of a table left out, is in no "
+        "entity; [entities.define] can make one)"
+    )
+
+
 @dataclass
 class _Shape:
     """The tables, keys and key-prefix foreign keys of the source."""
