@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -233,3 +236,58 @@ def test_entities_list_says_why_a_table_is_in_no_entity(sqlite_source: Source) -
     assert "[tables] include / exclude" in lines["scratch_tmp"]
     assert "no primary key" in lines["heap"]
     assert "acct_per, which is no entity's root" in lines["acct_per_note"]
+
+
+def _on_a_terminal(folder: Path, *args: str) -> str:
+    """What the CLI writes to a (pseudo-)terminal, progress bars included."""
+    leader, follower = os.openpty()
+    environment = {**os.environ, "COLUMNS": "160", "TERM": "xterm", "TIDEGATE_CONFIG": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tidegate", *args],
+        cwd=folder,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=environment,
+    )
+    os.close(follower)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        written += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, written.decode(errors="replace")
+    return written.decode(errors="replace")
+
+
+def test_an_initial_export_shows_its_total_on_a_terminal(sqlite_source: Source) -> None:
+    """The progress bar of `export initial` counts up to the entities the run writes, with
+    a percentage (the total is counted before the first record)."""
+    folder = _initialized(sqlite_source)
+    with sqlite_source.engine().begin() as conn:
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+            "WHERE i < 5000) INSERT INTO t SELECT i FROM n"
+        )
+    assert run(folder, "entities", "enable", "T")[0] == 0
+    shown = _on_a_terminal(folder, "export", "initial", "--records-per-file", "100")
+    assert "5000/5000" in shown and "100%" in shown, shown
+
+
+def test_a_table_export_never_shows_zero_rows_on_a_terminal(sqlite_source: Source) -> None:
+    """Until its first rows are written, the bar of `export tables` says what it does,
+    not "0 rows"."""
+    folder = _initialized(sqlite_source)
+    with sqlite_source.engine().begin() as conn:
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+            "WHERE i < 5000) INSERT INTO t SELECT i FROM n"
+        )
+    shown = _on_a_terminal(folder, "export", "tables")
+    assert re.search(r"(?<![\d,])0 rows", shown) is None, shown
+    assert "5000 row(s)" in shown, shown

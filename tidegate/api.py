@@ -8,7 +8,7 @@ hint; nothing here prints or exits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -310,10 +310,12 @@ def export_initial(
     prefix: str | None = None,
     wait_seconds: float = 0,
     progress: InitialProgress | None = None,
+    total: Callable[[int], None] = lambda _total: None,
 ) -> InitialResult | None:
     """Initial entity export (`tidegate export initial`): the named entities, or every
     enabled entity whose initial export has not completed. Options default to
-    `[entities]` in the config.
+    `[entities]` in the config. `progress` is told each batch of records written, `total`
+    how many entities the run writes (before the first).
 
     Returns:
         What the run wrote, or None when no entity needed an initial export.
@@ -356,6 +358,7 @@ def export_initial(
                 run.run_number,
                 settings,
                 progress or (lambda _e, _n: None),
+                total,
             )
             _count(run, result.records, result.files)
             purge(db, config.capture.keep, queue="entities")

@@ -25,6 +25,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -323,16 +324,17 @@ def export_tables(
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        TextColumn("{task.fields[rows]:,} rows"),
+        TextColumn("{task.fields[rows]}"),  # none said until the first rows are written
+        TimeElapsedColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     ) as bar:
-        task = bar.add_task("exporting", rows=0)
+        task = bar.add_task("reading the pending changes", rows="")
 
         def progress(table: str, rows: int) -> None:
             bar.update(task, description=f"exporting {table}", advance=rows)
-            bar.update(task, rows=int(bar.tasks[0].completed))
+            bar.update(task, rows=f"{int(bar.tasks[0].completed):,} rows")
 
         results = api.export_tables(
             config,
@@ -401,11 +403,15 @@ def export_initial(
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        TextColumn("{task.completed:,.0f} entities"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("entities"),
+        TaskProgressColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("exporting", total=None)
+        task = bar.add_task("counting entities", total=None)
         result = api.export_initial(
             config,
             names or [],
@@ -415,6 +421,7 @@ def export_initial(
             progress=lambda entity, n: bar.update(
                 task, description=f"exporting {entity}", advance=n
             ),
+            total=lambda count: bar.update(task, description="exporting", total=count),
         )
     if result is None:
         out.print(

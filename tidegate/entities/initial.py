@@ -37,6 +37,9 @@ MAX_FILES = 500
 """A run writes at most about this many files: records_per_file is raised to keep it so."""
 
 Progress = Callable[[str, int], None]
+"""Told each batch of records written: (entity, records)."""
+Total = Callable[[int], None]
+"""Told once, before any record, how many entities the run will write."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def run_initial(
     run: int,
     settings: InitialSettings,
     progress: Progress,
+    total_known: Total = lambda _total: None,
 ) -> InitialResult:
     """Export every entity given, whole; the caller holds the `initial` job lock.
 
@@ -94,6 +98,7 @@ def run_initial(
     started = now.replace(microsecond=now.microsecond // 1000 * 1000)
     readers = {e.name: EntityReader(db, e, ZoneInfo(settings.timezone)) for e in entities}
     total = sum(reader.count() for reader in readers.values())
+    total_known(total)
     result.records_per_file = files_cap(
         settings.records_per_file, total, settings.threads, len(entities)
     )
