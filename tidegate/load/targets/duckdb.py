@@ -8,16 +8,19 @@ written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from tidegate.formats.manifest import TableEntry
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load import staging
 from tidegate.load.archive import ExportArchive
 from tidegate.load.targets.base import Parse, TargetDialect, rebuild
+
+MEMBER = "tidegate_member"  # the name a member's record batches are scanned by
 
 
 class DuckDBTarget(TargetDialect):
@@ -131,30 +134,97 @@ class DuckDBTarget(TargetDialect):
     ) -> sa.ColumnElement[Any]:
         return super().cast(_readable(value, kind), kind, target_type)
 
-    def merge(
-        self, conn: Connection, table: sa.Table, stage: sa.Table, schema: TableSchema, where: str
+    def load_rows(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        archive: ExportArchive,
+        files_rows: str,
+        schema: TableSchema,
+        entry: TableEntry,
     ) -> None:
-        """DuckDB has no savepoints, and a failed statement ends its transaction: each
-        column's staged values are tried first (TRY_CAST, one scan), so that a value it
-        cannot hold is named before the upsert."""
+        """The member's Arrow batches upserted straight into the table in one statement:
+        DuckDB scans a record-batch reader itself, streaming, so no staging table (which
+        was half of a load) and no statement per batch. A value DuckDB would read wrong is
+        refused inside the statement (`typed`); should the statement fail, the column is
+        found apart from the target (DuckDB has no savepoints, and a failed statement
+        ends its transaction): each column's conversion tried over the member again."""
+        import pyarrow as pa
+
+        columns = [c.name for c in schema.columns]
+        member = sa.table(MEMBER, *[sa.column(c, sa.Text) for c in columns])
+        counted = [0]
+
+        def batches() -> Iterator[Any]:
+            for batch in archive.batches(files_rows, columns):
+                counted[0] += batch.num_rows
+                yield batch
+
+        def upsert() -> int:
+            strings = pa.schema([(c, pa.string()) for c in columns])
+            reader = pa.RecordBatchReader.from_batches(strings, batches())
+            raw: Any = conn.connection.driver_connection
+            raw.register(MEMBER, reader)
+            try:
+                conn.execute(self.upsert(table, member, schema))  # type: ignore[arg-type]
+            except sa.exc.DBAPIError as error:
+                where = f"{archive.where}/{files_rows}"
+                column = self._failing_member_column(archive, files_rows, schema, table)
+                raise staging.refusal(where, schema, error, column) from None
+            raw.unregister(MEMBER)  # (after a failure, the transaction is rolled back)
+            return counted[0]
+
+        staging.counted(archive, files_rows, entry.rows, upsert, schema)
+
+    def typed(
+        self, stage: sa.Table, table: sa.Table, schema: TableSchema, column: str
+    ) -> sa.ColumnElement[Any]:
+        """As every target converts, but a value DuckDB would read as another is refused
+        in the statement (`error()`): a date-time before year 1 (read as the same date
+        AD), an empty bit string (read as 0)."""
+        value = super().typed(stage, table, schema, column)
+        staged = stage.c[column]
+        kind = base_type(schema.column(column).type)
+        wrong: sa.ColumnElement[bool]
+        if kind in ("timestamp", "timestamptz"):
+            wrong = staged.like("% BC")
+        elif kind == "varbit":
+            wrong = staged == ""
+        else:
+            return value
+        refused = sa.func.error(f"column {column}: a value DuckDB would read as another")
+        return sa.case((wrong, refused), else_=value)
+
+    def _failing_member_column(
+        self, archive: ExportArchive, member: str, schema: TableSchema, table: sa.Table
+    ) -> ColumnSchema | None:
+        """The first column of the member holding a value the target's type cannot hold,
+        found by one scan of the member in an in-memory DuckDB."""
+        import duckdb
+        import pyarrow as pa
+
+        columns = [c.name for c in schema.columns]
+        staged = sa.table(MEMBER, *[sa.column(c, sa.Text) for c in columns])
         checks = {
             column.name: self._unconvertible(
-                stage.c[column.name], column, table.c[column.name].type
+                staged.c[column.name], column, table.c[column.name].type
             )
             for column in schema.columns
-            if base_type(column.type) not in ("text", "binary")
+            if base_type(column.type) != "text"
         }
-        if checks:
-            found = conn.execute(sa.select(*checks.values()).select_from(stage)).one()
-            for name, failed in zip(checks, found, strict=True):
-                if failed:
-                    kind = table.c[name].type.compile(dialect=conn.dialect)
-                    reason = ValueError(f"a value DuckDB's {kind} cannot hold")
-                    raise staging.refusal(where, schema, reason, schema.column(name))
-        try:
-            conn.execute(self.upsert(table, stage, schema))
-        except sa.exc.DBAPIError as error:
-            raise staging.refusal(where, schema, error) from None
+        if not checks:
+            return None
+        query = sa.select(*checks.values()).select_from(staged)
+        sql = query.compile(dialect=self.sql_dialect(), compile_kwargs={"literal_binds": True})
+        with duckdb.connect() as scratch:
+            strings = pa.schema([(c, pa.string()) for c in columns])
+            batches = archive.batches(member, columns)
+            scratch.register(MEMBER, pa.RecordBatchReader.from_batches(strings, batches))
+            found = scratch.execute(str(sql)).fetchone() or ()
+        return next(
+            (schema.column(name) for name, failed in zip(checks, found, strict=True) if failed),
+            None,
+        )
 
     def _unconvertible(
         self, staged: sa.ColumnElement[Any], column: ColumnSchema, target_type: Any
