@@ -118,7 +118,7 @@ def suited(dialect: TargetDialect, manifest: RunManifest, zone: tzinfo) -> bool:
     knows by name, and no JSON document column (the target's JSON text would order an
     object's keys unlike the record path, which keeps the document's own order)."""
     return (
-        dialect.name == "postgresql"
+        dialect.applies_runs_in_sql
         and bool(getattr(zone, "key", None))
         and not any(
             base_type(column.type) == "json"

@@ -47,6 +47,8 @@ class TargetDialect:
         partitioned: `target-ddl --partitioned` can partition tables here.
         folds_table_names: table names that differ only in case name one table.
         folds_column_names: the same for column names (all but PostgreSQL).
+        applies_runs_in_sql: entity runs are applied set-based in SQL (load/entitysql.py:
+            the target parses the records' JSON itself).
     """
 
     name: ClassVar[str] = ""
@@ -57,6 +59,7 @@ class TargetDialect:
     place_sql: ClassVar[str] = ""
     schema_sql: ClassVar[str] = "current_schema()"
     partitioned: ClassVar[bool] = False
+    applies_runs_in_sql: ClassVar[bool] = False
 
     # --- connecting -------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class PostgresTarget(TargetDialect):
     place_sql = "SELECT current_database(), current_schema()"
     folds_column_names = False
     partitioned = True
+    applies_runs_in_sql = True
 
     def table_options(self, schema: TableSchema, *, partitioned: bool) -> dict[str, Any]:
         if not partitioned or not schema.primary_key:  # a keyless table is not partitioned
