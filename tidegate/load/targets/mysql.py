@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 
+from tidegate.formats.manifest import TableEntry
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load.archive import ExportArchive
 from tidegate.load.targets.base import (
@@ -58,6 +59,69 @@ class MySQLTarget(TargetDialect):
             url, json_serializer=exact_json, connect_args={"local_infile": True}
         )
 
+    def load_rows(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        archive: ExportArchive,
+        files_rows: str,
+        schema: TableSchema,
+        entry: TableEntry,
+    ) -> None:
+        """`LOAD DATA LOCAL INFILE … REPLACE INTO` the table itself, each field read into
+        a variable and converted by `SET` as the merge from a stage would: no staging
+        table. It runs in a savepoint, and anything short of a clean load (a warning: LOAD
+        DATA LOCAL turns refusals into warnings; a server refusing local files; an
+        error) rolls it back and loads the member through the stage, which names what
+        is wrong or loads what a strict insert takes."""
+        if not self._loaded_directly(conn, table, archive, files_rows, schema, entry):
+            super().load_rows(conn, table, archive, files_rows, schema, entry)
+
+    def _loaded_directly(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        archive: ExportArchive,
+        member: str,
+        schema: TableSchema,
+        entry: TableEntry,
+    ) -> bool:
+        columns = [c.name for c in schema.columns]
+        with tempfile.NamedTemporaryFile(prefix="tidegate-", suffix=".tsv") as spool:
+            count = _spooled(archive, member, columns, spool)
+            if count != entry.rows:
+                return False  # the stage's load says so, in the same words as elsewhere
+            if not count:
+                return True
+            preparer = conn.dialect.identifier_preparer
+            fields = [f"@tidegate_{number}" for number in range(len(columns))]
+            sets = ", ".join(
+                f"{preparer.quote(name)} = {self._compiled(conn, table, schema, name, field)}"
+                for name, field in zip(columns, fields, strict=True)
+            )
+            replace = "REPLACE " if schema.primary_key else ""
+            statement = (
+                f"LOAD DATA LOCAL INFILE %s {replace}INTO TABLE {preparer.format_table(table)} "
+                f"{LOAD_DATA_FORMAT} ({', '.join(fields)}) SET {sets}"
+            )
+            try:
+                with conn.begin_nested():
+                    conn.exec_driver_sql(statement, (spool.name,))
+                    if conn.exec_driver_sql("SELECT @@warning_count").scalar():
+                        raise _Warned
+            except (_Warned, sa.exc.DBAPIError):
+                return False
+        return True
+
+    def _compiled(
+        self, conn: Connection, table: sa.Table, schema: TableSchema, name: str, field: str
+    ) -> str:
+        """The SQL converting one LOAD DATA variable to its column, as the merge from the
+        stage converts the staged text (`converted`), its constants inlined."""
+        value = self.converted(sa.literal_column(field), schema.column(name), table.c[name].type)
+        sql = value.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        return str(sql).replace("%", "%%")  # the statement is formatted with its file's name
+
     def fill_stage(
         self,
         conn: Connection,
@@ -73,18 +137,13 @@ class MySQLTarget(TargetDialect):
         the rows by `executemany`, as before."""
         preparer = conn.dialect.identifier_preparer
         with tempfile.NamedTemporaryFile(prefix="tidegate-", suffix=".tsv") as spool:
-            count = 0
-            for batch in archive.batches(member, columns):
-                spool.write(_load_data_lines(batch))
-                count += batch.num_rows
-            spool.flush()
+            count = _spooled(archive, member, columns, spool)
             if not count:
                 return 0
             names = ", ".join(preparer.quote(c) for c in columns)
             statement = (
                 f"LOAD DATA LOCAL INFILE %s INTO TABLE {preparer.format_table(stage)} "
-                "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
-                f"LINES TERMINATED BY '\\n' ({names})"
+                f"{LOAD_DATA_FORMAT} ({names})"
             )
             try:
                 conn.exec_driver_sql(statement, (spool.name,))
@@ -203,6 +262,25 @@ class MySQLTarget(TargetDialect):
         updates = {c: insert.inserted[c] for c in others} or {key[0]: insert.inserted[key[0]]}
         merged: sa.Executable = insert.on_duplicate_key_update(updates)
         return merged
+
+
+LOAD_DATA_FORMAT = (
+    "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+)
+
+
+class _Warned(Exception):
+    """LOAD DATA left warnings: what it wrote is rolled back."""
+
+
+def _spooled(archive: ExportArchive, member: str, columns: Sequence[str], spool: Any) -> int:
+    """Write a member's records to `spool` as LOAD DATA reads them; their number."""
+    count = 0
+    for batch in archive.batches(member, columns):
+        spool.write(_load_data_lines(batch))
+        count += batch.num_rows
+    spool.flush()
+    return count
 
 
 # The server's or the client's refusal of `LOAD DATA LOCAL INFILE`.
