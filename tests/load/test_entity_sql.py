@@ -32,6 +32,7 @@ from tests.load.conftest import TargetDb, make_target
 from tidegate import api
 from tidegate.errors import TidegateError
 from tidegate.load import entitysql
+from tidegate.load.target import version_key
 
 DECIMAL = "\ue000"  # marks a decimal to write as a JSON number
 ZONE = "America/Sao_Paulo"  # naive date-times load from UTC into it
@@ -310,3 +311,12 @@ def test_a_refused_value_is_named_as_the_record_path_names_it(
     assert "INIT_EXPORT_1: applied record by record" in caplog.text
     with target.engine().connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM acct").scalar() == 0
+
+
+@given(st.lists(st.text(st.characters(blacklist_categories=["Cs"])), min_size=1, max_size=5))
+def test_the_version_key_is_the_text_json_dumps_writes(key: list[str]) -> None:
+    """Existing targets hold versions keyed by the sha1 of `json.dumps` of the PK fields:
+    the fast path for plain ASCII keys must write that very text."""
+    pk, sha1 = version_key(key)
+    assert pk == json.dumps(key)
+    assert sha1 == hashlib.sha1(json.dumps(key).encode()).hexdigest()

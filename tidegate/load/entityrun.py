@@ -29,7 +29,6 @@ should that be earlier). So once its records are applied:
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -47,7 +46,7 @@ from tidegate.formats.tableschema import TableSchema
 from tidegate.load import entitysql
 from tidegate.load.runfiles import record_lines
 from tidegate.load.staging import REFUSAL_HINT, refusal
-from tidegate.load.target import initial_table, version_table
+from tidegate.load.target import initial_table, version_key, version_table
 from tidegate.load.targets import TargetDialect
 from tidegate.load.values import Convert, converter
 from tidegate.storage import Location
@@ -66,14 +65,18 @@ class _Record:
     where: str = ""  # file and record number, for messages
 
     @functools.cached_property
+    def _version_key(self) -> tuple[str, str]:
+        return version_key(self.key)
+
+    @property
     def pk(self) -> str:
         """The key as the version table keeps it (a JSON array)."""
-        return json.dumps(list(self.key))
+        return self._version_key[0]
 
-    @functools.cached_property
+    @property
     def ident(self) -> tuple[str, str]:
         """(entity, key sha1): the version table's key."""
-        return self.entity, hashlib.sha1(self.pk.encode()).hexdigest()
+        return self.entity, self._version_key[1]
 
 
 class _Entity:

@@ -24,8 +24,6 @@ transaction, which then loads it, or refuses it naming the record and the column
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from sqlalchemy.engine import Connection
 from tidegate.formats.runmanifest import EntityTable, RunManifest
 from tidegate.formats.tableschema import ColumnSchema, base_type
 from tidegate.load.runfiles import record_lines
-from tidegate.load.target import initial_table, version_table
+from tidegate.load.target import initial_table, version_key, version_table
 from tidegate.load.targets import TargetDialect
 from tidegate.storage import Location
 
@@ -274,8 +272,7 @@ def _fields(line: bytes, number: int, shapes: dict[str, _Shape]) -> tuple[str, b
         and _data_fits(data, shape)
     ):
         raise Declined(f"record {number}: not in the exporter's form")
-    pk = _key_json(key)
-    sha1 = hashlib.sha1(pk.encode()).hexdigest()
+    pk, sha1 = version_key(key)
     deleted = "t" if record.get("DELETED") is True else "f"
     return stamp, (
         f"{number}{FIELD}{QUOTE}{entity}{QUOTE}{FIELD}{sha1}{FIELD}{QUOTE}{stamp}{QUOTE}"
@@ -338,13 +335,6 @@ def _row_fits(row: dict[str, Any], table: _Table) -> bool:
         if type(value) is not str or not pattern.fullmatch(value):
             return False
     return True
-
-
-def _key_json(key: list[str]) -> str:
-    """The key as the version table keeps it: `json.dumps` of the list (ASCII, `", "`)."""
-    if all(k.isascii() and k.isprintable() and '"' not in k and "\\" not in k for k in key):
-        return '["' + '", "'.join(key) + '"]'
-    return json.dumps(key)
 
 
 # --- 2 and 3. what is newer, and its versions ---------------------------------------------

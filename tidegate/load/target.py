@@ -58,6 +58,19 @@ version_table = sa.Table(
     sa.Column("stamp", sa.String(40), nullable=False),
     sa.Column("pk", sa.Text),  # the record's PK fields as a JSON array (NULL: loaded before)
 )
+
+
+def version_key(key: Sequence[str]) -> tuple[str, str]:
+    """(pk, key sha1) of an entity key as `tidegate_entity_version` keeps it: the PK
+    fields as `json.dumps` writes the list (ASCII, `", "` between), and that text's sha1.
+    Both ways of applying a run (entityrun, entitysql) key versions by it."""
+    if all(k.isascii() and k.isprintable() and '"' not in k and "\\" not in k for k in key):
+        pk = '["' + '", "'.join(key) + '"]'  # json.dumps' text, without its per-call cost
+    else:
+        pk = json.dumps(list(key))
+    return pk, hashlib.sha1(pk.encode()).hexdigest()
+
+
 shape_table = sa.Table(
     "tidegate_table_shape",
     metadata,

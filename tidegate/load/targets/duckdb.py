@@ -149,10 +149,7 @@ class DuckDBTarget(TargetDialect):
         refused inside the statement (`typed`); should the statement fail, the column is
         found apart from the target (DuckDB has no savepoints, and a failed statement
         ends its transaction): each column's conversion tried over the member again."""
-        import pyarrow as pa
-
         columns = [c.name for c in schema.columns]
-        member = sa.table(MEMBER, *[sa.column(c, sa.Text) for c in columns])
         counted = [0]
 
         def batches() -> Iterator[Any]:
@@ -161,12 +158,10 @@ class DuckDBTarget(TargetDialect):
                 yield batch
 
         def upsert() -> int:
-            strings = pa.schema([(c, pa.string()) for c in columns])
-            reader = pa.RecordBatchReader.from_batches(strings, batches())
             raw: Any = conn.connection.driver_connection
-            raw.register(MEMBER, reader)
+            raw.register(MEMBER, _reader(columns, batches()))
             try:
-                conn.execute(self.upsert(table, member, schema))  # type: ignore[arg-type]
+                conn.execute(self.upsert(table, _member(columns), schema))  # type: ignore[arg-type]
             except sa.exc.DBAPIError as error:
                 where = f"{archive.where}/{files_rows}"
                 column = self._failing_member_column(archive, files_rows, schema, table)
@@ -201,10 +196,9 @@ class DuckDBTarget(TargetDialect):
         """The first column of the member holding a value the target's type cannot hold,
         found by one scan of the member in an in-memory DuckDB."""
         import duckdb
-        import pyarrow as pa
 
         columns = [c.name for c in schema.columns]
-        staged = sa.table(MEMBER, *[sa.column(c, sa.Text) for c in columns])
+        staged = _member(columns)
         checks = {
             column.name: self._unconvertible(
                 staged.c[column.name], column, table.c[column.name].type
@@ -217,9 +211,7 @@ class DuckDBTarget(TargetDialect):
         query = sa.select(*checks.values()).select_from(staged)
         sql = query.compile(dialect=self.sql_dialect(), compile_kwargs={"literal_binds": True})
         with duckdb.connect() as scratch:
-            strings = pa.schema([(c, pa.string()) for c in columns])
-            batches = archive.batches(member, columns)
-            scratch.register(MEMBER, pa.RecordBatchReader.from_batches(strings, batches))
+            scratch.register(MEMBER, _reader(columns, archive.batches(member, columns)))
             found = scratch.execute(str(sql)).fetchone() or ()
         return next(
             (schema.column(name) for name, failed in zip(checks, found, strict=True) if failed),
@@ -266,6 +258,20 @@ def _readable(value: sa.ColumnElement[Any], kind: str) -> sa.ColumnElement[Any]:
     if kind == "date":
         return sa.func.replace(value, " BC", " (BC)")
     return value
+
+
+def _member(columns: Sequence[str]) -> sa.TableClause:
+    """A member's records as DuckDB scans them (`_reader`), every column text."""
+    return sa.table(MEMBER, *[sa.column(c, sa.Text) for c in columns])
+
+
+def _reader(columns: Sequence[str], batches: Iterator[Any]) -> Any:
+    """A member's Arrow batches of strings as one record-batch reader, which DuckDB scans
+    by the name it is registered under, streaming."""
+    import pyarrow as pa
+
+    strings = pa.schema([(c, pa.string()) for c in columns])
+    return pa.RecordBatchReader.from_batches(strings, batches)
 
 
 def _bc_date(value: Any) -> Any:
