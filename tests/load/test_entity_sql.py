@@ -192,12 +192,12 @@ def loaded(location: Path, target: TargetDb, tmp_path: Path) -> str | list[tuple
     )
     config = tidegate.load_config(tmp_path / "tidegate.toml", [], environ={})
     try:
-        api.load(config)
+        result = api.load(config)
     except TidegateError as error:
         return str(error)
     engine = target.engine()
     with engine.connect() as conn:
-        found: list[tuple[Any, ...]] = []
+        found: list[tuple[Any, ...]] = [("records applied", result.records)]
         for query in (
             "SELECT acct::text FROM acct ORDER BY region, no",
             "SELECT acct_line::text FROM acct_line ORDER BY region, no, line",

@@ -392,10 +392,9 @@ def _versions(conn: Connection, records: sa.Table, held: set[str]) -> int:
             )
         )
     columns = ["entity", "key_sha1", "stamp", "pk"]
-    inserted = conn.execute(
-        version_table.insert().from_select(columns, sa.select(*[r[c] for c in columns]))
-    )
-    return int(inserted.rowcount)
+    conn.execute(version_table.insert().from_select(columns, sa.select(*[r[c] for c in columns])))
+    # Counted, not the INSERT's rowcount: psycopg reports -1 for an INSERT … SELECT here.
+    return int(conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one())
 
 
 # --- 4. the rows ----------------------------------------------------------------------------
