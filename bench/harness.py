@@ -40,9 +40,14 @@ class Sample:
 
 
 def measure(
-    argv: list[str], *, stdout: Path | None = None, cwd: Path | None = None
+    argv: list[str],
+    *,
+    stdout: Path | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[Sample, str]:
-    """Run a command to completion; its wall time, peak RSS and (if not redirected) stdout."""
+    """Run a command to completion (in `env`, default this process's environment); its
+    wall time, peak RSS and (if not redirected) stdout."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
         if Path(GNU_TIME).exists():
             wrapped = [GNU_TIME, "-v", "-o", report.name, *argv]
@@ -51,7 +56,7 @@ def measure(
         with open(stdout, "wb") if stdout else nullcontext(subprocess.PIPE) as sink:
             start = time.perf_counter()
             done = subprocess.run(
-                wrapped, cwd=cwd, stdout=sink, stderr=subprocess.PIPE, check=False
+                wrapped, cwd=cwd, env=env, stdout=sink, stderr=subprocess.PIPE, check=False
             )
             seconds = time.perf_counter() - start
         text = report.read()

@@ -33,6 +33,10 @@ commands, and a PostgreSQL role that may create databases):
     .venv/bin/python bench/table_export.py
     .venv/bin/python bench/table_export.py --rows 100000 --scales 20000 --only sqlite
     .venv/bin/python bench/table_export.py --rounds 3 --json
+    .venv/bin/python bench/table_export.py --without-clients   # as after a bare pip install
+
+``--without-clients`` runs tidegate with a ``PATH`` that holds neither ``psql`` nor
+``sqlite3``, as on a machine where only ``pip install`` was run.
 """
 
 from __future__ import annotations
@@ -250,15 +254,22 @@ def tidegate_config(source: Source, work: Path) -> Path:
     return config
 
 
+# tidegate's environment: this process's, or (--without-clients) one whose PATH finds
+# neither psql nor sqlite3.
+TIDEGATE_ENV: dict[str, str] | None = None
+
+
 def tidegate_export(source: Source, work: Path) -> Result:
     """The timed first `tidegate export tables`, after an untimed `uninstall` (of the
     previous round's capture, if any) and `init`."""
     tidegate = [*TIDEGATE, "--config", str(tidegate_config(source, work))]
     for command in (["uninstall", "--yes"], ["init"]):
-        done = subprocess.run([*tidegate, *command], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [*tidegate, *command], capture_output=True, text=True, check=False, env=TIDEGATE_ENV
+        )
         if done.returncode != 0:
             raise RuntimeError(f"tidegate {command[0]} failed: {done.stderr.strip()}")
-    sample, out = measure([*tidegate, "export", "tables"], cwd=work)
+    sample, out = measure([*tidegate, "export", "tables"], cwd=work, env=TIDEGATE_ENV)
     # "<name>: snapshot, 2 table(s), <rows> row(s), <bytes> bytes"
     if f" {source.size.rows} row(s)" not in out or "snapshot" not in out:
         raise RuntimeError(f"expected a snapshot of {source.size.rows} rows, got: {out.strip()}")
@@ -428,6 +439,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=DATABASES, help="run one database only")
     parser.add_argument("--rounds", type=int, default=1, help="rounds; medians reported")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--without-clients",
+        action="store_true",
+        help="run tidegate where neither psql nor sqlite3 is on the PATH",
+    )
     args = parser.parse_args(argv)
     if args.rows <= 0 or args.rounds <= 0 or any(n <= 0 for n in args.scales):
         parser.error("--rows, --rounds and --scales must be positive")
@@ -449,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     commit = tidegate_commit()  # at the start: the code every round ran (unless changed mid-run)
     reports = {}
     with tempfile.TemporaryDirectory(prefix="tidegate_bench_") as scratch:
+        if args.without_clients:
+            global TIDEGATE_ENV
+            empty = Path(scratch) / "no-clients-bin"
+            empty.mkdir()
+            TIDEGATE_ENV = {**os.environ, "PATH": str(empty)}
         for database in databases:
             reports[database] = runners[database](args, Path(scratch))
     if args.json:
@@ -466,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows/s: parent + child rows / wall s of the whole command(s); x base: rows/s over "
         "the raw baseline's at the same size; out MB = 10^6 bytes"
     )
-    print(f"tidegate {commit}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    clients = ", without psql and sqlite3" if args.without_clients else ""
+    print(f"tidegate {commit}{clients}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     return 0
 
 
