@@ -1,33 +1,37 @@
-"""`tidegate load` of a full export beside a raw bulk load of the same CSV.
+"""`tidegate load` of a full export and of an entity run, beside a raw bulk load of the
+same rows, into every target.
 
 A PostgreSQL source table `parent` (the table_export.py data: 8 mixed columns, text with
 commas, quotes, newlines, NULLs and non-ASCII) is exported once by `tidegate export
-tables` (untimed), and its `parent.csv` extracted from the zip (untimed). Then, each round,
-into empty targets:
+tables` and once, enabled as the entity PARENT, by `tidegate export initial` (both
+untimed), and its `parent.csv` extracted from the zip (untimed). Then, each round, into
+empty targets, every case taking its turn to go first:
 
-The eight loads take turns going first from round to round:
+- PostgreSQL: `tidegate load LOCATION --only tables|entities --target …` (a fresh schema)
+  beside the raw baseline `psql -c "\\copy parent FROM 'parent.csv' CSV HEADER"` into an
+  empty table of the same types;
+- SQLite: the same into a fresh file, beside `sqlite3 t.db ".import --csv --skip 1
+  parent.csv parent"` into an empty table;
+- DuckDB: the same into a fresh file, beside DuckDB's own CSV reader (`INSERT INTO parent
+  SELECT * FROM read_csv(…)`, in a Python process of its own) into an empty keyed table;
+- MariaDB: the same into a fresh database, beside `mariadb --local-infile -e "LOAD DATA
+  LOCAL INFILE …"` into an empty keyed table.
 
-- PostgreSQL: `tidegate load LOCATION --target …` (a fresh schema) beside the raw baseline
-  `psql -c "\\copy parent FROM 'parent.csv' CSV HEADER"` into an empty table of the same
-  types;
-- SQLite: `tidegate load LOCATION --target sqlite:///…` (a fresh file) beside the raw
-  baseline `sqlite3 t.db ".import --csv --skip 1 parent.csv parent"` into an empty table;
-- DuckDB: `tidegate load LOCATION --target duckdb:///…` (a fresh file) beside the raw
-  baseline, DuckDB's own CSV reader (`INSERT INTO parent SELECT * FROM read_csv(…)`, in a
-  Python process of its own) into an empty keyed table;
-- MariaDB: `tidegate load LOCATION --target mysql://…` (a fresh database) beside the raw
-  baseline `mariadb --local-infile -e "LOAD DATA LOCAL INFILE …"` into an empty keyed table.
+The raw floor of an entity load is the same as a table load's: the entity run holds one
+record per row of `parent`, and a load must end with the same rows in the same table
+(plus, for the entity, a version per record).
 
 Every command is its own process, timed as a whole with its peak RSS (GNU time). The
-tidegate time includes Python start-up, reading and checking the zip (sha1 of the zip and
-of every member, record counts), staging, the typed merge and its bookkeeping. Each
-target is checked to hold every row afterwards. Throughput is judged at `--rows`; memory
-at every size in `--scales` plus `--rows`.
+tidegate time includes Python start-up, reading and checking the files (sha1 of the zip
+and of every member, record counts), the typed merge and its bookkeeping. Each target is
+checked to hold every row afterwards. Throughput is judged at `--rows`; memory at every
+size in `--scales` plus `--rows`.
 
 Run from the repository root:
 
     .venv/bin/python bench/load.py                      # 1M rows (+100k for memory)
     .venv/bin/python bench/load.py --rows 200000 --scales 20000 --rounds 1
+    .venv/bin/python bench/load.py --kinds tables       # table exports only
 """
 
 from __future__ import annotations
@@ -52,7 +56,15 @@ from psycopg import sql
 from table_export import PG_TABLES, Size, make_pg_source
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-GOAL = 0.50  # tidegate rows/s at least this x the raw baseline's
+# tidegate rows/s at least this x the raw baseline's, per (target, kind of load)
+GOALS = {
+    ("postgresql", "tables"): 0.70,
+    ("sqlite", "tables"): 0.50,
+    ("duckdb", "tables"): 0.70,
+    ("mariadb", "tables"): 0.70,
+    ("postgresql", "entities"): 0.50,
+}
+KINDS = ("tables", "entities")
 RSS_FLAT = 1.25
 TIDEGATE = [sys.executable, "-m", "tidegate"]
 MARIADB_URL = "mysql://root@127.0.0.1:3306"
@@ -91,15 +103,21 @@ class Result:
     rss_kib: int
 
 
-def export_once(url: str, schema: str, rows: int, work: Path) -> tuple[Path, Path]:
-    """The source, its export (a location), and parent.csv extracted from it."""
+def export_once(
+    url: str, schema: str, rows: int, work: Path, kinds: list[str]
+) -> tuple[Path, Path]:
+    """The source, its table export and entity run (one location), and parent.csv
+    extracted from the table export."""
     make_pg_source(url, schema, Size(rows, 0))
     config = work / "tidegate.toml"
     config.write_text(
         f'[source]\nurl = "{url}"\nschema = "{schema}"\n'
         f'[output]\nlocation = "{work / "exports"}"\n[tables]\ninclude = ["parent"]\n'
     )
-    for command in (["init"], ["export", "tables"]):
+    commands = [["init"], ["export", "tables"]]
+    if "entities" in kinds:
+        commands += [["entities", "enable", "PARENT"], ["export", "initial", "PARENT"]]
+    for command in commands:
         subprocess.run([*TIDEGATE, "-c", str(config), *command], check=True, capture_output=True)
     folder = next((work / "exports").glob("export_*"))
     with zipfile.ZipFile(next(folder.glob("*.zip"))) as archive:
@@ -129,26 +147,52 @@ def count_sqlite(path: Path) -> int:
 
 
 def load_cases(
-    url: str, config: Path, csv_file: Path, location: Path, rows: int
+    url: str, config: Path, csv_file: Path, location: Path, rows: int, kinds: list[str]
 ) -> list[tuple[str, Any]]:
-    """The four loads, each into an empty target of its own, each checked to hold every
-    row; a case gets a fresh work directory."""
-    schemas = itertools.count()
-    tidegate_load = [*TIDEGATE, "-c", str(config), "load", str(location), "--target"]
+    """Per target, its raw load and tidegate's load of each kind, each into an empty
+    target of its own, each checked to hold every row; a case gets a fresh work
+    directory."""
+    numbers = itertools.count()
+    tidegate_load = [*TIDEGATE, "-c", str(config), "load", str(location)]
+
+    def pg_target_url(work: Path) -> tuple[str, Any]:
+        schema, target = pg_target(url, next(numbers))
+        return target, lambda: count_pg(url, schema)
+
+    def sqlite_target_url(work: Path) -> tuple[str, Any]:
+        return f"sqlite:///{work / 't.db'}", lambda: count_sqlite(work / "t.db")
+
+    def duckdb_target_url(work: Path) -> tuple[str, Any]:
+        database = str(work / "t.duckdb")
+        return f"duckdb:///{database}", lambda: count_duckdb(database)
+
+    def mariadb_target_url(work: Path) -> tuple[str, Any]:
+        database = mariadb_target(next(numbers))
+        return f"{MARIADB_URL}/{database}", lambda: count_mariadb(database)
+
+    targets = {
+        "postgresql": pg_target_url,
+        "sqlite": sqlite_target_url,
+        "duckdb": duckdb_target_url,
+        "mariadb": mariadb_target_url,
+    }
+
+    def tidegate_case(database: str, kind: str) -> Any:
+        def case(work: Path) -> Result:
+            target, count = targets[database](work)
+            sample, _ = measure([*tidegate_load, "--only", kind, "--target", target])
+            assert count() == rows, f"tidegate did not load every row into {database}"
+            return Result(sample.seconds, sample.rss_kib)
+
+        return case
 
     def pg_raw(work: Path) -> Result:
-        schema, target = pg_target(url, next(schemas))
+        schema, target = pg_target(url, next(numbers))
         with psycopg.connect(target, autocommit=True) as conn:
             conn.execute(PG_TABLES.split(";")[0])
         copy = f"\\copy parent FROM '{csv_file}' CSV HEADER"
         sample, _ = measure(["psql", "-q", target, "-c", copy])
         assert count_pg(url, schema) == rows
-        return Result(sample.seconds, sample.rss_kib)
-
-    def pg_tidegate(work: Path) -> Result:
-        schema, target = pg_target(url, next(schemas))
-        sample, _ = measure([*tidegate_load, target])
-        assert count_pg(url, schema) == rows, "tidegate did not load every row into PostgreSQL"
         return Result(sample.seconds, sample.rss_kib)
 
     def sqlite_raw(work: Path) -> Result:
@@ -159,12 +203,6 @@ def load_cases(
         assert count_sqlite(database) == rows
         return Result(sample.seconds, sample.rss_kib)
 
-    def sqlite_tidegate(work: Path) -> Result:
-        target = f"sqlite:///{work / 'tidegate.db'}"
-        sample, _ = measure([*tidegate_load, target])
-        assert count_sqlite(work / "tidegate.db") == rows, "tidegate did not load every row"
-        return Result(sample.seconds, sample.rss_kib)
-
     def duckdb_raw(work: Path) -> Result:
         database = str(work / "raw.duckdb")
         sample, _ = measure(
@@ -173,13 +211,8 @@ def load_cases(
         assert count_duckdb(database) == rows
         return Result(sample.seconds, sample.rss_kib)
 
-    def duckdb_tidegate(work: Path) -> Result:
-        sample, _ = measure([*tidegate_load, f"duckdb:///{work / 'tidegate.duckdb'}"])
-        assert count_duckdb(str(work / "tidegate.duckdb")) == rows, "not every row in DuckDB"
-        return Result(sample.seconds, sample.rss_kib)
-
     def mariadb_raw(work: Path) -> Result:
-        database = mariadb_target(next(schemas))
+        database = mariadb_target(next(numbers))
         subprocess.run(
             ["mariadb", "-h", "127.0.0.1", "-u", "root", database, "-e", PARENT_MARIADB],
             check=True,
@@ -194,22 +227,27 @@ def load_cases(
         assert count_mariadb(database) == rows
         return Result(sample.seconds, sample.rss_kib)
 
-    def mariadb_tidegate(work: Path) -> Result:
-        database = mariadb_target(next(schemas))
-        sample, _ = measure([*tidegate_load, f"{MARIADB_URL}/{database}"])
-        assert count_mariadb(database) == rows, "tidegate did not load every row into MariaDB"
-        return Result(sample.seconds, sample.rss_kib)
-
+    raws = {
+        "postgresql": pg_raw,
+        "sqlite": sqlite_raw,
+        "duckdb": duckdb_raw,
+        "mariadb": mariadb_raw,
+    }
     return [
-        (RAW["postgresql"], pg_raw),
-        ("postgresql tidegate load", pg_tidegate),
-        (RAW["sqlite"], sqlite_raw),
-        ("sqlite tidegate load", sqlite_tidegate),
-        (RAW["duckdb"], duckdb_raw),
-        ("duckdb tidegate load", duckdb_tidegate),
-        (RAW["mariadb"], mariadb_raw),
-        ("mariadb tidegate load", mariadb_tidegate),
+        case
+        for database, raw in raws.items()
+        for case in [
+            (RAW[database], raw),
+            *(
+                (tidegate_case_name(database, kind), tidegate_case(database, kind))
+                for kind in kinds
+            ),
+        ]
     ]
+
+
+def tidegate_case_name(database: str, kind: str) -> str:
+    return f"{database} tidegate load --only {kind}"
 
 
 def mariadb_target(number: int) -> str:
@@ -254,8 +292,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--scales", default="100000", help="row counts for the memory check")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help="tables, entities or both (default: both)"
+    )
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
+    options.kinds = [kind for kind in options.kinds.split(",") if kind]
+    if not options.kinds or set(options.kinds) - set(KINDS):
+        parser.error("--kinds takes tables, entities or tables,entities")
     sizes = sorted({*(int(s) for s in options.scales.split(",") if s), options.rows})
     medians: dict[int, dict[str, Result]] = {}
     for rows in sizes:
@@ -263,8 +307,8 @@ def main() -> None:
         with scratch_database(options.url) as url, tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
             progress(f"exporting {rows:,} rows")
-            config, csv_file = export_once(url, "source", rows, work)
-            cases = load_cases(url, config, csv_file, work / "exports", rows)
+            config, csv_file = export_once(url, "source", rows, work, options.kinds)
+            cases = load_cases(url, config, csv_file, work / "exports", rows, options.kinds)
             collected = run_rounds(cases, rounds, work, f"{rows:>9,} rows")
             medians[rows] = {
                 case: Result(
@@ -290,29 +334,30 @@ def report(medians: dict[int, dict[str, Result]], options: argparse.Namespace) -
         return
     print(f"median of {options.rounds} round(s) at {options.rows:,} rows (1 round at other sizes)")
     print(
-        f"{'rows':>10}  {'case':<28} {'wall s':>7} {'rows/s':>10} {'peak RSS MiB':>13} {'x raw':>6}"
+        f"{'rows':>10}  {'case':<40} {'wall s':>7} {'rows/s':>10} {'peak RSS MiB':>13} {'x raw':>6}"
     )
     for rows, cases in medians.items():
         for case, result in cases.items():
             base = cases[RAW[case.split(" ")[0]]]
             ratio = base.seconds / result.seconds
             print(
-                f"{rows:>10,}  {case:<28} {result.seconds:7.2f} "
+                f"{rows:>10,}  {case:<40} {result.seconds:7.2f} "
                 f"{rows / result.seconds:10,.0f} {result.rss_kib / 1024:13.1f} {ratio:6.2f}"
             )
     top = medians[options.rows]
     for database, raw in RAW.items():
-        ratio = top[raw].seconds / top[f"{database} tidegate load"].seconds
-        print(
-            f"goal: {database} rows/s >= {GOAL:.2f} x raw at {options.rows:,}: "
-            f"{ratio:.2f}  {verdict(ratio >= GOAL)}"
-        )
-        rss = [medians[rows][f"{database} tidegate load"].rss_kib for rows in medians]
-        flat = max(rss) / min(rss)
-        print(
-            f"goal: {database} peak RSS flat (largest/smallest <= {RSS_FLAT}): "
-            f"{flat:.2f}  {verdict(flat <= RSS_FLAT)}"
-        )
+        for kind in options.kinds:
+            name = tidegate_case_name(database, kind)
+            ratio = top[raw].seconds / top[name].seconds
+            goal = GOALS.get((database, kind))
+            judged = f"goal >= {goal:.2f}: {verdict(ratio >= goal)}" if goal else "no goal set"
+            print(f"{name}: {ratio:.2f} x raw at {options.rows:,} ({judged})")
+            rss = [medians[rows][name].rss_kib for rows in medians]
+            flat = max(rss) / min(rss)
+            print(
+                f"{name}: peak RSS largest/smallest {flat:.2f} "
+                f"(goal <= {RSS_FLAT}: {verdict(flat <= RSS_FLAT)})"
+            )
     print(f"tidegate {tidegate_commit()}, Python {sys.version.split()[0]}")
 
 
