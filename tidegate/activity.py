@@ -22,6 +22,7 @@ from typing import Literal
 from tidegate import api
 from tidegate.config import Config
 from tidegate.errors import JobBusy, NoExports, TidegateError
+from tidegate.load.loader import LoadStep
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class Activity:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     doing: str = ""  # what it works on now ("exporting customer")
-    done: int = 0  # rows or entities so far
+    done: int = 0  # rows, entities or records so far
+    total: int = 0  # of all the run will do, where known (loads, initial exports); else 0
     summary: str = ""  # how it ended, in one line
     error: str = ""
 
@@ -127,6 +129,9 @@ class JobRunner:
             current = self._activity[job]
             self._activity[job] = replace(current, doing=doing, done=current.done + advance)
 
+    def _load_progress(self, step: LoadStep) -> None:
+        self._update("load", doing=step.doing, done=step.done, total=step.total)
+
     def _run(self, job: StartableJob, names: list[str]) -> None:
         fields: dict[str, str] = {"job": job}
         try:
@@ -173,6 +178,7 @@ class JobRunner:
                 config,
                 names,
                 progress=lambda entity, n: self._progress(job, f"exporting {entity}", n),
+                total=lambda count: self._update(job, total=count),
             )
             if initial is None:
                 return "nothing to export: no enabled entity is waiting for its initial export"
@@ -192,7 +198,7 @@ class JobRunner:
                 for r in ongoing
             )
         try:
-            loaded = api.load(config, progress=lambda step: self._progress(job, step.doing, 0))
+            loaded = api.load(config, progress=self._load_progress)
         except NoExports:  # a schedule's load before the first export: not a failure
             return "nothing to load: no export yet"
         if not loaded.tables and not loaded.runs:

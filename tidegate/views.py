@@ -150,6 +150,7 @@ class ActivityView(View):
     ended_at: IsoTime | None
     doing: str
     done: int
+    total: int  # 0 where the run's total is not known
     summary: str
     error: str
 

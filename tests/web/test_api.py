@@ -4,6 +4,7 @@ SQLite source): answers, refusals, and agreement with the CLI's --json."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -106,6 +107,10 @@ def test_every_job_starts_from_the_api_and_the_chain_and_load_show_it(
     for job in ("tables", "load"):
         assert client.post(f"/api/jobs/{job}/start", headers=POST_HEADERS).status_code == 202
         assert wait_for(client, job)["state"] == "succeeded"
+    # The load reported its progress against a known total: every row it applied.
+    load = next(j for j in client.get("/api/jobs").json()["jobs"] if j["job"] == "load")
+    rows = int(re.search(r"\((\d+) row\(s\)\)", load["summary"])[1])  # type: ignore[index]
+    assert load["total"] == load["done"] == rows > 0, load
     chain = client.get("/api/chain").json()
     assert chain["exports"] == 1 and chain["pending_changes"] == 0
     assert chain["last_folder"].startswith(f"export_{chain['audit_key']}_")

@@ -188,6 +188,15 @@ function renderHistory(runs) {
   }));
 }
 
+// "loading export_7_…: 120,000 of 480,000 (25%)"; without a total, the count alone.
+function runningText(job) {
+  if (job.total) {
+    const percent = Math.floor((100 * job.done) / job.total);
+    return `${job.doing}: ${number(job.done)} of ${number(job.total)} (${percent}%)`;
+  }
+  return job.done ? `${job.doing}: ${number(job.done)}` : job.doing;
+}
+
 function renderJobs(answer) {
   const schedule = Object.fromEntries(answer.schedule.map((s) => [s.job, s]));
   replaceRows("jobs", answer.jobs.map((job) => {
@@ -197,8 +206,7 @@ function renderJobs(answer) {
       "aria-label": `start ${JOB_LABELS[job.job].toLowerCase()}`,
     }, "Start");
     button.addEventListener("click", () => start(job.job));
-    let progress = job.state === "running" ? `${job.doing} ${job.done ? number(job.done) : ""}` : "";
-    if (job.state !== "running") progress = job.error || job.summary;
+    const progress = job.state === "running" ? runningText(job) : job.error || job.summary;
     return el("tr", { "data-job": job.job, class: job.state },
       el("td", {}, JOB_LABELS[job.job]),
       el("td", { "data-field": "state" }, el("span", { class: `state ${job.state}` }, job.state)),
