@@ -129,6 +129,9 @@ class JobRunner:
             current = self._activity[job]
             self._activity[job] = replace(current, doing=doing, done=current.done + advance)
 
+    def _set_total(self, job: StartableJob, total: int) -> None:
+        self._update(job, total=total)
+
     def _load_progress(self, step: LoadStep) -> None:
         self._update("load", doing=step.doing, done=step.done, total=step.total)
 
@@ -178,7 +181,7 @@ class JobRunner:
                 config,
                 names,
                 progress=lambda entity, n: self._progress(job, f"exporting {entity}", n),
-                total=lambda count: self._update(job, total=count),
+                total=lambda count: self._set_total(job, count),
             )
             if initial is None:
                 return "nothing to export: no enabled entity is waiting for its initial export"

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from tidegate.entities.initial import Progress as InitialProgress
 from tidegate.entities.ongoing import OngoingResult, OngoingSettings, run_ongoing
 from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError, EntityRefused, TargetError
+from tidegate.formats.naming import ExportName
 from tidegate.jobs import recorded_run
 from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.loader import LoadKind, LoadResult
@@ -513,6 +515,22 @@ def load_position(
     return position_at(_read_location(config, location), target_url or config.target.url)
 
 
+FreshnessState = Literal["fresh", "behind", "failing"]
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How far the target is behind the source, end to end, and whether loading keeps up.
+
+    `state` is `failing` when the last load failed or the target cannot be read, `behind`
+    when complete exports wait to be loaded, else `fresh`."""
+
+    lag_seconds: float  # see end_to_end_lag
+    exports_waiting: int  # complete table folders and entity runs the target has not applied
+    state: FreshnessState
+    problem: str  # why it is failing: the last load's error, or the target's
+
+
 @dataclass(frozen=True)
 class Overview:
     """The whole pipeline at a glance: what the dashboard shows."""
@@ -522,6 +540,7 @@ class Overview:
     chain: ChainStatus
     load: LoadPosition
     runs: list[RunRecord]  # newest first
+    freshness: Freshness
 
 
 def overview(config: Config, *, runs_limit: int = 50) -> Overview:
@@ -534,7 +553,36 @@ def overview(config: Config, *, runs_limit: int = 50) -> Overview:
         history = runs.history(db, limit=runs_limit)
         shown = db.display_url
     history = _with_loads(config, history, None, runs_limit)
-    return Overview(shown, statuses, chain, load_position(config), history)
+    position = load_position(config)
+    return Overview(shown, statuses, chain, position, history, freshness(chain, position, history))
+
+
+def freshness(chain: ChainStatus, position: LoadPosition, history: list[RunRecord]) -> Freshness:
+    """The end-to-end state of the pipeline (see Freshness); `history` newest first."""
+    waiting = len(position.pending_table_exports) + len(position.pending_entity_runs)
+    last_load = next((run for run in history if run.job == "load"), None)
+    problem = position.error or (
+        last_load.error or "the last load failed"
+        if last_load is not None and last_load.status == "failed"
+        else ""
+    )
+    state: FreshnessState = "failing" if problem else "behind" if waiting else "fresh"
+    return Freshness(end_to_end_lag(chain, position), waiting, state, problem)
+
+
+def end_to_end_lag(chain: ChainStatus, position: LoadPosition) -> float:
+    """Seconds the target is behind the source: 0 when no change is pending in the source
+    and every export is applied; else the age of the newest data time of the table exports
+    the target applied (the age of the oldest pending change when it applied none)."""
+    waiting = position.pending_table_exports or position.pending_entity_runs
+    if not waiting and not chain.pending_changes:
+        return 0.0
+    now = datetime.now(UTC)
+    if position.last_table_export:
+        applied = ExportName.parse(position.last_table_export).max_data_time
+        return max(0.0, (now - applied).total_seconds())
+    oldest = chain.oldest_pending_at
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
 
 def verify(config: Config, location: str | None = None) -> tuple[Inventory, list[Problem]]:

@@ -122,6 +122,24 @@ class ChainView(View):
     recent: list[ExportPointView]
 
 
+class TableCountView(View):
+    table: str
+    rows: int
+    deleted: int
+
+
+class FolderTablesView(View):
+    folder: str
+    tables: list[TableCountView]
+
+
+class FreshnessView(View):
+    lag_seconds: Seconds
+    exports_waiting: int
+    state: str  # fresh | behind | failing
+    problem: str
+
+
 class LoadView(View):
     target: str
     applied: int
@@ -132,10 +150,12 @@ class LoadView(View):
     pending_entity_runs: list[str]
     waiting: str | None
     error: str
+    recent: list[FolderTablesView]  # the newest complete table-export folders, newest first
 
 
 class OverviewView(View):
     source: str
+    freshness: FreshnessView
     entities: list[EntityView]
     chain: ChainView
     load: LoadView
@@ -240,6 +260,7 @@ def load_view(position: LoadPosition) -> LoadView:
 def overview_view(overview: Overview) -> OverviewView:
     return OverviewView(
         source=overview.source,
+        freshness=FreshnessView.model_validate(overview.freshness),
         entities=[entity_view(status) for status in overview.entities],
         chain=chain_view(overview.chain),
         load=load_view(overview.load),

@@ -103,10 +103,11 @@ def test_enable_two_entities_export_them_and_watch_the_queue(
     expect(row["ACCOUNT"].locator('[data-field="queue"]')).to_have_text("1", timeout=SLOW)
     expect(row["SHIPMENT"].locator('[data-field="queue"]')).to_have_text("0")
 
-    # The run is in the history, and the history's chart has drawn it.
+    # The run is in the history, and the history's chart has drawn it on a time axis.
     history = page.locator('tr[data-run="initial:1"]')
     expect(history.locator('[data-field="status"]')).to_have_text("succeeded")
-    assert page.locator("#rows-chart rect").count() >= 2
+    expect(page.locator("#rows-chart canvas")).to_have_count(1)
+    expect(page.locator("#rows-chart .u-legend")).to_contain_text("initial")
 
     # And an ongoing export from the dashboard empties the queue again.
     page.click('button[data-start="ongoing"]')
@@ -164,3 +165,149 @@ def test_names_from_the_source_are_shown_as_text_never_as_html(
         assert not dialogs and not problems, (dialogs, problems)
     finally:
         stop_service(service)
+
+
+def test_a_source_without_init_shows_what_to_run_and_no_start_works(
+    browser: object, tmp_path: Path
+) -> None:
+    expect = playwright_api.expect
+    bare = make_sample(tmp_path / "bare")  # no `tidegate init`
+    service = start_service(bare.config_path)
+    try:
+        page, problems = _page(browser)
+        page.goto(service.url)
+        expect(page.locator("#empty-state")).to_be_visible()
+        expect(page.locator("#empty-state")).to_contain_text("tidegate init")
+        expect(page.locator("#freshness-state")).to_have_text("Not set up")
+        for job in ("tables", "initial", "ongoing", "load"):
+            expect(page.locator(f'button[data-start="{job}"]')).to_be_disabled()
+        expect(page.locator("#entities-card")).to_be_hidden()
+        page.screenshot(path=str(_artifact("dashboard-empty.png")), full_page=True)
+        # `tidegate init` from a terminal: the page notices and shows the pipeline.
+        api.init(bare.config())
+        expect(page.locator('tr[data-entity-row="ACCOUNT"]')).to_be_visible(timeout=SLOW)
+        expect(page.locator("#empty-state")).to_be_hidden()
+        expect(page.locator('button[data-start="tables"]')).to_be_enabled()
+        assert all("409" in problem for problem in problems), problems
+    finally:
+        stop_service(service)
+
+
+def test_freshness_load_flags_recent_tables_verify_and_charts(
+    browser: object, sample: Sample, service: Service
+) -> None:
+    """The ops console's top and load panel follow the pipeline: fresh, behind (exported,
+    not loaded), failing (a damaged export), fresh again."""
+    expect = playwright_api.expect
+    page, problems = _page(browser)
+    page.goto(service.url)
+    banner = page.locator("#freshness")
+    flag = page.locator("#load-flag")
+
+    for job in ("tables", "load"):
+        page.click(f'button[data-start="{job}"]')
+        expect(page.locator(f'tr[data-job="{job}"] [data-field="state"]')).to_have_text(
+            "succeeded", timeout=SLOW
+        )
+    expect(banner).to_have_attribute("data-state", "fresh", timeout=SLOW)
+    expect(page.locator("#freshness-state")).to_have_text("Fresh")
+    expect(flag).to_be_hidden()
+    # Rows per table of the last export, as its manifest counts them.
+    first = api.load_position(sample.config()).recent[0]
+    for table in first.tables:
+        row = page.locator(f'tr[data-folder="{first.folder}"][data-table="{table.table}"]')
+        expect(row.locator('[data-field="rows"]')).to_have_text(f"{table.rows:,}")
+    expect(page.locator("#lag-chart canvas")).to_have_count(1)
+
+    # Exported, not loaded: behind.
+    sample.write("UPDATE account SET balance = 1 WHERE id = 1;")
+    page.click('button[data-start="tables"]')
+    expect(banner).to_have_attribute("data-state", "behind", timeout=SLOW)
+    expect(page.locator("#freshness-text")).to_contain_text("1 complete export(s) wait")
+    expect(flag).to_have_text("behind")
+
+    # The tooltip of the rows chart names the runs under the cursor.
+    chart = page.locator("#rows-chart .u-over")
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    assert box is not None
+    tip = page.locator("#rows-chart .chart-tip")
+    chart.hover(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text("rows")
+
+    # Verify from the dashboard: every export checked, all verified.
+    page.click('[data-testid="verify"]')
+    expect(page.locator('[data-testid="verify-summary"]')).to_have_text(
+        "2 table export(s) and 0 entity run(s) checked: all verified", timeout=SLOW
+    )
+
+    # A damaged export: verify names it, the load fails, and both the banner and the load
+    # panel say so.
+    pending = api.load_position(sample.config()).pending_table_exports[0]
+    damaged = next((sample.exports / pending).glob("*.zip"))
+    damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
+    page.click('[data-testid="verify"]')
+    expect(page.locator('[data-testid="verify-summary"]')).to_contain_text("1 problem(s)")
+    expect(page.locator("#verify-result li").first).to_contain_text(pending)
+    page.click('button[data-start="load"]')
+    expect(page.locator('tr[data-job="load"] [data-field="state"]')).to_have_text(
+        "failed", timeout=SLOW
+    )
+    expect(banner).to_have_attribute("data-state", "failing", timeout=SLOW)
+    expect(flag).to_have_text("failing")
+    expect(page.locator('[data-testid="load-failed"]')).to_contain_text(pending)
+    page.screenshot(path=str(_artifact("dashboard-failing.png")), full_page=True)
+    assert all("409" in p or "500" in p for p in problems), problems
+
+
+def test_five_hundred_entities_filter_and_sort(browser: object, tmp_path: Path) -> None:
+    expect = playwright_api.expect
+    many = make_sample(tmp_path / "many")
+    many.write(
+        "".join(f"CREATE TABLE item_{n:03} (id INTEGER PRIMARY KEY, v TEXT);" for n in range(497))
+    )
+    api.init(many.config())
+    service = start_service(many.config_path)
+    try:
+        page, problems = _page(browser)
+        page.goto(service.url)
+        rows = page.locator("#entities tr")
+        expect(page.locator("#entity-count")).to_have_text("500 of 500 entities", timeout=SLOW)
+        expect(rows).to_have_count(500)
+
+        page.fill("#entity-filter", "item_04")
+        expect(page.locator("#entity-count")).to_have_text("10 of 500 entities")
+        expect(rows.first.locator("td.name")).to_have_text("ITEM_040")
+        # A filter on a child table finds its entity.
+        page.fill("#entity-filter", "shipment_item")
+        expect(page.locator("#entity-count")).to_have_text("1 of 500 entities")
+        expect(rows.first.locator("td.name")).to_have_text("SHIPMENT")
+
+        page.fill("#entity-filter", "")
+        page.click('th[data-sort="name"] button')  # sorted by name already: now descending
+        expect(page.locator('th[data-sort="name"]')).to_have_attribute("aria-sort", "descending")
+        expect(rows.first.locator("td.name")).to_have_text("SUPPLIER")
+
+        # Select all applies to the rows shown, and the selection survives the refresh.
+        page.fill("#entity-filter", "item_49")
+        page.check("#select-all")
+        expect(page.locator("#selected-count")).to_have_text("7 selected")
+        page.wait_for_timeout(2500)  # one overview refresh
+        expect(page.locator("#selected-count")).to_have_text("7 selected")
+        page.click('[data-testid="enable-selected"]')
+        expect(page.locator("#message")).to_contain_text("enabled: ITEM_490, ITEM_491")
+        page.fill("#entity-filter", "")
+        page.click('th[data-sort="enabled"] button')
+        page.click('th[data-sort="enabled"] button')  # descending: enabled first
+        expect(rows.nth(6).locator('[data-field="enabled"]')).to_have_text("yes")
+        expect(rows.nth(7).locator('[data-field="enabled"]')).to_have_text("no")
+        page.screenshot(path=str(_artifact("dashboard-entities.png")), full_page=False)
+        assert not problems, problems
+    finally:
+        stop_service(service)
+
+
+def _artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name

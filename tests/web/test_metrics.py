@@ -39,6 +39,12 @@ def test_the_lags_move_as_writes_wait_and_loads_catch_up(sample: Sample) -> None
         assert caught_up[("tidegate_last_run_succeeded", (("job", "load"),))] == 1
         assert caught_up[("tidegate_last_run_rows", (("job", "tables"),))] > 0
         assert caught_up[("tidegate_source_table_rows", (("table", "tidegate_capture"),))] == 5
+        assert freshness(client) == {
+            "state": "fresh",
+            "exports_waiting": 0,
+            "lag_seconds": 0,
+            "problem": "",
+        }
 
         sample.write(
             "UPDATE account SET balance = balance + 1; INSERT INTO supplier VALUES ('x', 'y');"
@@ -55,6 +61,9 @@ def test_the_lags_move_as_writes_wait_and_loads_catch_up(sample: Sample) -> None
         assert exported[("tidegate_export_lag_seconds", ())] == 0
         assert exported[("tidegate_exports_not_loaded", ())] == 1
         assert exported[("tidegate_end_to_end_lag_seconds", ())] >= 1  # exported, not loaded
+        behind = freshness(client)  # the dashboard's banner says the same
+        assert behind["state"] == "behind" and behind["exports_waiting"] == 1
+        assert behind["lag_seconds"] >= 1
         assert (
             exported[("tidegate_service_runs_total", (("job", "tables"), ("outcome", "succeeded")))]
             == 1
@@ -65,6 +74,12 @@ def test_the_lags_move_as_writes_wait_and_loads_catch_up(sample: Sample) -> None
         loaded = scrape(client)
         assert loaded[("tidegate_end_to_end_lag_seconds", ())] == 0
         assert loaded[("tidegate_exports_not_loaded", ())] == 0
+        assert freshness(client)["state"] == "fresh"
+
+
+def freshness(client: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = client.get("/api/overview").json()["freshness"]
+    return answer
 
 
 def test_a_source_that_cannot_be_read_is_reported_down(sample: Sample, tmp_path: Any) -> None:

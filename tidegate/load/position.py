@@ -8,12 +8,12 @@ lists the complete exports the next load would consider.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
 from tidegate.errors import TidegateError
-from tidegate.load.inventory import take_inventory
+from tidegate.load.inventory import Inventory, take_inventory
 from tidegate.load.loader import last_applied_folder
 from tidegate.load.target import Target, applied_table
 from tidegate.storage import Location
@@ -32,6 +32,27 @@ class LoadPosition:
     pending_entity_runs: tuple[str, ...]
     waiting: str | None  # a folder still being written
     error: str = ""  # why the target or location could not be read, if it could not
+    recent: tuple[FolderTables, ...] = ()  # the location's newest complete folders, newest first
+
+
+@dataclass(frozen=True)
+class TableCount:
+    """One table's rows in a table-export folder, as its manifest counts them."""
+
+    table: str
+    rows: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class FolderTables:
+    """A complete table-export folder and the rows of each table in it."""
+
+    folder: str
+    tables: tuple[TableCount, ...]
+
+
+RECENT_FOLDERS = 5
 
 
 def load_position(location: Location, target_url: str) -> LoadPosition:
@@ -52,7 +73,20 @@ def load_position(location: Location, target_url: str) -> LoadPosition:
     complete = tuple(f.folder for f in later if f.manifest is not None)
     waiting = next((f.folder for f in later if f.manifest is None), None)
     runs = tuple(run.label for run in inventory.runs if run.label not in applied)
-    return _position(target.safe_url, applied, complete, runs, waiting, error)
+    position = _position(target.safe_url, applied, complete, runs, waiting, error)
+    return replace(position, recent=_recent(inventory))
+
+
+def _recent(inventory: Inventory) -> tuple[FolderTables, ...]:
+    complete = [f for f in inventory.tables if f.manifest is not None]
+    return tuple(
+        FolderTables(
+            folder.folder,
+            tuple(TableCount(t.name, t.rows, t.deleted) for t in folder.manifest.tables),
+        )
+        for folder in reversed(complete[-RECENT_FOLDERS:])
+        if folder.manifest is not None
+    )
 
 
 # name -> (kind, applied_at, position), in the order applied

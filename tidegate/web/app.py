@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -126,16 +127,27 @@ def _probes(app: FastAPI, config: Config, runner: JobRunner) -> None:
         return Response(metrics.scrape(config, runner), media_type=metrics.CONTENT_TYPE)
 
 
+def error_code(error: TidegateError) -> str:
+    """The refusal's kind for a program to test, from the error's class: `NotInitialized`
+    gives `not_initialized` (the dashboard shows its empty state on it)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
+
 def _error_handlers(app: FastAPI, response_class: type[JSONResponse]) -> None:
     def refusal(
-        status: int, error: str, hint: str = "", headers: Mapping[str, str] | None = None
+        status: int,
+        error: str,
+        hint: str = "",
+        headers: Mapping[str, str] | None = None,
+        code: str = "",
     ) -> JSONResponse:
-        return response_class({"error": error, "hint": hint}, status_code=status, headers=headers)
+        body = {"error": error, "hint": hint, "code": code}
+        return response_class(body, status_code=status, headers=headers)
 
     @app.exception_handler(TidegateError)
     async def tidegate_error(_request: Request, error: TidegateError) -> JSONResponse:
         status = next((code for kind, code in _STATUS if isinstance(error, kind)), 400)
-        return refusal(status, error.message, error.hint)
+        return refusal(status, error.message, error.hint, code=error_code(error))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,7 +22,6 @@ from tidegate import api
 from tidegate.activity import JobRunner
 from tidegate.config import Config
 from tidegate.errors import TidegateError
-from tidegate.formats.naming import ExportName
 from tidegate.load.position import LoadPosition
 from tidegate.load.target import Target
 from tidegate.model import RunRecord
@@ -133,23 +131,8 @@ def _target(overview: api.Overview, position: LoadPosition) -> Iterator[Metric]:
         "tidegate_end_to_end_lag_seconds",
         "How far the target is behind the source: the age of the newest data time the target "
         "holds, while a change or an export is waiting for it (0 when none is)",
-        end_to_end_lag(overview, position),
+        overview.freshness.lag_seconds,
     )
-
-
-def end_to_end_lag(overview: api.Overview, position: LoadPosition) -> float:
-    """Seconds the target is behind: 0 when no change is pending in the source and every
-    export is applied; else the age of the newest data time of the table exports the
-    target applied (the age of the oldest pending change when it applied none)."""
-    waiting = position.pending_table_exports or position.pending_entity_runs
-    if not waiting and not overview.chain.pending_changes:
-        return 0.0
-    now = datetime.now(UTC)
-    if position.last_table_export:
-        applied = ExportName.parse(position.last_table_export).max_data_time
-        return max(0.0, (now - applied).total_seconds())
-    oldest = overview.chain.oldest_pending_at
-    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
 
 def _runs(history: list[RunRecord]) -> Iterator[Metric]:

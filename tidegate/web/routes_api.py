@@ -2,9 +2,9 @@
 
 Every answer that has a CLI twin is the same JSON as that command's ``--json`` (the route's
 docstring names it). Reads are GETs; everything that changes state is a POST (and passes
-the cross-site checks of `tidegate.web.security`). A refusal is ``{"error", "hint"}`` with
-a 4xx or 5xx status: 400 bad input, 401 no token, 403 cross-site, 409 busy or not
-possible now, 503 the source is unreachable.
+the cross-site checks of `tidegate.web.security`). A refusal is ``{"error", "hint",
+"code"}`` with a 4xx or 5xx status: 400 bad input, 401 no token, 403 cross-site, 409 busy
+or not possible now, 503 the source is unreachable.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class JobsView(BaseModel):
 class ErrorView(BaseModel):
     error: str
     hint: str
+    code: str = ""  # the kind of refusal, for a program: `not_initialized`, `job_busy`, …
 
 
 def _config(request: Request) -> Config:

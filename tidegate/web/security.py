@@ -177,7 +177,7 @@ def _own_origin(scope: Scope, headers: Headers) -> str:
 
 
 def _refuse(status: int, message: str) -> Response:
-    body: dict[str, Any] = {"error": message, "hint": ""}
+    body: dict[str, Any] = {"error": message, "hint": "", "code": ""}
     return JSONResponse(body, status_code=status, headers=PAGE_HEADERS)
 
 

@@ -18,6 +18,9 @@ const JOBS_EVERY_MS = 1000;
 
 const selected = new Set();
 let knownEntities = [];
+let allEntities = [];
+const entityView = { filter: "", sort: "name", descending: false };
+let initialised = true; // false while the source has no tidegate tables (`tidegate init`)
 
 // --- talking to the API -------------------------------------------------------------
 
@@ -39,6 +42,7 @@ async function api(path, body) {
   if (!response.ok) {
     const error = new Error(data && data.error ? data.error : response.statusText);
     error.hint = data && data.hint ? data.hint : "";
+    error.code = data && data.code ? data.code : "";
     throw error;
   }
   return data;
@@ -106,10 +110,39 @@ const utc = (iso) => (iso ? iso.replace("T", " ").slice(0, 19) : "–");
 function renderOverview(view) {
   document.getElementById("source-url").textContent = view.source;
   document.getElementById("target-url").textContent = view.load.target;
+  renderFreshness(view.freshness);
   renderChain(view.chain);
-  renderLoad(view.load);
+  renderLoad(view.load, view.freshness);
+  renderRecent(view.load.recent);
   renderEntities(view.entities);
   renderHistory(view.runs);
+}
+
+// The banner at the top: how far the target is behind the source, end to end.
+function renderFreshness(freshness) {
+  const banner = document.getElementById("freshness");
+  banner.dataset.state = freshness.state;
+  const waiting = freshness.exports_waiting;
+  const states = {
+    fresh: ["Fresh", "the target holds everything exported"],
+    behind: ["Behind", `${number(waiting)} complete export(s) wait to be loaded`],
+    failing: ["Load failing", freshness.problem],
+  };
+  const [state, text] = states[freshness.state];
+  document.getElementById("freshness-state").textContent = state;
+  document.getElementById("freshness-text").textContent =
+    `end-to-end lag ${seconds(freshness.lag_seconds)}: ${text}`;
+}
+
+function renderEmpty(error) {
+  initialised = false;
+  const banner = document.getElementById("freshness");
+  banner.dataset.state = "empty";
+  document.getElementById("freshness-state").textContent = "Not set up";
+  document.getElementById("freshness-text").textContent = "run `tidegate init` first";
+  document.getElementById("empty-reason").textContent = error.message;
+  document.querySelector("main").classList.add("empty");
+  document.getElementById("empty-state").hidden = false;
 }
 
 function renderChain(chain) {
@@ -121,10 +154,12 @@ function renderChain(chain) {
     ["data-time lag", seconds(chain.lag_seconds), "chain-lag"],
     ["newest data exported", utc(chain.last_data_at), "chain-data"],
   ].concat(chain.planned ? [["planned, not written", chain.planned, "chain-planned"]] : []));
-  drawLine(document.getElementById("lag-chart"), chain.recent.map((p) => p.lag_seconds));
+  const times = chain.recent.map((p) => Date.parse(p.published_at) / 1000);
+  timeChart("lag-chart", [{ label: "lag at publication", stroke: JOB_COLOURS.tables }],
+    [times, chain.recent.map((p) => p.lag_seconds)], seconds);
 }
 
-function renderLoad(load) {
+function renderLoad(load, freshness) {
   const pairs = [
     ["exports applied", number(load.applied), "load-applied"],
     ["last table export", load.last_table_export || "none", "load-last-table"],
@@ -135,33 +170,93 @@ function renderLoad(load) {
   ];
   if (load.waiting) pairs.push(["being written", load.waiting, "load-waiting"]);
   if (load.error) pairs.push(["cannot read", load.error, "load-error"]);
+  if (freshness.state === "failing" && !load.error) {
+    pairs.push(["last load failed", freshness.problem, "load-failed"]);
+  }
   facts("load", pairs);
+  const flag = document.getElementById("load-flag");
+  const flags = { behind: "behind", failing: "failing" };
+  flag.hidden = !flags[freshness.state];
+  flag.textContent = flags[freshness.state] || "";
+  flag.className = `flag ${freshness.state}`;
+  document.getElementById("load-card").dataset.state = freshness.state;
 }
 
+function renderRecent(folders) {
+  const rows = folders.flatMap((folder) => folder.tables.map((t, index) =>
+    el("tr", { "data-folder": folder.folder, "data-table": t.table },
+      el("td", { class: "muted" }, index === 0 ? folder.folder : ""),
+      el("td", { class: "name" }, t.table),
+      el("td", { class: "num", "data-field": "rows" }, number(t.rows)),
+      el("td", { class: "num", "data-field": "deleted" }, number(t.deleted)))));
+  if (!rows.length) {
+    rows.push(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "no table export yet")));
+  }
+  replaceRows("recent", rows);
+}
+
+// Entities are filtered and sorted here, so the table stays usable with hundreds of them;
+// it is redrawn only when what it shows changed (a redraw would drop a click in flight).
+let entitiesDrawn = "";
+
 function renderEntities(entities) {
+  allEntities = entities;
   knownEntities = entities.map((e) => e.name);
   for (const name of [...selected]) if (!knownEntities.includes(name)) selected.delete(name);
-  replaceRows("entities", entities.map((e) => {
-    const box = el("input", {
-      type: "checkbox", "data-entity": e.name, "aria-label": `select ${e.name}`,
-      checked: selected.has(e.name), disabled: !e.eligible,
-    });
-    box.addEventListener("change", () => {
-      if (box.checked) selected.add(e.name); else selected.delete(e.name);
-      showSelection();
-    });
-    const initial = e.initial_status + (e.initial_run ? ` (run ${e.initial_run})` : "");
-    return el("tr", { "data-entity-row": e.name, title: e.problem || null },
-      el("td", {}, box),
-      el("td", { class: "name" }, e.name),
-      el("td", { class: "muted" }, e.tables.join(", ")),
-      el("td", {}, e.export_class + (e.eligible ? "" : " (not eligible)")),
-      el("td", { "data-field": "enabled", class: e.enabled ? "yes" : "no" }, e.enabled ? "yes" : "no"),
-      el("td", { "data-field": "ongoing", class: e.ongoing ? "yes" : "no" }, e.ongoing ? "on" : "off"),
-      el("td", { "data-field": "initial" }, initial),
-      el("td", { "data-field": "queue", class: "num" }, number(e.queue_depth)));
-  }));
+  drawEntities();
+}
+
+function shownEntities() {
+  const needle = entityView.filter.trim().toLowerCase();
+  const shown = allEntities.filter((e) => !needle || e.name.toLowerCase().includes(needle)
+    || e.tables.some((table) => table.toLowerCase().includes(needle)));
+  const key = (e) => {
+    const value = entityView.sort === "tables" ? e.tables.join(", ") : e[entityView.sort];
+    return typeof value === "string" ? value.toLowerCase() : Number(value);
+  };
+  shown.sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const order = x < y ? -1 : x > y ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    return entityView.descending ? -order : order;
+  });
+  return shown;
+}
+
+function drawEntities() {
+  const shown = shownEntities();
+  const drawn = JSON.stringify([shown, [...selected]]);
+  if (drawn === entitiesDrawn) return;
+  entitiesDrawn = drawn;
+  replaceRows("entities", shown.map(entityRow));
+  document.getElementById("entity-count").textContent =
+    `${number(shown.length)} of ${number(allEntities.length)} entities`;
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    const sorted = th.dataset.sort === entityView.sort;
+    th.setAttribute("aria-sort", sorted ? (entityView.descending ? "descending" : "ascending") : "none");
+  }
   showSelection();
+}
+
+function entityRow(e) {
+  const box = el("input", {
+    type: "checkbox", "data-entity": e.name, "aria-label": `select ${e.name}`,
+    checked: selected.has(e.name), disabled: !e.eligible,
+  });
+  box.addEventListener("change", () => {
+    if (box.checked) selected.add(e.name); else selected.delete(e.name);
+    entitiesDrawn = "";
+    showSelection();
+  });
+  const initial = e.initial_status + (e.initial_run ? ` (run ${e.initial_run})` : "");
+  return el("tr", { "data-entity-row": e.name, title: e.problem || null },
+    el("td", {}, box),
+    el("td", { class: "name" }, e.name),
+    el("td", { class: "muted" }, e.tables.join(", ")),
+    el("td", {}, e.export_class + (e.eligible ? "" : " (not eligible)")),
+    el("td", { "data-field": "enabled", class: e.enabled ? "yes" : "no" }, e.enabled ? "yes" : "no"),
+    el("td", { "data-field": "ongoing", class: e.ongoing ? "yes" : "no" }, e.ongoing ? "on" : "off"),
+    el("td", { "data-field": "initial" }, initial),
+    el("td", { "data-field": "queue", class: "num" }, number(e.queue_depth)));
 }
 
 function showSelection() {
@@ -179,13 +274,13 @@ function renderHistory(runs) {
     el("td", { class: "num" }, r.duration_seconds === null ? "" : r.duration_seconds.toFixed(2)),
     el("td", { class: "num" }, number(r.rows)), el("td", { class: "num" }, number(r.files)),
     el("td", { class: "num" }, bytes(r.bytes)), el("td", { class: "error" }, r.error))));
-  drawBars(document.getElementById("rows-chart"), [...runs].reverse());
-  const jobs = [...new Set(runs.map((r) => r.job))];
-  document.getElementById("rows-legend").replaceChildren(...jobs.map((job) => {
-    const swatch = el("i", {});
-    swatch.style.background = JOB_COLOURS[job] || "#888"; // CSSOM: allowed by the CSP
-    return el("span", {}, swatch, job);
-  }));
+  // One series per job over the runs' start times (a job's value is null at the others).
+  const ordered = [...runs].sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
+  const jobs = [...new Set(ordered.map((r) => r.job))].sort();
+  const times = ordered.map((r) => Date.parse(r.started_at) / 1000);
+  const values = jobs.map((job) => ordered.map((r) => (r.job === job ? r.rows : null)));
+  timeChart("rows-chart", jobs.map((job) => ({ label: job, stroke: JOB_COLOURS[job] || "#888" })),
+    [times, ...values], (n) => `${number(n)} rows`);
 }
 
 // "loading export_7_…: 120,000 of 480,000 (25%)"; without a total, the count alone.
@@ -202,7 +297,7 @@ function renderJobs(answer) {
   replaceRows("jobs", answer.jobs.map((job) => {
     const planned = schedule[job.job];
     const button = el("button", {
-      "data-start": job.job, disabled: job.state === "running",
+      "data-start": job.job, disabled: job.state === "running" || !initialised,
       "aria-label": `start ${JOB_LABELS[job.job].toLowerCase()}`,
     }, "Start");
     button.addEventListener("click", () => start(job.job));
@@ -220,53 +315,82 @@ function renderJobs(answer) {
 
 // --- charts (inline SVG, no library) ------------------------------------------------
 
-const SVG = "http://www.w3.org/2000/svg";
+// uPlot (vendored, /static/vendor/) draws on a canvas: a time axis in UTC, and a tooltip
+// of the values under the cursor. A chart is made once and then given new data.
+const charts = {};
 
-function svg(tag, attributes) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
+function timeChart(id, series, data, valueText) {
+  if (typeof uPlot === "undefined") return; // the library did not load: the tables remain
+  const box = document.getElementById(id);
+  const shape = series.map((s) => s.label).join("|");
+  const chart = charts[id];
+  if (chart && chart.shape === shape) {
+    chart.plot.setData(data);
+    return;
+  }
+  if (chart) chart.plot.destroy();
+  const options = {
+    width: Math.max(300, box.clientWidth - 2),
+    height: 170,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] } },
+    series: [{ label: "time (UTC)" }, ...series.map((s) => ({
+      label: s.label, stroke: s.stroke, width: 2, spanGaps: true,
+      points: { show: true, size: 6, fill: s.stroke },
+      value: (_u, v) => (v === null || v === undefined ? "–" : valueText(v)),
+    }))],
+    axes: [{ values: timeTicks }, { size: 80, values: (_u, ticks) => ticks.map(valueText) }],
+    legend: { live: false },
+    plugins: [tooltip(valueText)],
+  };
+  box.replaceChildren();
+  charts[id] = { shape, plot: new uPlot(options, data, box) };
 }
 
-// The charts stretch to their box (preserveAspectRatio="none"), so their scale is written
-// beside them in HTML rather than as SVG text, which would stretch too.
-function axis(chart, top) {
-  chart.append(svg("line", { x1: 0, y1: 130, x2: 600, y2: 130, class: "base" }));
-  document.getElementById(`${chart.id}-scale`).textContent = top;
-}
-
-function drawBars(chart, runs) {
-  chart.replaceChildren();
-  const most = Math.max(1, ...runs.map((r) => r.rows));
-  const width = 600 / Math.max(runs.length, 30); // a few runs do not make fat bars
-  runs.forEach((r, index) => {
-    const height = Math.max(1, (r.rows / most) * 110);
-    const bar = svg("rect", {
-      x: index * width + 1, y: 130 - height, width: Math.max(1, width - 2), height,
-      fill: r.status === "failed" ? "#d23c3c" : JOB_COLOURS[r.job] || "#888",
-    });
-    const tip = svg("title", {});
-    tip.textContent = `${r.job} run ${r.run}: ${number(r.rows)} rows, ${r.status}`;
-    bar.append(tip);
-    chart.append(bar);
+// The time axis in UTC, as the tables write times: the clock within a day, else the day too.
+function timeTicks(u, ticks) {
+  const span = u.scales.x.max - u.scales.x.min;
+  return ticks.map((t) => {
+    const text = utc(new Date(t * 1000).toISOString());
+    return span > 86400 ? text.slice(5, 16) : text.slice(11);
   });
-  axis(chart, `top: ${number(most)} rows`);
 }
 
-function drawLine(chart, values) {
-  chart.replaceChildren();
-  if (!values.length) return axis(chart, "no folders yet");
-  const most = Math.max(1, ...values);
-  const step = values.length > 1 ? 590 / (values.length - 1) : 0;
-  const points = values.map((v, i) => [5 + i * step, 130 - (v / most) * 110]);
-  chart.append(svg("polyline", { points: points.map((p) => p.join(",")).join(" "), class: "line" }));
-  axis(chart, `top: ${seconds(most)}`);
+// A floating box beside the cursor with the time and every series' value there.
+function tooltip(valueText) {
+  let tip = null;
+  return {
+    hooks: {
+      init: (u) => {
+        tip = el("div", { class: "chart-tip", role: "tooltip" });
+        tip.hidden = true;
+        u.over.append(tip);
+      },
+      setCursor: (u) => {
+        const index = u.cursor.idx;
+        if (index === null || index === undefined || u.cursor.left < 0) {
+          tip.hidden = true;
+          return;
+        }
+        const lines = [utc(new Date(u.data[0][index] * 1000).toISOString())];
+        u.series.forEach((s, k) => {
+          const value = k ? u.data[k][index] : null;
+          if (value !== null && value !== undefined) lines.push(`${s.label}: ${valueText(value)}`);
+        });
+        tip.textContent = lines.join("\n");
+        tip.hidden = false;
+        // CSSOM, allowed by the CSP (no style attribute is written as text)
+        tip.style.left = `${Math.min(u.cursor.left + 12, u.over.clientWidth - 160)}px`;
+        tip.style.top = `${Math.max(0, u.cursor.top - 10)}px`;
+      },
+    },
+  };
 }
 
 // --- actions ------------------------------------------------------------------------
 
 async function entityAction(action) {
-  const names = [...selected];
+  const names = [...selected].sort();
   if (!names.length) return say("Select one or more entities first.", "error");
   const ongoing = document.getElementById("with-ongoing").checked;
   const calls = {
@@ -282,6 +406,31 @@ async function entityAction(action) {
     await refreshOverview();
   } catch (error) {
     say(`${error.message}${error.hint ? ` (${error.hint})` : ""}`, "error");
+  }
+}
+
+async function verifyExports() {
+  const box = document.getElementById("verify-result");
+  const button = document.getElementById("verify-button");
+  button.disabled = true;
+  box.className = "muted";
+  box.textContent = "verifying every export…";
+  try {
+    const result = await api("/api/verify");
+    const checked = `${number(result.table_exports)} table export(s) and ` +
+      `${number(result.entity_runs)} entity run(s) checked`;
+    const problems = result.problems.map((p) => el("li", {}, `${p.file}: ${p.message}`));
+    const notes = result.notes.map((p) => el("li", { class: "muted" }, `${p.file}: ${p.message}`));
+    box.className = problems.length ? "verify bad" : "verify ok";
+    box.replaceChildren(
+      el("p", { "data-testid": "verify-summary" }, problems.length
+        ? `${checked}: ${problems.length} problem(s)` : `${checked}: all verified`),
+      ...(problems.length || notes.length ? [el("ul", {}, ...problems, ...notes)] : []));
+  } catch (error) {
+    box.className = "verify bad";
+    box.textContent = `${error.message}${error.hint ? ` (${error.hint})` : ""}`;
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -301,11 +450,20 @@ let lastStates = {};
 
 async function refreshOverview() {
   try {
-    renderOverview(await api("/api/overview"));
+    const view = await api("/api/overview");
+    if (!initialised) window.location.reload(); // `tidegate init` ran: start afresh
+    renderOverview(view);
     document.getElementById("refreshed").textContent =
       `updated ${new Date().toLocaleTimeString("en-GB")}`;
     document.getElementById("live-dot").className = "dot ok";
   } catch (error) {
+    if (error.code === "not_initialized") {
+      renderEmpty(error);
+      document.getElementById("live-dot").className = "dot ok";
+      document.getElementById("refreshed").textContent =
+        `updated ${new Date().toLocaleTimeString("en-GB")}`;
+      return;
+    }
     document.getElementById("refreshed").textContent = `not updated: ${error.message}`;
     document.getElementById("live-dot").className = "dot bad";
   }
@@ -333,8 +491,22 @@ document.addEventListener("DOMContentLoaded", () => {
       box.checked = event.target.checked;
       if (box.checked) selected.add(box.dataset.entity); else selected.delete(box.dataset.entity);
     }
+    entitiesDrawn = "";
     showSelection();
   });
+  document.getElementById("entity-filter").addEventListener("input", (event) => {
+    entityView.filter = event.target.value;
+    drawEntities();
+  });
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const column = th.dataset.sort;
+      entityView.descending = entityView.sort === column ? !entityView.descending : false;
+      entityView.sort = column;
+      drawEntities();
+    });
+  }
+  document.getElementById("verify-button").addEventListener("click", verifyExports);
   refreshOverview();
   refreshJobs();
   setInterval(refreshOverview, OVERVIEW_EVERY_MS);
