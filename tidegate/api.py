@@ -184,7 +184,7 @@ def export_tables(
         time_columns=tuple(config.tables.time_columns.items()),
         keys=tuple(config.tables.keys.items()),
     )
-    location = _location(config)
+    location = _output(config)
     results: list[ExportResult] = []
     started = now_us()
     with source(config) as db:
@@ -337,7 +337,7 @@ def export_initial(
         prefix=config.entities.file_prefix if prefix is None else prefix,
         timezone=config.source.timezone,
     )
-    location = _location(config)
+    location = _output(config)
     with source(config) as db:
         _require(db)
         known = _catalog(db, config)
@@ -398,7 +398,7 @@ def export_ongoing(
         timezone=config.source.timezone,
     )
     again = config.entities.auto_backlog if auto_backlog is None else auto_backlog
-    location = _location(config)
+    location = _output(config)
     results: list[OngoingResult] = []
     with source(config) as db:
         _require(db)
@@ -426,8 +426,19 @@ def _catalog(db: Database, config: Config) -> list[Entity]:
     return catalog(db, config.entities, config.tables.selects)
 
 
+def _output(config: Config) -> Location:
+    """The location an export writes to, its bucket checked before anything is claimed."""
+    location = _location(config)
+    location.require_bucket()
+    return location
+
+
 def _location(config: Config) -> Location:
-    return Location(config.output.location, label=f"{config.origin}: [output] location")
+    return Location(
+        config.output.location,
+        label=f"{config.origin}: [output] location",
+        options=config.output.storage_options,
+    )
 
 
 def _count(counters: RunCounters, records: int, files: Sequence[WrittenFile]) -> None:
@@ -642,4 +653,4 @@ def target_ddl(
 def _read_location(config: Config, location: str | None) -> Location:
     if location is None:
         return _location(config)
-    return Location(location, label="LOCATION")
+    return Location(location, label="LOCATION", options=config.output.storage_options)

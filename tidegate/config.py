@@ -71,6 +71,9 @@ __all__ = [
     "table_selected",
 ]
 
+SECRET_STORAGE_OPTIONS = frozenset(
+    {"secret", "key", "token", "password", "session_token", "account_key", "sas_token"}
+)
 CONFIG_ENV_VAR = "TIDEGATE_CONFIG"
 ENV_PREFIX = "TIDEGATE_"  # TIDEGATE_<SECTION>__<KEY>: `environment_overrides`
 DEFAULT_CONFIG_FILE = "tidegate.toml"
@@ -340,12 +343,16 @@ class OutputConfig(BaseModel):
     Attributes:
         location: a directory, or an fsspec URL such as ``s3://bucket/prefix``.
         encoding: character encoding of table-export CSV files.
+        storage_options: passed to the location's fsspec filesystem as it is made (for
+            S3: ``endpoint_url``, ``client_kwargs = {region_name = "…"}``, ``key`` and
+            ``secret``; credentials are better left to the environment).
     """
 
     model_config = _FROZEN
 
     location: NonEmptyStr = "exports"
     encoding: Annotated[StrictStr, AfterValidator(_check_encoding)] = "utf-8"
+    storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
 def table_selected(name: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
@@ -567,11 +574,18 @@ class Config(BaseModel):
     origin: str = "defaults"
 
     def secrets(self) -> tuple[str, ...]:
-        """The passwords in the source and target URLs and the serve token: texts that no
-        page or API answer may show."""
+        """The passwords in the source and target URLs, the serve token and any secret
+        among the storage options: texts that no page or API answer may show."""
         passwords = [urlsplit(url).password or "" for url in (self.source.url, self.target.url)]
         decoded = [unquote(password) for password in passwords]  # as a driver would show it
-        return tuple(dict.fromkeys(s for s in (*passwords, *decoded, self.serve.token) if s))
+        stored = [
+            str(value)
+            for key, value in self.output.storage_options.items()
+            if key in SECRET_STORAGE_OPTIONS and value
+        ]
+        return tuple(
+            dict.fromkeys(s for s in (*passwords, *decoded, self.serve.token, *stored) if s)
+        )
 
 
 def _section_models() -> dict[str, type[BaseModel]]:

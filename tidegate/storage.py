@@ -16,6 +16,12 @@ The exporter never overwrites a complete folder.
 A single file that marks something complete (an entity run's manifest) is written whole
 or not at all (`writing_whole`): locally under a temporary name beside it, fsynced and
 renamed into place; an object store shows an object only once it is written whole.
+
+On an object store with buckets (S3, GCS, Azure) tidegate never creates the bucket: a
+misspelt one must fail, not start a second stream somewhere nobody reads. Writing checks
+once that the bucket exists, and no directory is ever made there (fsspec's `makedirs`
+would create the bucket). A failure of the store's client (no credentials, an endpoint
+that cannot be reached) is one line naming the location and what to check.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -35,6 +41,18 @@ from fsspec.implementations.local import LocalFileSystem
 
 from tidegate.errors import OutputError
 
+# Filesystems whose first path element is a bucket or container, which tidegate never makes.
+BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az", "adl"})
+# The modules of object stores' clients, whose errors are not OSErrors.
+STORE_CLIENTS = ("botocore", "aiobotocore", "s3fs", "google", "gcsfs", "azure", "adlfs")
+STORE_HINTS = {
+    "NoCredentialsError": "give credentials in the environment (AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or in [output] storage_options",
+    "PartialCredentialsError": "give both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    "EndpointConnectionError": "check the endpoint ([output] storage_options endpoint_url, or "
+    "AWS_ENDPOINT_URL) and that it can be reached from here",
+    "ConnectTimeoutError": "check the endpoint and that it can be reached from here",
+}
 STAGING = ".tidegate-staging"
 PARTIAL = ".partial"
 """Suffix of the temporary name (`.<name>.partial`) a file written whole has meanwhile."""
@@ -43,19 +61,78 @@ PARTIAL = ".partial"
 class Location:
     """The root of an output location."""
 
-    def __init__(self, url: str, *, label: str = "[output] location") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        label: str = "[output] location",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Args:
+        url: a directory or an fsspec URL.
+        label: where the URL came from, for messages.
+        options: the filesystem's storage options ([output] storage_options).
+        """
         self.url = url
         self.label = label
         try:
-            fs, root = fsspec.core.url_to_fs(url)
-        except (ImportError, ValueError) as error:
+            fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+        except (ImportError, ValueError, TypeError) as error:
+            extra = "; for s3:// install tidegate[s3]" if url.startswith("s3") else ""
             raise OutputError(
                 f"{label}: cannot use {url!r}: {error}",
-                "use a directory, or an fsspec URL whose filesystem package is installed",
+                f"use a directory, or an fsspec URL whose filesystem package is installed{extra}",
             ) from None
         self.fs: Any = fs
         self.root: str = root.rstrip("/") or "/"
         self.local = isinstance(fs, LocalFileSystem)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        self.bucket = self.root.split("/")[0] if protocols & BUCKET_PROTOCOLS else None
+        self._bucket_seen = False
+
+    @contextmanager
+    def _store_calls(self, doing: str) -> Iterator[None]:
+        """Turns a failure of an object store's client into one line (an OSError is left
+        to the caller, which says what it was doing)."""
+        try:
+            yield
+        except OSError:
+            raise
+        except Exception as error:
+            if not type(error).__module__.startswith(STORE_CLIENTS):
+                raise
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise OutputError(
+                f"{self.label}: cannot {doing} in {self.url}: {reason}",
+                STORE_HINTS.get(
+                    type(error).__name__, "check the store's credentials, endpoint and network"
+                ),
+            ) from None
+
+    def require_bucket(self) -> None:
+        """Raise unless the location's bucket exists (checked once): tidegate never
+        creates one."""
+        if self.bucket is None or self._bucket_seen:
+            return
+        try:
+            # `info`, not `exists`, which takes a failure (no credentials, say) for "no"
+            with self._store_calls(f"find bucket {self.bucket!r}"):
+                self.fs.info(self.bucket)
+        except FileNotFoundError:
+            raise OutputError(
+                f"{self.label}: bucket {self.bucket!r} of {self.url} does not exist "
+                "(tidegate never creates a bucket)",
+                "create the bucket, or correct the location's name",
+            ) from None
+        except OSError as error:
+            raise self._error(f"find bucket {self.bucket!r}", error) from None
+        self._bucket_seen = True
+
+    def _makedirs(self, path: str) -> None:
+        """Make a directory where the filesystem has them (not in a bucket: see the module
+        docstring)."""
+        if self.bucket is None:
+            self.fs.makedirs(path, exist_ok=True)
 
     @property
     def identity(self) -> str:
@@ -90,7 +167,8 @@ class Location:
         if self.local:
             return self._local_entries(kind, path)
         try:
-            entries = self.fs.ls(path, detail=True)
+            with self._store_calls(f"list {path}"):
+                entries = self.fs.ls(path, detail=True, refresh=True)
         except FileNotFoundError:
             return []
         except OSError as error:
@@ -130,10 +208,11 @@ class Location:
             handle: BinaryIO = os.fdopen(self._open_regular(where), "rb")
         else:
             try:
-                handle = self.fs.open(self.path(*parts), "rb")
+                with self._store_calls(f"read {where}"):
+                    handle = self.fs.open(self.path(*parts), "rb")
             except FileNotFoundError:
                 raise OutputError(f"{where} is missing from {self.url}") from None
-        with handle:
+        with handle, self._store_calls(f"read {where}"):
             yield handle
 
     def _open_regular(self, where: str) -> int:
@@ -158,7 +237,8 @@ class Location:
         path = self.path(*parts)
         if self.local:
             return os.path.lexists(path)
-        return bool(self.fs.exists(path))
+        with self._store_calls(f"look for {'/'.join(parts)}"):
+            return bool(self.fs.exists(path))
 
     def read_bytes(self, *parts: str, limit: int) -> bytes:
         """A whole small file, at most ``limit`` bytes of it (read as `reading` reads).
@@ -177,10 +257,12 @@ class Location:
     def writing(self, *parts: str) -> Iterator[BinaryIO]:
         """A file below the root to write, its folder created first."""
         path = self.path(*parts)
+        self.require_bucket()
         try:
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            with self.fs.open(path, "wb") as handle:
-                yield handle
+            with self._store_calls(f"write {'/'.join(parts)}"):
+                self._makedirs(path.rsplit("/", 1)[0])
+                with self.fs.open(path, "wb") as handle:
+                    yield handle
         except OSError as error:
             raise self._error(f"write {'/'.join(parts)}", error) from None
 
@@ -210,12 +292,13 @@ class Location:
 
     def size(self, *parts: str) -> int:
         """The size of a file in bytes."""
-        return int(self.fs.size(self.path(*parts)))
+        with self._store_calls(f"read the size of {'/'.join(parts)}"):
+            return int(self.fs.size(self.path(*parts)))
 
     def remove(self, *parts: str) -> None:
         """Remove a file or folder tree, if it exists."""
         path = self.path(*parts)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), self._store_calls(f"remove {path}"):
             if self.local:
                 if os.path.isdir(path):
                     shutil.rmtree(path)
@@ -244,11 +327,13 @@ class Location:
         """
         attempt = f"{folder}.{secrets.token_hex(4)}"
         staging = self.path(STAGING, attempt)
+        self.require_bucket()
         try:
             if self.local:
                 os.makedirs(staging)
             else:
-                self.fs.makedirs(staging, exist_ok=True)
+                with self._store_calls(f"write folder {folder}"):
+                    self._makedirs(staging)
             writer = FolderWriter(self, staging)
             try:
                 yield writer
@@ -270,9 +355,10 @@ class Location:
                 _fsync_dir(self.root)
             else:
                 target = self.path(folder)
-                self.fs.makedirs(target, exist_ok=True)
-                for name in writer.names:  # in the order written: the manifest last
-                    self.fs.mv(f"{staging}/{name}", f"{target}/{name}")
+                with self._store_calls(f"publish folder {folder}"):
+                    self._makedirs(target)
+                    for name in writer.names:  # in the order written: the manifest last
+                        self.fs.mv(f"{staging}/{name}", f"{target}/{name}")
                 self.remove(STAGING, attempt)
         except OSError as error:
             raise self._error(f"write folder {folder}", error) from None
@@ -310,7 +396,10 @@ class FolderWriter:
     def open(self, name: str) -> Iterator[BinaryIO]:
         """A binary file to write, closed (and flushed) when the block ends."""
         self.names.append(name)
-        with self.location.fs.open(f"{self.directory}/{name}", "wb") as handle:
+        with (
+            self.location._store_calls(f"write {name}"),
+            self.location.fs.open(f"{self.directory}/{name}", "wb") as handle,
+        ):
             yield handle
 
     def write(self, name: str, data: bytes) -> None:
