@@ -47,7 +47,7 @@ from tidegate.runs import RunCounters
 from tidegate.storage import Location
 from tidegate.tables.chain import ChainStatus
 from tidegate.tables.chain import chain_status as chain_of
-from tidegate.tables.export import ExportResult, ExportSettings, Progress, run_once
+from tidegate.tables.export import ExportResult, ExportSettings, Planned, Progress, run_once
 from tidegate.tables.plan import Restart
 from tidegate.tables.stream import backlog_before
 
@@ -150,6 +150,7 @@ def export_tables(
     wait_seconds: float = 0,
     progress: Progress | None = None,
     location_moved: bool = False,
+    planned: Planned | None = None,
 ) -> list[ExportResult]:
     """Run table export (`tidegate export tables`): at most one folder, or, with
     ``until_caught_up``, runs until nothing that was pending at the start is left.
@@ -165,6 +166,8 @@ def export_tables(
         progress: called with (table, rows) as rows are written.
         location_moved: the stream's export folders were moved to `[output] location`:
             follow them there (else a location other than the stream's is refused).
+        planned: called before each folder's rows are read with about how many it will
+            hold (row estimates, change counts), for a progress display's total.
 
     Returns:
         The folders written, oldest first; empty when nothing was pending.
@@ -198,6 +201,7 @@ def export_tables(
                     restart,
                     progress,
                     location_moved=location_moved,
+                    planned=planned,
                 )
                 if result is not None:
                     run.rows, run.files, run.bytes = result.rows, 3, result.bytes

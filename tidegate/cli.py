@@ -324,17 +324,29 @@ def export_tables(
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
+        BarColumn(),
         TextColumn("{task.fields[rows]}"),  # none said until the first rows are written
+        TaskProgressColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     ) as bar:
-        task = bar.add_task("reading the pending changes", rows="")
+        task = bar.add_task("reading the pending changes", rows="", total=None)
 
         def progress(table: str, rows: int) -> None:
             bar.update(task, description=f"exporting {table}", advance=rows)
-            bar.update(task, rows=f"{int(bar.tasks[0].completed):,} rows")
+            done, total = int(bar.tasks[0].completed), bar.tasks[0].total
+            if total and done > total:  # an estimate short of the rows
+                total = done
+                bar.update(task, total=total)
+            about = f" of about {int(total):,}" if total else ""
+            bar.update(task, rows=f"{done:,}{about} rows")
+
+        def planned(rows: int) -> None:  # per folder: the runs before it are done
+            if rows:
+                bar.update(task, total=bar.tasks[0].completed + rows)
 
         results = api.export_tables(
             config,
@@ -345,6 +357,7 @@ def export_tables(
             wait_seconds=wait,
             progress=progress,
             location_moved=location_moved,
+            planned=planned,
         )
     if not results:
         out.print("nothing to export: no changes are pending", highlight=False)

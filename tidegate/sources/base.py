@@ -107,6 +107,25 @@ class SourceDialect:
         """The schema tidegate's tables go in when `[source] schema` is empty."""
         return None
 
+    def row_estimates(
+        self, conn: Connection, tables: Sequence[sa.Table], schema: str | None
+    ) -> dict[str, int]:
+        """About how many rows each table holds, for a progress display: the database's
+        own estimate where it keeps one (`table_rows`, no scan; a table it has no
+        estimate of is left out), else a count."""
+        if not self.has_sql("table_rows"):
+            return {
+                table.name: int(
+                    conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                )
+                for table in tables
+            }
+        statement = sa.text(self.sql("table_rows")).bindparams(
+            sa.bindparam("names", expanding=True)
+        )
+        found = conn.execute(statement, {"names": [t.name for t in tables], "schema": schema or ""})
+        return {name: int(rows) for name, rows in found if rows is not None and rows >= 0}
+
     def schema_exists(self, conn: Connection, schema: str) -> bool:
         return True
 

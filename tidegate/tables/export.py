@@ -44,6 +44,7 @@ from tidegate.tables.readers import RowReader, reader_for
 from tidegate.tables.schema import TableSpec, reflect, schema_document
 from tidegate.tables.selection import (
     Selection,
+    change_counts,
     data_time_range,
     tables_with_changes,
     truncated_tables,
@@ -52,6 +53,10 @@ from tidegate.version import __version__
 
 Progress = Callable[[str, int], None]
 """Called with a table name and the number of rows just written."""
+Planned = Callable[[int], None]
+"""Called once per folder, before its rows are read, with about how many it will write: the
+source's row estimate of each table exported whole, the number of captured changes of each
+other table (a key changed twice counts twice)."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,12 @@ def run_once(
     progress: Progress | None = None,
     *,
     location_moved: bool = False,
+    planned: Planned | None = None,
 ) -> ExportResult | None:
     """Write at most one export folder; None when there is nothing to export.
     `location_moved`: the stream's folders were moved to `location`, which it follows
     from now on (a restart other than a re-export may go to a new location too).
+    `planned` is told about how many rows the folder will hold (see Planned).
 
     Raises:
         ExportError: `location` is not the stream's (`stream.follow_location`).
@@ -124,7 +131,13 @@ def run_once(
         record, claim_until = _plan(db, lock, step, state), step.claim_until_us
         published = None
     entries, size = published or _write(
-        db, lock, location, record, settings, progress or (lambda _t, _n: None)
+        db,
+        lock,
+        location,
+        record,
+        settings,
+        progress or (lambda _t, _n: None),
+        planned or (lambda _n: None),
     )
     rows = sum(entry.rows + entry.deleted for entry in entries)
     stream.mark_published(db, lock, record, rows, size)
@@ -304,14 +317,19 @@ def _write(
     record: ExportRecord,
     settings: ExportSettings,
     progress: Progress,
+    planned: Planned,
 ) -> tuple[list[TableEntry], int]:
     """Write and publish the export's folder; returns its table entries and zip size."""
     try:
-        return _write_folder(db, lock, location, record, settings, progress, in_process=False)
+        return _write_folder(
+            db, lock, location, record, settings, progress, planned, in_process=False
+        )
     except ClientCannotWrite:
         # Rare (a text holding NUL): the folder is written again, every table read
         # in-process, slower but exact.
-        return _write_folder(db, lock, location, record, settings, progress, in_process=True)
+        return _write_folder(
+            db, lock, location, record, settings, progress, planned, in_process=True
+        )
 
 
 def _write_folder(
@@ -321,20 +339,22 @@ def _write_folder(
     record: ExportRecord,
     settings: ExportSettings,
     progress: Progress,
+    planned: Planned,
     *,
     in_process: bool,
 ) -> tuple[list[TableEntry], int]:
     with db.engine.connect() as conn:
         captured = list(captured_tables(db, conn).values())
         selection = _selection(record, settings.time_columns, settings.timezone)
-        changed = set() if record.kind == "snapshot" else tables_with_changes(db, conn, selection)
+        changes = {} if record.kind == "snapshot" else change_counts(db, conn, selection)
         shape_changes = drift.announced(db, conn)
     specs = reflect(db, captured)
     with db.engine.connect() as conn:
         # DDL since the run compared shapes: a table its loader could not merge goes whole.
         selection = replace(selection, whole=selection.whole | drift.unmergeable(db, conn, specs))
     version, schema_json = schema_document(specs)
-    exported = [s for s in specs if s.name in selection.whole or s.table_id in changed]
+    exported = [s for s in specs if s.name in selection.whole or s.table_id in changes]
+    planned(_planned_rows(db, exported, selection, changes))
     name = ExportName.parse(record.name)
     transcoding = codecs.lookup(settings.encoding).name != "utf-8"
     reader = reader_for(db, record_aligned=transcoding or in_process)
@@ -362,6 +382,21 @@ def _write_folder(
         # Written last: on object stores its presence is what marks the folder complete.
         folder.write(name.manifest_name, manifest_format.render(manifest))
     return entries, written.size
+
+
+def _planned_rows(
+    db: Database, exported: list[TableSpec], selection: Selection, changes: dict[int, int]
+) -> int:
+    """About how many rows a folder will hold (see Planned)."""
+    whole = [spec.table for spec in exported if spec.name in selection.whole]
+    with db.engine.connect() as conn:
+        estimates = db.dialect.row_estimates(conn, whole, db.schema) if whole else {}
+    return sum(
+        estimates.get(spec.name, 0)
+        if spec.name in selection.whole
+        else changes.get(spec.table_id, 0)
+        for spec in exported
+    )
 
 
 def _write_table(

@@ -120,6 +120,14 @@ def tables_with_changes(db: Database, conn: sa.Connection, selection: Selection)
     return set(control.bind(db, conn).execute(query).scalars())
 
 
+def change_counts(db: Database, conn: sa.Connection, selection: Selection) -> dict[int, int]:
+    """The number of selected changes of each table that has one, by table id."""
+    c = control.change.c
+    query = sa.select(c.table_id, sa.func.count()).where(selection.change_filter())
+    rows = control.bind(db, conn).execute(query.group_by(c.table_id))
+    return {int(table_id): int(count) for table_id, count in rows}
+
+
 def truncated_tables(db: Database, conn: sa.Connection, selection: Selection) -> set[int]:
     """Ids of the tables truncated by a selected change (op "T"): exported whole."""
     c = control.change.c
