@@ -33,6 +33,7 @@ from tests.conftest import Source, _pg_source
 from tests.load.conftest import make_target
 from tests.load.helpers import assert_target_equals_source
 from tests.web.conftest import start_service, stop_service
+from tests.web.test_metrics import scrape
 from tidegate import api
 from tidegate.config import load_config
 
@@ -170,6 +171,7 @@ def test_writers_at_full_speed_while_the_service_exports_and_loads(
     ]
     service = start_service(config_path)
     lags: list[float] = []
+    end_to_end: list[float] = []  # scraped from /metrics while the writers write
     try:
         for process in writers:
             process.start()
@@ -178,9 +180,12 @@ def test_writers_at_full_speed_while_the_service_exports_and_loads(
             assert client.post("/api/jobs/initial/start", headers=headers).status_code == 202
             while any(process.is_alive() for process in writers):
                 lags.append(client.get("/api/chain").json()["lag_seconds"])
+                if len(lags) % 4 == 0:
+                    end_to_end.append(scrape(client)[("tidegate_end_to_end_lag_seconds", ())])
                 time.sleep(0.5)
             counts = [results.get(timeout=30) for _ in writers]
             caught_up = _catch_up(client)
+            settled = scrape(client)
             jobs = client.get("/api/jobs").json()["jobs"]
             applied_by_service = client.get("/api/position").json()["applied"]
     finally:
@@ -201,13 +206,20 @@ def test_writers_at_full_speed_while_the_service_exports_and_loads(
     failed = [(r.job, r.run_number, r.error) for r in history if r.status == "failed"]
     assert failed == [], failed
     assert {j["job"]: j["error"] for j in jobs if j["state"] == "failed"} == {}
+    # /metrics followed it: the target behind the source while the writers wrote, not
+    # behind at all once the service caught up.
+    assert max(end_to_end) > 0, end_to_end
+    assert settled[("tidegate_end_to_end_lag_seconds", ())] == 0
+    assert settled[("tidegate_exports_not_loaded", ())] == 0
+    assert settled[("tidegate_export_lag_seconds", ())] == 0
 
     commits = sum(c for _s, c, _r in counts)
     written = sum(s for s, _c, _r in counts) / len(counts)  # each writer's own time
     summary = (
         f"soak: {WRITERS} writers, {written:.0f} s: {commits} transactions committed "
         f"({commits / written:.0f}/s), {sum(r for _s, _c, r in counts)} rolled back; "
-        f"lag max {max(lags):.1f} s, median {sorted(lags)[len(lags) // 2]:.1f} s; caught up "
+        f"lag max {max(lags):.1f} s, median {sorted(lags)[len(lags) // 2]:.1f} s; end-to-end "
+        f"lag (/metrics) max {max(end_to_end):.1f} s; caught up "
         f"{caught_up:.1f} s after the writers stopped; {folders} table-export folders, "
         f"{records} entity records; runs: {dict(Counter(r.job for r in history))}, "
         f"{applied_by_service} exports applied by the service's loads; "
