@@ -636,6 +636,27 @@ def test_environment_variables_set_keys_between_the_file_and_set(tmp_path: Path)
     assert dict(config.tables.time_columns) == {"Orders": "placed"}
 
 
+def test_storage_options_from_the_file_or_the_environment_and_their_secrets(
+    tmp_path: Path,
+) -> None:
+    """An inline table, in the file or in TIDEGATE_OUTPUT__STORAGE_OPTIONS; its secret
+    values (key, secret, …) are among the texts no page may show, its others are not."""
+    path = tmp_path / "tidegate.toml"
+    path.write_text(
+        '[source]\nurl = "sqlite:///file.db"\n[output]\nlocation = "s3://b/p"\n'
+        'storage_options = { endpoint_url = "http://minio:9000", key = "AKIA-1", '
+        'secret = "s3cr3t" }\n'
+    )
+    config = load_config(path, environ={})
+    assert config.output.storage_options["endpoint_url"] == "http://minio:9000"
+    assert set(config.secrets()) == {"AKIA-1", "s3cr3t"}
+    from_env = load_config(
+        path,
+        environ={"TIDEGATE_OUTPUT__STORAGE_OPTIONS": '{ client_kwargs = { region_name = "eu" } }'},
+    )
+    assert from_env.output.storage_options == {"client_kwargs": {"region_name": "eu"}}
+
+
 def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
     path = tmp_path / "tidegate.toml"
     path.write_text('[source]\nurl = "sqlite:///file.db"\n')
