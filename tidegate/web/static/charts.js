@@ -5,6 +5,9 @@
 
 // A chart is made once, then given new data; a new set of series makes it anew.
 const charts = {};
+// Steps between the time axis' ticks, in seconds: whole seconds, as the labels show them.
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600,
+  43200, 86400, 172800, 604800, 2592000];
 
 function timeChart(id, series, data, valueText) {
   if (typeof uPlot === "undefined") return; // the library did not load: the tables remain
@@ -26,7 +29,10 @@ function timeChart(id, series, data, valueText) {
       points: { show: true, size: 6, fill: s.stroke },
       value: (_u, v) => (v === null || v === undefined ? "–" : valueText(v)),
     }))],
-    axes: [{ values: timeTicks }, { size: 80, values: (_u, ticks) => ticks.map(valueText) }],
+    axes: [
+      { values: timeTicks, incrs: TIME_STEPS, space: 90 },
+      { size: 80, values: (_u, ticks) => ticks.map(valueText) },
+    ],
     legend: { live: false },
     plugins: [tooltip(valueText)],
   };
