@@ -30,6 +30,7 @@ from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError, EntityRefused, TargetError
 from tidegate.formats.naming import ExportName
 from tidegate.jobs import recorded_run
+from tidegate.load.iceberg import IcebergTarget, is_iceberg, load_iceberg
 from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.loader import LoadKind, LoadResult
 from tidegate.load.loader import Progress as LoadProgress
@@ -501,8 +502,8 @@ def _with_loads(
     """`history` and the target's load runs, newest first; a target that cannot be read
     leaves them out, with a warning in the log (the source's history is still worth
     showing)."""
-    if job not in (None, "load") or not config.target.url:
-        return history
+    if job not in (None, "load") or not config.target.url or is_iceberg(config.target.url):
+        return history  # (an Iceberg warehouse keeps no run history yet)
     target = Target(config.target.url)
     try:
         loads = target.runs(limit)
@@ -617,7 +618,10 @@ def load(
     in order, each exactly once; refuses, naming the file, anything tampered, incomplete
     or out of order, leaving the target as it was. `only`: table exports or entity runs
     alone; `progress` is told each step (`LoadStep`)."""
-    target = Target(target_url or config.target.url)
+    url = target_url or config.target.url
+    if is_iceberg(url):
+        return load_iceberg(_read_location(config, location), IcebergTarget(url), progress, only)
+    target = Target(url)
     try:
         return load_location(
             _read_location(config, location),
@@ -640,6 +644,12 @@ def target_ddl(
 ) -> str:
     """The SQL creating the target tables for the newest schema of every table exported at
     the location, for a dialect (default: [target] url's)."""
+    if dialect is None and is_iceberg(config.target.url):
+        raise ConfigError(
+            "target-ddl prints SQL, and [target] url is an Iceberg warehouse: load creates "
+            "its tables",
+            "pass --dialect to print the SQL of a database target",
+        )
     if dialect is None:
         target = Target(config.target.url)
         chosen = target.dialect

@@ -119,11 +119,11 @@ def _load(
     only: LoadKind | None,
     result: LoadResult,
 ) -> None:
-    _refuse([problem for problem in inventory.problems if problem.serious])
+    refuse([problem for problem in inventory.problems if problem.serious])
     applied = target.applied()
-    folders = [] if only == "entities" else _pending_folders(inventory.tables, applied, result)
+    folders = [] if only == "entities" else pending_folders(inventory.tables, applied, result)
     runs = [] if only == "tables" else [r for r in inventory.runs if r.label not in applied]
-    sizes = {f.folder: _folder_size(f) for f in folders} | {r.label: _run_size(r) for r in runs}
+    sizes = {f.folder: folder_size(f) for f in folders} | {r.label: _run_size(r) for r in runs}
     total, done = sum(sizes.values()), 0
 
     def step(doing: str) -> None:
@@ -135,10 +135,10 @@ def _load(
     # transaction.
     for folder in folders:
         step(f"verifying {folder.folder}")
-        _refuse(check_table_folder(location, folder, deep=False))
+        refuse(check_table_folder(location, folder, deep=False))
     for run in runs:
         step(f"verifying {run.label}")
-        _refuse(check_entity_run(location, run))
+        refuse(check_entity_run(location, run))
     for folder in folders:
         step(f"loading {folder.folder}")
         started = time.monotonic()
@@ -165,7 +165,7 @@ def _log_applied(export: str, kind: str, count: int, started: float) -> None:
     log.info("applied %s", export, extra=fields)
 
 
-def _folder_size(folder: TableFolder) -> int:
+def folder_size(folder: TableFolder) -> int:
     """Rows written and deleted by a table export (its manifest's counts)."""
     assert folder.manifest is not None
     return sum(entry.rows + entry.deleted for entry in folder.manifest.tables)
@@ -175,12 +175,12 @@ def _run_size(run: EntityRun) -> int:
     return sum(file.records for file in run.manifest.files)
 
 
-def _refuse(problems: list[Problem]) -> None:
+def refuse(problems: list[Problem]) -> None:
     if problems:
         raise LoadError(str(problems[0]), "the export was altered or cut short: export it again")
 
 
-def _pending_folders(
+def pending_folders(
     folders: list[TableFolder], applied: dict[str, tuple[str, int]], result: LoadResult
 ) -> list[TableFolder]:
     """The folders to apply, in order, their chain checked against the target's.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 
 from tidegate.errors import TidegateError
+from tidegate.load.iceberg import IcebergTarget, is_iceberg
 from tidegate.load.inventory import Inventory, take_inventory
 from tidegate.load.loader import last_applied_folder
 from tidegate.load.target import Target, applied_table
@@ -57,15 +58,19 @@ RECENT_FOLDERS = 5
 
 def load_position(location: Location, target_url: str) -> LoadPosition:
     """The target's applied exports and the location's exports still to apply."""
-    target = Target(target_url)
-    try:
-        applied, error = _applied(target)
-    finally:
-        target.dispose()
+    if is_iceberg(target_url):
+        safe_url, (applied, error) = target_url, _applied_in_iceberg(target_url)
+    else:
+        target = Target(target_url)
+        safe_url = target.safe_url
+        try:
+            applied, error = _applied(target)
+        finally:
+            target.dispose()
     try:
         inventory = take_inventory(location)
     except TidegateError as failure:
-        return _position(target.safe_url, applied, (), (), None, error or failure.message)
+        return _position(safe_url, applied, (), (), None, error or failure.message)
     last = last_applied_folder({name: (kind, pos) for name, (kind, _at, pos) in applied.items()})
     later = [
         f for f in inventory.tables if f.folder not in applied and (not last or f.name > last[0])
@@ -73,7 +78,7 @@ def load_position(location: Location, target_url: str) -> LoadPosition:
     complete = tuple(f.folder for f in later if f.manifest is not None)
     waiting = next((f.folder for f in later if f.manifest is None), None)
     runs = tuple(run.label for run in inventory.runs if run.label not in applied)
-    position = _position(target.safe_url, applied, complete, runs, waiting, error)
+    position = _position(safe_url, applied, complete, runs, waiting, error)
     return replace(position, recent=_recent(inventory))
 
 
@@ -109,6 +114,15 @@ def _applied(target: Target) -> tuple[Applied, str]:
     except sa.exc.SQLAlchemyError as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
         return {}, f"target {target.safe_url}: {reason}"
+
+
+def _applied_in_iceberg(url: str) -> tuple[Applied, str]:
+    """The last table export an Iceberg warehouse applied whole (it records no other)."""
+    try:
+        last = IcebergTarget(url).last_table_export()
+    except TidegateError as error:
+        return {}, error.message
+    return ({last[0]: ("tables", "", last[1])} if last else {}), ""
 
 
 def _position(

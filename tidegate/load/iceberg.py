@@ -1,0 +1,435 @@
+"""Apache Iceberg targets: `[target] url = "iceberg:///<dir>"`, table exports merged into
+Iceberg tables by pyiceberg (the `iceberg` extra).
+
+The warehouse is `<dir>`, its catalog pyiceberg's SqlCatalog in `<dir>/catalog.db` (SQLite,
+no server); the namespace is `tidegate`. Each exported table becomes the Iceberg table of
+the same name, created from the schema the export carries, its primary key the table's
+identifier fields; columns the source adds are added.
+
+Exactly once, without transactions across tables: each table's commit sets the table
+property `tidegate.position` (the hwm-to of the export it applied) in the same commit as
+its rows, so a load killed between two tables' commits resumes each table from its own
+position and applies nothing twice. Once every table of a folder is committed, the
+namespace property `tidegate.last-table-export` records the folder, which the chain check
+of the next load starts from (loader.pending_folders).
+
+Rows: a table exported whole replaces the table (an overwrite); otherwise the rows are
+upserted by key and the deleted keys deleted. pyiceberg rewrites the data files that hold
+a changed or deleted row (copy-on-write), so a change costs the files it touches.
+
+Values are converted from the export's text by Arrow's casts, which refuse what they
+would change (a decimal with more digits than its scale, an integer out of range), and
+types Iceberg cannot hold exactly are refused before anything is written. Entity runs are
+not loaded into Iceberg yet: a load that meets one says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from datetime import time
+from typing import Any
+
+from tidegate.errors import LoadError, TargetError
+from tidegate.formats.manifest import Manifest, TableEntry
+from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
+from tidegate.load.archive import ExportArchive
+from tidegate.load.inventory import TableFolder, require_exports, take_inventory
+from tidegate.load.loader import (
+    LoadKind,
+    LoadResult,
+    LoadStep,
+    Progress,
+    folder_size,
+    pending_folders,
+    refuse,
+)
+from tidegate.load.verify import check_table_folder
+from tidegate.storage import Location
+
+log = logging.getLogger(__name__)
+
+SCHEME = "iceberg"
+NAMESPACE = "tidegate"
+POSITION = "tidegate.position"  # table property: hwm-to of the last export applied to it
+EXPORT = "tidegate.export"  # table property: that export's folder
+LAST_EXPORT = "tidegate.last-table-export"  # namespace property: {"folder", "position"}
+BATCH_ROWS = 100_000  # rows upserted at a time (pyiceberg holds a batch and its matches)
+# Types Iceberg holds exactly, as Arrow types the export's text is cast to.
+EXACT = frozenset(
+    {"boolean", "smallint", "integer", "bigint", "float", "numeric", "date", "timestamp"}
+    | {"timestamptz", "time", "binary", "text", "uuid", "json"}
+)
+
+
+def is_iceberg(url: str) -> bool:
+    return url.split("://", 1)[0] == SCHEME
+
+
+class IcebergTarget:
+    """An Iceberg warehouse in a local directory, with its SQL catalog."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.safe_url = url  # no password in an iceberg:/// URL
+        scheme, _, rest = url.partition("://")
+        directory = rest[1:] if rest.startswith("/") else rest
+        if scheme != SCHEME or not rest.startswith("/") or not directory.startswith("/"):
+            raise TargetError(
+                f"[target] url: {url!r} is not an Iceberg warehouse directory",
+                'write iceberg:/// and an absolute directory: "iceberg:////srv/warehouse"',
+            )
+        self.directory = directory
+        try:
+            from pyiceberg.catalog.sql import SqlCatalog
+        except ImportError:
+            raise TargetError(
+                "[target] url: an Iceberg target needs pyiceberg",
+                "pip install 'tidegate[iceberg]'",
+            ) from None
+        os.makedirs(directory, exist_ok=True)
+        self.catalog = SqlCatalog(
+            "tidegate",
+            uri=f"sqlite:///{directory}/catalog.db",
+            warehouse=f"file://{directory}",
+        )
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One load at a time per warehouse: a lock on a file in its directory."""
+        with open(os.path.join(self.directory, ".tidegate-load.lock"), "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TargetError(
+                    f"target {self.safe_url}: another load into it is running; not started",
+                    "wait for it to finish, then run load again",
+                ) from None
+            yield
+
+    # --- where it stands --------------------------------------------------------------
+
+    def last_table_export(self) -> tuple[str, int] | None:
+        """The table export applied last, whole, and its hwm-to."""
+        if not self._namespace_exists():
+            return None
+        properties = self.catalog.load_namespace_properties(NAMESPACE)
+        if LAST_EXPORT not in properties:
+            return None
+        last = json.loads(properties[LAST_EXPORT])
+        return str(last["folder"]), int(last["position"])
+
+    def _namespace_exists(self) -> bool:
+        return (NAMESPACE,) in self.catalog.list_namespaces()
+
+    # --- applying a table export --------------------------------------------------------
+
+    def apply_folder(self, archive: ExportArchive, manifest: Manifest, folder: TableFolder) -> int:
+        """Merge every table of the export (each its own commit, with its position); the
+        rows written and deleted. Tables already at the export's position are skipped."""
+        position = manifest.hwm_to.audit_key
+        self.catalog.create_namespace_if_not_exists(NAMESPACE)
+        schemas = [files.schema for files in archive.tables]
+        for schema in schemas:
+            refuse_inexact(schema)
+        changed = 0
+        for files, entry in zip(archive.tables, manifest.tables, strict=True):
+            table = self._prepared(files.schema)
+            held = int(table.properties.get(POSITION, "0"))
+            if held >= position:
+                log.info("%s: %s already applied", folder.folder, files.schema.name)
+                continue
+            with warnings.catch_warnings():
+                # pyiceberg warns when an overwrite finds nothing to replace: expected here
+                # (a table exported whole, loaded for the first time)
+                warnings.filterwarnings("ignore", "Delete operation did not match", UserWarning)
+                changed += self._apply_table(archive, files, entry, table, folder.folder, position)
+        self.catalog.update_namespace_properties(
+            NAMESPACE,
+            updates={LAST_EXPORT: json.dumps({"folder": folder.folder, "position": position})},
+        )
+        return changed
+
+    def _apply_table(
+        self,
+        archive: ExportArchive,
+        files: Any,
+        entry: TableEntry,
+        table: Any,
+        folder: str,
+        position: int,
+    ) -> int:
+        schema: TableSchema = files.schema
+        if not schema.primary_key and not entry.whole:
+            raise LoadError(
+                f"{archive.where}: table {schema.name!r} has no key, and the export does not "
+                "hold all of it: its rows cannot be merged",
+                "export it again: tidegate exports a table without a key whole",
+            )
+        arrow_schema = table.schema().as_arrow()
+        key = list(schema.primary_key)
+        transaction = table.transaction()
+        rows = 0
+        first = True
+        for batch in _batches(archive, files.rows, schema, arrow_schema):
+            rows += batch.num_rows
+            if entry.whole and first:
+                transaction.overwrite(batch)
+            elif entry.whole:
+                transaction.append(batch)
+            else:
+                transaction.upsert(batch, join_cols=key)
+            first = False
+        if entry.whole and first:  # a table exported whole, and empty
+            from pyiceberg.expressions import AlwaysTrue
+
+            transaction.delete(AlwaysTrue())
+        if rows != entry.rows:
+            raise LoadError(
+                f"{archive.where}/{files.rows}: {rows} record(s), the manifest says {entry.rows}",
+                "the export was altered or cut short: export it again",
+            )
+        deleted = 0
+        if entry.deleted:
+            for keys in _batches(archive, files.deleted, _key_schema(schema), None):
+                transaction.delete(_key_filter(keys, key, arrow_schema))
+                deleted += keys.num_rows
+        transaction.set_properties({POSITION: str(position), EXPORT: folder})
+        transaction.commit_transaction()
+        return rows + deleted
+
+    def _prepared(self, schema: TableSchema) -> Any:
+        """The Iceberg table of an export's table: created, or given the columns the
+        source added."""
+        from pyiceberg.exceptions import NoSuchTableError
+
+        identifier = (NAMESPACE, schema.name)
+        wanted = iceberg_schema(schema)
+        try:
+            table = self.catalog.load_table(identifier)
+        except NoSuchTableError:
+            return self.catalog.create_table(identifier, wanted)
+        held = {field.name for field in table.schema().fields}
+        added = [field for field in wanted.fields if field.name not in held]
+        if added:
+            with table.update_schema() as update:
+                for field in added:
+                    update.add_column(field.name, field.field_type)
+            table = self.catalog.load_table(identifier)
+        return table
+
+    def read(self, name: str) -> Any:
+        """A table's rows, as an Arrow table (for checks and tests)."""
+        return self.catalog.load_table((NAMESPACE, name)).scan().to_arrow()
+
+
+# --- types -----------------------------------------------------------------------------
+
+
+def refuse_inexact(schema: TableSchema) -> None:
+    """Raise, naming the column, for a type Iceberg cannot hold exactly."""
+    for column in schema.columns:
+        kind = base_type(column.type)
+        why = ""
+        if kind not in EXACT:
+            why = "Iceberg has no type that holds it exactly"
+        elif kind == "numeric" and (not type_size(column.type) or type_size(column.type)[0] > 38):
+            why = "Iceberg's decimals need a precision of at most 38"
+        if why:
+            raise LoadError(
+                f"{column.described(schema.name)}: cannot be loaded into Iceberg: {why}",
+                "leave the table out of this target ([tables] exclude), or load it into a "
+                "SQL target",
+            )
+
+
+def iceberg_schema(schema: TableSchema) -> Any:
+    """The Iceberg schema of an export's table: its key as identifier fields (required)."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField
+
+    fields = [
+        NestedField(
+            field_id=number,
+            name=column.name,
+            field_type=_iceberg_type(column),
+            required=column.name in schema.primary_key,
+        )
+        for number, column in enumerate(schema.columns, start=1)
+    ]
+    keys = [number for number, c in enumerate(schema.columns, 1) if c.name in schema.primary_key]
+    return Schema(*fields, identifier_field_ids=keys)
+
+
+def _iceberg_type(column: ColumnSchema) -> Any:
+    from pyiceberg import types
+
+    kind = base_type(column.type)
+    if kind == "numeric":
+        precision, scale = type_size(column.type)
+        return types.DecimalType(precision, scale)
+    simple = {
+        "boolean": types.BooleanType(),
+        "smallint": types.IntegerType(),
+        "integer": types.IntegerType(),
+        "bigint": types.LongType(),
+        "float": types.DoubleType(),
+        "date": types.DateType(),
+        "timestamp": types.TimestampType(),
+        "timestamptz": types.TimestamptzType(),
+        "time": types.TimeType(),
+        "binary": types.BinaryType(),
+    }
+    return simple.get(kind, types.StringType())  # text, and uuid and json as their text
+
+
+def _key_schema(schema: TableSchema) -> TableSchema:
+    key = tuple(schema.column(name) for name in schema.primary_key)
+    return TableSchema(schema.name, key, schema.primary_key)
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+def _batches(
+    archive: ExportArchive, member: str, schema: TableSchema, arrow_schema: Any
+) -> Iterator[Any]:
+    """The member's records as Arrow tables of the Iceberg columns' types, BATCH_ROWS at a
+    time; a value a column cannot hold exactly is refused, naming the column."""
+    import pyarrow as pa
+
+    columns = [c.name for c in schema.columns]
+    pending: list[Any] = []
+    count = 0
+    for batch in archive.batches(member, columns):
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= BATCH_ROWS:
+            yield _typed(pa.Table.from_batches(pending), schema, arrow_schema, archive, member)
+            pending, count = [], 0
+    if pending:
+        yield _typed(pa.Table.from_batches(pending), schema, arrow_schema, archive, member)
+
+
+def _typed(strings: Any, schema: TableSchema, arrow_schema: Any, archive: Any, member: str) -> Any:
+    import pyarrow as pa
+
+    arrays = []
+    for column in schema.columns:
+        try:
+            arrays.append(_typed_array(strings.column(column.name), column))
+        except (pa.ArrowInvalid, ValueError) as error:
+            raise LoadError(
+                f"{archive.where}/{member}: {column.described(schema.name)}: a value "
+                f"Iceberg cannot hold as it is: {error}",
+                "load this table into a SQL target, or leave it out of this one",
+            ) from None
+    typed = pa.Table.from_arrays(arrays, names=[c.name for c in schema.columns])
+    if arrow_schema is None:
+        return typed
+    return typed.cast(pa.schema([arrow_schema.field(c.name) for c in schema.columns]))
+
+
+def _typed_array(values: Any, column: ColumnSchema) -> Any:
+    """One column's export text as its Iceberg type's Arrow array (NULL stays NULL)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = base_type(column.type)
+    if kind in ("text", "uuid", "json"):
+        return values
+    if kind == "binary":
+        return pa.array(
+            [None if v is None else bytes.fromhex(v) for v in values.to_pylist()], pa.binary()
+        )
+    if kind == "time":  # Arrow cannot cast text to a time of day
+        times = [None if v is None else _time(v) for v in values.to_pylist()]
+        return pa.array(times, pa.time64("us"))
+    if kind == "timestamptz":  # "… +00": UTC, as Arrow reads "Z"
+        values = pc.replace_substring_regex(values, pattern=r"\+00$", replacement="Z")
+    target: dict[str, Any] = {
+        "boolean": pa.bool_(),
+        "smallint": pa.int32(),
+        "integer": pa.int32(),
+        "bigint": pa.int64(),
+        "float": pa.float64(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+    }
+    if kind == "numeric":
+        precision, scale = type_size(column.type)
+        return pc.cast(values, pa.decimal128(precision, scale))
+    return pc.cast(values, target[kind])
+
+
+def _time(text: str) -> time:
+    if text.startswith("24:"):
+        raise ValueError(f"{text!r}: Iceberg's time of day ends before 24:00:00")
+    return time.fromisoformat(text)
+
+
+def _key_filter(keys: Any, key: Sequence[str], arrow_schema: Any) -> Any:
+    """A row filter matching the deleted keys of one batch."""
+    import pyarrow as pa
+    from pyiceberg import expressions
+
+    made: Any = expressions  # its predicates are pydantic models, which typing misreads
+    typed = keys.cast(pa.schema([arrow_schema.field(k) for k in key]))
+    if len(key) == 1:
+        return made.In(key[0], set(typed.column(key[0]).to_pylist()))
+    rows = typed.to_pylist()
+    matches = [made.And(*(made.EqualTo(k, row[k]) for k in key)) for row in rows]
+    return matches[0] if len(matches) == 1 else made.Or(*matches)
+
+
+# --- the load ----------------------------------------------------------------------------
+
+
+def load_iceberg(
+    location: Location,
+    target: IcebergTarget,
+    progress: Progress,
+    only: LoadKind | None = None,
+) -> LoadResult:
+    """`tidegate load` into an Iceberg warehouse: every complete table export not yet
+    applied, in chain order, verified first (as into any target). Entity runs are refused
+    unless `only` is "tables"."""
+    with target.exclusive():
+        inventory = take_inventory(location)
+        require_exports(location, inventory)
+        refuse([problem for problem in inventory.problems if problem.serious])
+        result = LoadResult()
+        if only == "entities" or (only is None and inventory.runs):
+            raise LoadError(
+                f"target {target.safe_url}: entity runs cannot be loaded into Iceberg yet "
+                f"({len(inventory.runs)} at {location.url})",
+                "load the table exports alone: tidegate load --only tables",
+            )
+        last = target.last_table_export()
+        applied = {last[0]: ("tables", last[1])} if last else {}
+        folders = pending_folders(inventory.tables, applied, result)
+        total = sum(folder_size(f) for f in folders)
+        done = 0
+        for folder in folders:
+            progress(LoadStep(f"verifying {folder.folder}", done, total))
+            refuse(check_table_folder(location, folder, deep=False))
+        for folder in folders:
+            progress(LoadStep(f"loading {folder.folder}", done, total))
+            assert folder.manifest is not None
+            with location.reading(folder.folder, folder.name.zip_name) as handle:
+                where = f"{folder.folder}/{folder.name.zip_name}"
+                archive = ExportArchive(handle, where, folder.manifest)
+                try:
+                    result.rows += target.apply_folder(archive, folder.manifest, folder)
+                finally:
+                    archive.close()
+            result.tables.append(folder.folder)
+            done += folder_size(folder)
+        progress(LoadStep("loaded", done, total))
+        return result
