@@ -15,7 +15,10 @@ empty targets, every case taking its turn to go first:
 - DuckDB: the same into a fresh file, beside DuckDB's own CSV reader (`INSERT INTO parent
   SELECT * FROM read_csv(…)`, in a Python process of its own) into an empty keyed table;
 - MariaDB: the same into a fresh database, beside `mariadb --local-infile -e "LOAD DATA
-  LOCAL INFILE …"` into an empty keyed table.
+  LOCAL INFILE …"` into an empty keyed table;
+- Iceberg (table exports only): `tidegate load … --target iceberg:///<dir>` (a fresh
+  warehouse) beside the same CSV read by Arrow into the columns' types and written as one
+  Parquet file (`pyarrow.parquet.write_table`), in a Python process of its own.
 
 The raw floor of an entity load is the same as a table load's: the entity run holds one
 record per row of `parent`, and a load must end with the same rows in the same table
@@ -32,6 +35,7 @@ Run from the repository root:
     .venv/bin/python bench/load.py                      # 1M rows (+100k for memory)
     .venv/bin/python bench/load.py --rows 200000 --scales 20000 --rounds 1
     .venv/bin/python bench/load.py --kinds tables       # table exports only
+    .venv/bin/python bench/load.py --targets iceberg    # one target
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ GOALS = {
     ("duckdb", "tables"): 0.70,
     ("mariadb", "tables"): 0.70,
     ("postgresql", "entities"): 0.50,
+    ("iceberg", "tables"): 0.50,
 }
 KINDS = ("tables", "entities")
 RSS_FLAT = 1.25
@@ -90,7 +95,22 @@ RAW = {
     "sqlite": "sqlite raw: sqlite3 .import",
     "duckdb": "duckdb raw: read_csv",
     "mariadb": "mariadb raw: LOAD DATA",
+    "iceberg": "iceberg raw: pyarrow Parquet",
 }
+# Target kinds that take entity runs (an Iceberg warehouse takes table exports only, so far).
+TAKES_ENTITIES = ("postgresql", "sqlite", "duckdb", "mariadb")
+# The raw Iceberg floor: the same CSV read by Arrow into the columns' types and written as one
+# Parquet file, in a process of its own (what a table's data file is, without the catalog).
+PARQUET_RAW = (
+    "import sys, pyarrow as pa, pyarrow.csv as c, pyarrow.parquet as q; "
+    "types = {'id': pa.int64(), 'customer': pa.string(), 'email': pa.string(), "
+    "'amount': pa.decimal128(12, 2), 'ratio': pa.float64(), 'status': pa.string(), "
+    "'created_at': pa.timestamp('us'), 'note': pa.string()}; "
+    "t = c.read_csv(sys.argv[1], parse_options=c.ParseOptions(newlines_in_values=True), "
+    "convert_options=c.ConvertOptions(column_types=types, strings_can_be_null=True, "
+    "quoted_strings_can_be_null=False)); "
+    "q.write_table(t, sys.argv[2])"
+)
 PARENT_SQLITE = (
     "CREATE TABLE parent (id INTEGER PRIMARY KEY, customer TEXT, email TEXT, "
     "amount NUMERIC(12,2), ratio REAL, status TEXT, created_at TIMESTAMP, note TEXT)"
@@ -170,11 +190,16 @@ def load_cases(
         database = mariadb_target(next(numbers))
         return f"{MARIADB_URL}/{database}", lambda: count_mariadb(database)
 
+    def iceberg_target_url(work: Path) -> tuple[str, Any]:
+        warehouse = work / "warehouse"
+        return f"iceberg:///{warehouse}", lambda: count_iceberg(warehouse)
+
     targets = {
         "postgresql": pg_target_url,
         "sqlite": sqlite_target_url,
         "duckdb": duckdb_target_url,
         "mariadb": mariadb_target_url,
+        "iceberg": iceberg_target_url,
     }
 
     def tidegate_case(database: str, kind: str) -> Any:
@@ -227,11 +252,20 @@ def load_cases(
         assert count_mariadb(database) == rows
         return Result(sample.seconds, sample.rss_kib)
 
+    def iceberg_raw(work: Path) -> Result:
+        parquet = work / "parent.parquet"
+        sample, _ = measure([sys.executable, "-c", PARQUET_RAW, str(csv_file), str(parquet)])
+        import pyarrow.parquet as pq
+
+        assert pq.ParquetFile(parquet).metadata.num_rows == rows
+        return Result(sample.seconds, sample.rss_kib)
+
     raws = {
         "postgresql": pg_raw,
         "sqlite": sqlite_raw,
         "duckdb": duckdb_raw,
         "mariadb": mariadb_raw,
+        "iceberg": iceberg_raw,
     }
     return [
         case
@@ -241,6 +275,7 @@ def load_cases(
             *(
                 (tidegate_case_name(database, kind), tidegate_case(database, kind))
                 for kind in kinds
+                if kind == "tables" or database in TAKES_ENTITIES
             ),
         ]
     ]
@@ -278,6 +313,12 @@ def count_mariadb(database: str) -> int:
     return int(found.stdout.strip())
 
 
+def count_iceberg(warehouse: Path) -> int:
+    from tidegate.load.iceberg import IcebergTarget
+
+    return int(IcebergTarget(f"iceberg:///{warehouse}").read("parent").num_rows)
+
+
 def count_duckdb(database: str) -> int:
     import duckdb
 
@@ -295,8 +336,14 @@ def main() -> None:
     parser.add_argument(
         "--kinds", default=",".join(KINDS), help="tables, entities or both (default: both)"
     )
+    parser.add_argument(
+        "--targets", default=",".join(RAW), help=f"of {', '.join(RAW)} (default: all)"
+    )
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
+    options.targets = [t for t in options.targets.split(",") if t]
+    if not options.targets or set(options.targets) - set(RAW):
+        parser.error(f"--targets takes some of {', '.join(RAW)}")
     options.kinds = [kind for kind in options.kinds.split(",") if kind]
     if not options.kinds or set(options.kinds) - set(KINDS):
         parser.error("--kinds takes tables, entities or tables,entities")
@@ -308,7 +355,11 @@ def main() -> None:
             work = Path(scratch)
             progress(f"exporting {rows:,} rows")
             config, csv_file = export_once(url, "source", rows, work, options.kinds)
-            cases = load_cases(url, config, csv_file, work / "exports", rows, options.kinds)
+            cases = [
+                case
+                for case in load_cases(url, config, csv_file, work / "exports", rows, options.kinds)
+                if case[0].split(" ")[0] in options.targets
+            ]
             collected = run_rounds(cases, rounds, work, f"{rows:>9,} rows")
             medians[rows] = {
                 case: Result(
@@ -348,6 +399,8 @@ def report(medians: dict[int, dict[str, Result]], options: argparse.Namespace) -
     for database, raw in RAW.items():
         for kind in options.kinds:
             name = tidegate_case_name(database, kind)
+            if name not in top or raw not in top:
+                continue
             ratio = top[raw].seconds / top[name].seconds
             goal = GOALS.get((database, kind))
             judged = f"goal >= {goal:.2f}: {verdict(ratio >= goal)}" if goal else "no goal set"
