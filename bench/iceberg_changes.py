@@ -1,5 +1,6 @@
 """What a change costs in an Iceberg target: a full load, then 0.1% and 1% of the rows
-changed, each exported and loaded by `tidegate load --target iceberg:///<dir>`.
+changed (spread over the table, and 1% clustered on the newest keys), each exported and
+loaded by `tidegate load --target iceberg:///<dir>`.
 
 The source is the table_export.py `parent` table on PostgreSQL (8 mixed columns), in a
 scratch database dropped at the end. Each step's export (untimed) is followed by a timed
@@ -25,7 +26,13 @@ from table_export import Size, make_pg_source
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TIDEGATE = [sys.executable, "-m", "tidegate"]
-STEPS = (("full load (snapshot)", 0), ("0.1% changed", 1000), ("1% changed", 100))
+# (step, the rows it changes, as a WHERE clause on id given the row count n)
+STEPS = (
+    ("full load (snapshot)", ""),
+    ("0.1% spread", "id % 1000 = 0"),
+    ("1% spread", "id % 100 = 0"),
+    ("1% clustered", "id > {n} - {n} / 100"),  # the newest keys, as an OLTP table's
+)
 
 
 def _files(directory: Path) -> tuple[int, int]:
@@ -56,14 +63,13 @@ def main() -> None:
         tidegate = [*TIDEGATE, "-c", str(config)]
         subprocess.run([*tidegate, "init"], check=True, capture_output=True)
         print(f"{'step':<22}{'rows':>10}{'load s':>9}{'files':>8}{'MB written':>12}{'RSS MiB':>9}")
-        for step, every in STEPS:
+        for step, where in STEPS:
             changed = options.rows
-            if every:
+            if where:
+                condition = where.format(n=options.rows)
                 with psycopg.connect(url, autocommit=True) as conn:
-                    done = conn.execute(
-                        "UPDATE source.parent SET status = 'changed' WHERE id %% %s = 0", (every,)
-                    )
-                    changed = done.rowcount
+                    statement = f"UPDATE source.parent SET status = 'changed' WHERE {condition}"
+                    changed = conn.execute(statement.encode()).rowcount
             progress(f"{step}: exporting")
             subprocess.run([*tidegate, "export", "tables"], check=True, capture_output=True)
             before = _files(warehouse) if warehouse.exists() else (0, 0)
