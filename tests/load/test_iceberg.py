@@ -24,6 +24,7 @@ from tests.tables.test_export import parent_values
 from tests.test_cli import assert_one_error, run
 from tidegate import api
 from tidegate.errors import LoadError
+from tidegate.web.metrics import ready
 
 pytest.importorskip("pyiceberg")
 from tidegate.load.iceberg import IcebergTarget
@@ -117,6 +118,10 @@ def test_table_exports_round_trip_into_iceberg(source: Source) -> None:
     position = api.load_position(config)
     assert position.pending_table_exports == () and position.applied == 1
     assert position.last_table_export == api.chain_status(config).last.name  # type: ignore[union-attr]
+    # What `overview`, `runs` and `/readyz` read of it.
+    assert api.overview(config).freshness.state == "fresh"
+    assert {run.job for run in api.list_runs(config)} == {"init", "tables"}
+    assert ready(config) == (True, {"source": "ok", "target": "ok"})
 
 
 LOADER = textwrap.dedent(r"""
