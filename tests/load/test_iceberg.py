@@ -234,3 +234,37 @@ def test_entity_runs_are_refused_and_table_exports_load_alone(sqlite_source: Sou
     code, out, _err = run(sqlite_source.tmp_path, *options, "load", "--only", "tables")
     assert code == 0 and "loaded 1 table export(s)" in out
     assert_iceberg_equals_source(sqlite_source, _target(sqlite_source), parent, child)
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_columns_the_source_adds_or_widens_follow_in_iceberg(source: Source) -> None:
+    table = sa.Table(
+        "counter",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("n", sa.Integer),
+    )
+    source.create(table)
+    url = _target(source)
+    config = source.config(f"target.url={url}")
+    api.init(config)
+    with source.engine().begin() as conn:
+        conn.execute(table.insert(), [{"id": 1, "n": 1}, {"id": 2, "n": 2}])
+    api.export_tables(config)
+    api.load(config)
+    with source.engine().begin() as conn:
+        conn.exec_driver_sql(f'ALTER TABLE "{source.schema}".counter ADD COLUMN note text')
+        conn.exec_driver_sql(f'ALTER TABLE "{source.schema}".counter ALTER n TYPE bigint')
+        conn.exec_driver_sql(
+            f"UPDATE \"{source.schema}\".counter SET n = {2**40}, note = 'wide' WHERE id = 2"
+        )
+    api.export_tables(config)
+    api.load(config)
+    iceberg = IcebergTarget(url).catalog.load_table(("tidegate", "counter"))
+    assert {f.name: str(f.field_type) for f in iceberg.schema().fields} == {
+        "id": "int",
+        "n": "long",
+        "note": "string",
+    }
+    rows = sorted(IcebergTarget(url).read("counter").to_pylist(), key=lambda r: r["id"])
+    assert rows == [{"id": 1, "n": 1, "note": None}, {"id": 2, "n": 2**40, "note": "wide"}]

@@ -13,9 +13,11 @@ position and applies nothing twice. Once every table of a folder is committed, t
 namespace property `tidegate.last-table-export` records the folder, which the chain check
 of the next load starts from (loader.pending_folders).
 
-Rows: a table exported whole replaces the table (an overwrite); otherwise the rows are
-upserted by key and the deleted keys deleted. pyiceberg rewrites the data files that hold
-a changed or deleted row (copy-on-write), so a change costs the files it touches.
+Rows: a table exported whole replaces the table (an overwrite); otherwise the rows held of
+the exported keys are deleted and the exported rows appended, and the deleted keys deleted,
+all in the table's one commit. (pyiceberg's own `upsert` compares every matched row in
+Python and fails on a table whose schema has grown.) pyiceberg rewrites the data files that
+hold a changed or deleted row (copy-on-write), so a change costs the files it touches.
 
 Values are converted from the export's text by Arrow's casts, which refuse what they
 would change (a decimal with more digits than its scale, an integer out of range), and
@@ -59,7 +61,7 @@ NAMESPACE = "tidegate"
 POSITION = "tidegate.position"  # table property: hwm-to of the last export applied to it
 EXPORT = "tidegate.export"  # table property: that export's folder
 LAST_EXPORT = "tidegate.last-table-export"  # namespace property: {"folder", "position"}
-BATCH_ROWS = 100_000  # rows upserted at a time (pyiceberg holds a batch and its matches)
+BATCH_ROWS = 100_000  # rows merged at a time (a batch is held in memory, with its key filter)
 # Types Iceberg holds exactly, as Arrow types the export's text is cast to.
 EXACT = frozenset(
     {"boolean", "smallint", "integer", "bigint", "float", "numeric", "date", "timestamp"}
@@ -180,10 +182,11 @@ class IcebergTarget:
             rows += batch.num_rows
             if entry.whole and first:
                 transaction.overwrite(batch)
-            elif entry.whole:
+            elif not entry.whole:  # replaced by key: the rows held of these keys go first
+                transaction.delete(_key_filter(batch.select(key), key, arrow_schema))
                 transaction.append(batch)
             else:
-                transaction.upsert(batch, join_cols=key)
+                transaction.append(batch)
             first = False
         if entry.whole and first:  # a table exported whole, and empty
             from pyiceberg.expressions import AlwaysTrue
@@ -214,12 +217,25 @@ class IcebergTarget:
             table = self.catalog.load_table(identifier)
         except NoSuchTableError:
             return self.catalog.create_table(identifier, wanted)
-        held = {field.name for field in table.schema().fields}
+        held = {field.name: field.field_type for field in table.schema().fields}
         added = [field for field in wanted.fields if field.name not in held]
-        if added:
-            with table.update_schema() as update:
-                for field in added:
-                    update.add_column(field.name, field.field_type)
+        widened = [f for f in wanted.fields if f.name in held and held[f.name] != f.field_type]
+        if added or widened:
+            from pyiceberg.exceptions import ValidationError
+
+            try:
+                with table.update_schema() as update:
+                    for field in added:
+                        update.add_column(field.name, field.field_type)
+                    for field in widened:  # int to long, float to double, wider decimals
+                        update.update_column(field.name, field_type=field.field_type)
+            except (ValidationError, ValueError) as error:
+                raise LoadError(
+                    f"table {schema.name!r}: its Iceberg table cannot take the source's new "
+                    f"shape: {error}",
+                    "Iceberg widens int to long, float to double and decimals' precision "
+                    "only: load the table into a new warehouse, or drop it there first",
+                ) from None
             table = self.catalog.load_table(identifier)
         return table
 
@@ -332,7 +348,14 @@ def _typed(strings: Any, schema: TableSchema, arrow_schema: Any, archive: Any, m
     typed = pa.Table.from_arrays(arrays, names=[c.name for c in schema.columns])
     if arrow_schema is None:
         return typed
-    return typed.cast(pa.schema([arrow_schema.field(c.name) for c in schema.columns]))
+    try:
+        return typed.cast(pa.schema([arrow_schema.field(c.name) for c in schema.columns]))
+    except (pa.ArrowInvalid, ValueError) as error:  # a NULL in a key, a value too wide
+        raise LoadError(
+            f"{archive.where}/{member}: table {schema.name!r}: rows its Iceberg table cannot "
+            f"hold: {error}",
+            "load this table into a SQL target, or leave it out of this one",
+        ) from None
 
 
 def _typed_array(values: Any, column: ColumnSchema) -> Any:
