@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import random
 import subprocess
 import sys
@@ -27,7 +28,10 @@ from tidegate.errors import LoadError
 from tidegate.web.metrics import ready
 
 pytest.importorskip("pyiceberg")
-from tidegate.load.iceberg import IcebergTarget
+polars = pytest.importorskip("polars")
+from tidegate.load.iceberg import IcebergTarget  # noqa: E402  (after the skips)
+
+os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")  # (no planner plugin here)
 
 
 def _target(source: Source) -> str:
@@ -35,8 +39,13 @@ def _target(source: Source) -> str:
 
 
 def _iceberg_rows(url: str, table: sa.Table) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The table's rows as pyiceberg reads them, checked to be what Polars reads from the
+    same metadata file with its own Parquet reader."""
     keys = [c.name for c in table.primary_key.columns]
     rows = IcebergTarget(url).read(table.name).to_pylist()
+    metadata = IcebergTarget(url).catalog.load_table(("tidegate", table.name)).metadata_location
+    by_polars = polars.scan_iceberg(metadata).collect().to_dicts()
+    assert sorted(by_polars, key=repr) == sorted(rows, key=repr), table.name
     return {tuple(str(row[k]) for k in keys): row for row in rows}
 
 
