@@ -1,8 +1,9 @@
 """Loads into an Apache Iceberg warehouse (`iceberg:///<dir>`), read back with pyiceberg's
-scan into Arrow and compared with the source value by value: round trips over several
-rounds of random changes and deletes from every source, a load killed between two tables'
-commits and run again, types Iceberg cannot hold refused before anything is written, and
-entity runs refused."""
+scan into Arrow (and by Polars, which must read the same) and compared with the source
+value by value: round trips over several rounds of random changes and deletes from every
+source, a load killed between two tables' commits and run again, types Iceberg cannot
+hold refused before anything is written, columns added and widened, and entity runs
+refused."""
 
 from __future__ import annotations
 
