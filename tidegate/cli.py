@@ -357,7 +357,7 @@ def export_tables(
             wait_seconds=wait,
             progress=progress,
             location_moved=location_moved,
-            planned=planned,
+            planned=planned if err.is_terminal else None,  # no bar, no estimates to take
         )
     if not results:
         out.print("nothing to export: no changes are pending", highlight=False)

@@ -25,6 +25,7 @@ from tests.tables.helpers import sample_tables, source_rows
 from tests.tables.test_export import parent_values
 from tests.test_cli import assert_one_error, run
 from tidegate import api
+from tidegate.config import Config
 from tidegate.errors import LoadError
 from tidegate.web.metrics import ready
 
@@ -37,6 +38,17 @@ os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")  # (no planner plug
 
 def _target(source: Source) -> str:
     return f"iceberg:///{source.tmp_path / 'warehouse'}"
+
+
+def _initialized(source: Source) -> tuple[sa.Table, sa.Table, str, Config]:
+    """The sample tables in the source, `init` run, and a config loading into a warehouse
+    in the test's folder: (parent, child, the warehouse's URL, the config)."""
+    parent, child = sample_tables()
+    source.create(parent, child)
+    url = _target(source)
+    config = source.config(f"target.url={url}")
+    api.init(config)
+    return parent, child, url, config
 
 
 def _iceberg_rows(url: str, table: sa.Table) -> dict[tuple[str, ...], dict[str, Any]]:
@@ -111,11 +123,7 @@ def _change(source: Source, rng: random.Random, parent: sa.Table, child: sa.Tabl
 
 @pytest.mark.parametrize("source", ["sqlite", "postgresql", "mysql"], indirect=True)
 def test_table_exports_round_trip_into_iceberg(source: Source) -> None:
-    parent, child = sample_tables()
-    source.create(parent, child)
-    url = _target(source)
-    config = source.config(f"target.url={url}")
-    api.init(config)
+    parent, child, url, config = _initialized(source)
     rng = random.Random(19)
     for round_number in range(4):
         _change(source, rng, parent, child)
@@ -157,11 +165,7 @@ LOADER = textwrap.dedent(r"""
 def test_a_load_killed_between_two_tables_resumes_each_from_its_own_position(
     sqlite_source: Source,
 ) -> None:
-    parent, child = sample_tables()
-    sqlite_source.create(parent, child)
-    url = _target(sqlite_source)
-    config = sqlite_source.config(f"target.url={url}")
-    api.init(config)
+    parent, child, url, config = _initialized(sqlite_source)
     rng = random.Random(7)
     _change(sqlite_source, rng, parent, child)
     api.export_tables(config)
@@ -228,22 +232,19 @@ def test_a_type_iceberg_cannot_hold_is_refused_before_anything_is_written(
 
 
 def test_entity_runs_are_refused_and_table_exports_load_alone(sqlite_source: Source) -> None:
-    parent, child = sample_tables()
-    sqlite_source.create(parent, child)
-    config = sqlite_source.config(f"target.url={_target(sqlite_source)}")
-    api.init(config)
+    parent, child, url, config = _initialized(sqlite_source)
     _change(sqlite_source, random.Random(3), parent, child)
     api.export_tables(config)
     api.entities_enable(config, ["PARENT"])
     api.export_initial(config)
-    options = sqlite_source.cli_options(f"target.url={_target(sqlite_source)}")
+    options = sqlite_source.cli_options(f"target.url={url}")
     code, _out, err = run(sqlite_source.tmp_path, *options, "load")
     assert code == 1
     assert_one_error(err, r"Error: target iceberg:///\S+: entity runs cannot be loaded .*")
     assert "--only tables" in err
     code, out, _err = run(sqlite_source.tmp_path, *options, "load", "--only", "tables")
     assert code == 0 and "loaded 1 table export(s)" in out
-    assert_iceberg_equals_source(sqlite_source, _target(sqlite_source), parent, child)
+    assert_iceberg_equals_source(sqlite_source, url, parent, child)
 
 
 @pytest.mark.parametrize("source", ["postgresql"], indirect=True)

@@ -129,6 +129,21 @@ class IcebergTarget:
     def _namespace_exists(self) -> bool:
         return (NAMESPACE,) in self.catalog.list_namespaces()
 
+    def ping(self) -> None:
+        """Read the catalog (a readiness probe, as `Target.ping`).
+
+        Raises:
+            TargetError: the catalog cannot be read (one line).
+        """
+        try:
+            self._namespace_exists()
+        except Exception as error:  # the catalog's own errors: SQLAlchemy's, pyiceberg's
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise TargetError(f"target {self.safe_url}: {reason}") from None
+
+    def dispose(self) -> None:
+        """Nothing is held between calls (as `Target.dispose`, for callers of either)."""
+
     # --- applying a table export --------------------------------------------------------
 
     def apply_folder(self, archive: ExportArchive, manifest: Manifest, folder: TableFolder) -> int:

@@ -137,7 +137,7 @@ def run_once(
         record,
         settings,
         progress or (lambda _t, _n: None),
-        planned or (lambda _n: None),
+        planned,
     )
     rows = sum(entry.rows + entry.deleted for entry in entries)
     stream.mark_published(db, lock, record, rows, size)
@@ -317,7 +317,7 @@ def _write(
     record: ExportRecord,
     settings: ExportSettings,
     progress: Progress,
-    planned: Planned,
+    planned: Planned | None,
 ) -> tuple[list[TableEntry], int]:
     """Write and publish the export's folder; returns its table entries and zip size."""
     try:
@@ -339,7 +339,7 @@ def _write_folder(
     record: ExportRecord,
     settings: ExportSettings,
     progress: Progress,
-    planned: Planned,
+    planned: Planned | None,
     *,
     in_process: bool,
 ) -> tuple[list[TableEntry], int]:
@@ -352,9 +352,10 @@ def _write_folder(
     with db.engine.connect() as conn:
         # DDL since the run compared shapes: a table its loader could not merge goes whole.
         selection = replace(selection, whole=selection.whole | drift.unmergeable(db, conn, specs))
+        exported = [s for s in specs if s.name in selection.whole or s.table_id in changes]
+        if planned is not None:  # (the estimates cost a query: only when somebody shows them)
+            planned(_planned_rows(db, conn, exported, selection, changes))
     version, schema_json = schema_document(specs)
-    exported = [s for s in specs if s.name in selection.whole or s.table_id in changes]
-    planned(_planned_rows(db, exported, selection, changes))
     name = ExportName.parse(record.name)
     transcoding = codecs.lookup(settings.encoding).name != "utf-8"
     reader = reader_for(db, record_aligned=transcoding or in_process)
@@ -385,12 +386,15 @@ def _write_folder(
 
 
 def _planned_rows(
-    db: Database, exported: list[TableSpec], selection: Selection, changes: dict[int, int]
+    db: Database,
+    conn: Connection,
+    exported: list[TableSpec],
+    selection: Selection,
+    changes: dict[int, int],
 ) -> int:
     """About how many rows a folder will hold (see Planned)."""
     whole = [spec.table for spec in exported if spec.name in selection.whole]
-    with db.engine.connect() as conn:
-        estimates = db.dialect.row_estimates(conn, whole, db.schema) if whole else {}
+    estimates = db.dialect.row_estimates(conn, whole, db.schema) if whole else {}
     return sum(
         estimates.get(spec.name, 0)
         if spec.name in selection.whole

@@ -22,7 +22,7 @@ from tidegate import api
 from tidegate.activity import JobRunner
 from tidegate.config import Config
 from tidegate.errors import TidegateError
-from tidegate.load.iceberg import is_iceberg
+from tidegate.load.iceberg import IcebergTarget, is_iceberg
 from tidegate.load.position import LoadPosition
 from tidegate.load.target import Target
 from tidegate.model import RunRecord
@@ -179,11 +179,9 @@ def ready(config: Config) -> tuple[bool, dict[str, str]]:
         checks["source"] = "ok"
     except (TidegateError, sa.exc.DBAPIError) as error:
         checks["source"] = _message(error)
-    if config.target.url and is_iceberg(config.target.url):
-        position = api.load_position(config)
-        checks["target"] = position.error or "ok"
-    elif config.target.url:
-        target = Target(config.target.url)
+    if config.target.url:
+        url = config.target.url
+        target = IcebergTarget(url) if is_iceberg(url) else Target(url)
         try:
             target.ping()
             checks["target"] = "ok"
