@@ -4,7 +4,8 @@ credentials in the environment).
 
 Exports are written to a bucket, verified and loaded from it; a bucket that does not exist
 is refused and never created; missing credentials and an endpoint that cannot be reached
-are one clear line each."""
+are one clear line each. An Iceberg warehouse in a bucket, configured in
+[target.iceberg], is loaded and read back; in a missing bucket it is refused, in one line."""
 
 from __future__ import annotations
 
@@ -213,3 +214,74 @@ def test_an_endpoint_that_cannot_be_reached_is_one_line(tmp_path: Path) -> None:
     assert code == 1
     assert_one_error(err, r"Error: .*: cannot .* in s3://lake/exports: Could not connect .*")
     assert "endpoint" in err.splitlines()[-1]
+
+
+def _iceberg_project(tmp_path: Path, endpoint: str, bucket: str) -> Path:
+    """A SQLite source exporting to a local folder, loading into an Iceberg warehouse whose
+    catalog is local and whose data is in `bucket`, with its keys in the config."""
+    folder = _project(tmp_path, str(tmp_path / "exports"), endpoint)
+    config = (folder / "tidegate.toml").read_text().split("[target]")[0]
+    (folder / "tidegate.toml").write_text(
+        config + f'[target]\nurl = "iceberg:///{tmp_path / "catalog"}"\nschema = "lake"\n'
+        "[target.iceberg]\n"
+        f'warehouse = "s3://{bucket}/warehouse"\n'
+        f's3.endpoint = "{endpoint}"\n'
+        f's3.region = "{CREDENTIALS["AWS_DEFAULT_REGION"]}"\n'
+        f'"s3.access-key-id" = "{CREDENTIALS["AWS_ACCESS_KEY_ID"]}"\n'
+        's3.secret-access-key = "iceberg-secret"\n'
+    )
+    return folder
+
+
+def _iceberg_tables(folder: Path, endpoint: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of the warehouse's namespace `lake`, read by pyiceberg, sorted."""
+    from pyiceberg.catalog import load_catalog
+
+    catalog = load_catalog(
+        "tidegate",  # a SQL catalog keeps each catalog name's tables apart
+        type="sql",
+        uri=f"sqlite:///{folder / 'catalog' / 'catalog.db'}",
+        **{"s3.endpoint": endpoint, "s3.region": CREDENTIALS["AWS_DEFAULT_REGION"]},
+        **{"s3.access-key-id": "testing", "s3.secret-access-key": "testing"},
+    )
+    found = {}
+    for _namespace, name in catalog.list_tables("lake"):
+        rows = catalog.load_table(("lake", name)).scan().to_arrow().to_pylist()
+        found[name] = sorted((tuple(row.values()) for row in rows), key=repr)
+    return found
+
+
+def test_an_iceberg_warehouse_on_a_bucket(tmp_path: Path, s3_endpoint: str) -> None:
+    """Tables in a bucket, catalog properties in [target.iceberg] (dotted names quoted or
+    not), the namespace from [target] schema; the secret never shown."""
+    pytest.importorskip("pyiceberg")
+    _s3(s3_endpoint).create_bucket(Bucket="icelake")
+    folder = _iceberg_project(tmp_path, s3_endpoint, "icelake")
+    _ok(folder, "init")
+    for change in ("", "UPDATE account SET balance = 7.5 WHERE id = 1; DELETE FROM supplier;"):
+        with sqlite3.connect(folder / "source.db") as conn:
+            conn.executescript(change)
+        _ok(folder, "export", "tables")
+        out = _ok(folder, "load", "--only", "tables")
+        assert "iceberg-secret" not in out
+        held = _iceberg_tables(folder, s3_endpoint)
+        assert set(held) == set(TABLES)
+        for table in TABLES:
+            assert held[table] == _rows(folder / "source.db", table), table
+    keys = [item["Key"] for item in _s3(s3_endpoint).list_objects_v2(Bucket="icelake")["Contents"]]
+    assert any(key.startswith("warehouse/lake/account/data/") for key in keys), keys
+    assert "iceberg-secret" not in _ok(folder, "status")
+
+
+def test_an_iceberg_warehouse_in_a_missing_bucket_is_one_line_never_created(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    folder = _iceberg_project(tmp_path, s3_endpoint, "no-such-lake")
+    _ok(folder, "init")
+    _ok(folder, "export", "tables")
+    before = _buckets(s3_endpoint)
+    code, _out, err = _cli(folder, "load")
+    assert code == 1
+    assert_one_error(err, r"Error: target iceberg:///.*: .*(bucket|Bucket|NoSuchBucket).*")
+    assert "iceberg-secret" not in err and "unexpected" not in err
+    assert _buckets(s3_endpoint) == before

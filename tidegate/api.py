@@ -528,7 +528,8 @@ def load_position(
 ) -> LoadPosition:
     """What the target (default: [target] url) has applied, and the complete exports at the
     location (default: [output] location) it has not. Reads both; changes neither."""
-    return position_at(_read_location(config, location), target_url or config.target.url)
+    url = target_url or config.target.url
+    return position_at(_read_location(config, location), url, config.target)
 
 
 FreshnessState = Literal["fresh", "behind", "failing"]
@@ -620,7 +621,8 @@ def load(
     alone; `progress` is told each step (`LoadStep`)."""
     url = target_url or config.target.url
     if is_iceberg(url):
-        return load_iceberg(_read_location(config, location), IcebergTarget(url), progress, only)
+        target = IcebergTarget(url, config.target)
+        return load_iceberg(_read_location(config, location), target, progress, only)
     target = Target(url)
     try:
         return load_location(

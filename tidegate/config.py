@@ -46,6 +46,7 @@ from pydantic import (
     ValidationInfo,
     WrapSerializer,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -496,16 +497,48 @@ class EntitiesConfig(BaseModel):
         return value
 
 
+def _flat_properties(value: Any) -> Any:
+    """Catalog properties as pyiceberg names them (``s3.endpoint``): TOML reads an unquoted
+    dotted key, and ``--set target.iceberg.s3.endpoint=…`` sets one, as a nested table."""
+    if not isinstance(value, Mapping):
+        return value
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            flat.update({f"{key}.{inner}": v for inner, v in _flat_properties(item).items()})
+        else:
+            flat[str(key)] = item
+    return flat
+
+
 class TargetConfig(BaseModel):
-    """``[target]``: the database ``tidegate load`` writes to.
+    """``[target]``: the database or Iceberg warehouse ``tidegate load`` writes to.
 
     Attributes:
-        url: SQLAlchemy URL of the target database.
+        url: SQLAlchemy URL of the target database, or ``iceberg:///<dir>``.
+        schema: an Iceberg target's namespace (``tidegate`` when empty).
+        iceberg: ``[target.iceberg]``, pyiceberg catalog properties added to (and
+            overriding) those of the local SQL catalog: ``type = "rest"`` and ``uri`` for a
+            REST catalog, ``warehouse = "s3://…"`` and ``s3.*`` for object storage.
     """
 
     model_config = _FROZEN
 
     url: DatabaseUrl = "sqlite:///target.db"
+    schema_: StrictStr = Field(default="", alias="schema")
+    iceberg: Annotated[Mapping[StrictStr, StrictStr], BeforeValidator(_flat_properties)] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _iceberg_settings_need_iceberg(self) -> TargetConfig:
+        if (self.schema_ or self.iceberg) and not self.url.startswith("iceberg:"):
+            raise _Invalid(
+                "schema and [target.iceberg] are for an Iceberg target, and url is not one",
+                'set url = "iceberg:///<dir>", or remove them (a database target\'s schema '
+                "is its URL's)",
+            )
+        return self
 
 
 class CaptureConfig(BaseModel):
@@ -583,6 +616,7 @@ class Config(BaseModel):
             for key, value in self.output.storage_options.items()
             if key in SECRET_STORAGE_OPTIONS and value
         ]
+        stored += [v for key, v in self.target.iceberg.items() if _secret_key(key) and v]
         return tuple(
             dict.fromkeys(s for s in (*passwords, *decoded, self.serve.token, *stored) if s)
         )
@@ -748,9 +782,15 @@ def _toml_problem(exc: tomllib.TOMLDecodeError) -> str:
 _URL_PASSWORD_RE = re.compile(r":[^:/@]+@")
 
 
+def _secret_key(key: str) -> bool:
+    """Whether a key names a secret: the serve token, or a catalog property such as
+    ``s3.secret-access-key``, ``token`` or ``credential``."""
+    return any(word in key.lower() for word in ("token", "secret", "password", "credential"))
+
+
 def _mask(key: str, value: str) -> str:
     """A value as it may appear in a message: tokens hidden, URL passwords replaced."""
-    if key == "token" and value:
+    if _secret_key(key) and value:
         return "***"
     if key == "url":
         return _URL_PASSWORD_RE.sub(":***@", value)

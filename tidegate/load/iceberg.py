@@ -37,7 +37,8 @@ from collections.abc import Iterator, Sequence
 from datetime import time
 from typing import Any
 
-from tidegate.errors import LoadError, TargetError
+from tidegate.config import TargetConfig
+from tidegate.errors import LoadError, TargetError, TidegateError
 from tidegate.formats.manifest import Manifest, TableEntry
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load.archive import ExportArchive
@@ -57,7 +58,7 @@ from tidegate.storage import Location
 log = logging.getLogger(__name__)
 
 SCHEME = "iceberg"
-NAMESPACE = "tidegate"
+DEFAULT_NAMESPACE = "tidegate"  # when [target] schema is empty
 POSITION = "tidegate.position"  # table property: hwm-to of the last export applied to it
 EXPORT = "tidegate.export"  # table property: that export's folder
 LAST_EXPORT = "tidegate.last-table-export"  # namespace property: {"folder", "position"}
@@ -74,9 +75,11 @@ def is_iceberg(url: str) -> bool:
 
 
 class IcebergTarget:
-    """An Iceberg warehouse in a local directory, with its SQL catalog."""
+    """An Iceberg warehouse: its catalog, and a local directory that holds the load lock
+    (and, unless `[target.iceberg]` says otherwise, the SQL catalog and the data)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: TargetConfig | None = None) -> None:
+        settings = settings or TargetConfig(url=url)
         self.url = url
         self.safe_url = url  # no password in an iceberg:/// URL
         scheme, _, rest = url.partition("://")
@@ -87,18 +90,46 @@ class IcebergTarget:
                 'write iceberg:/// and an absolute directory: "iceberg:////srv/warehouse"',
             )
         self.directory = directory
+        self.namespace = settings.schema_ or DEFAULT_NAMESPACE
+        properties = {
+            "type": "sql",
+            "uri": f"sqlite:///{directory}/catalog.db",
+            "warehouse": f"file://{directory}",
+            **settings.iceberg,
+        }
         try:
-            from pyiceberg.catalog.sql import SqlCatalog
+            from pyiceberg.catalog import load_catalog
         except ImportError:
             raise TargetError(
                 "[target] url: an Iceberg target needs pyiceberg",
                 "pip install 'tidegate[iceberg]'",
             ) from None
         os.makedirs(directory, exist_ok=True)
-        self.catalog = SqlCatalog(
-            "tidegate",
-            uri=f"sqlite:///{directory}/catalog.db",
-            warehouse=f"file://{directory}",
+        try:
+            self.catalog = load_catalog("tidegate", **properties)
+        except Exception as error:  # any: a catalog that cannot be made is a setting's fault
+            raise self._failed(error) from None
+
+    @contextlib.contextmanager
+    def catalog_errors(self) -> Iterator[None]:
+        """The catalog's and its storage's own errors as one line naming the target: a
+        REST catalog that does not answer, a bucket that does not exist, a missing
+        library. (tidegate's own errors pass as they are.)"""
+        try:
+            yield
+        except TidegateError:
+            raise
+        except Exception as error:
+            if not _catalog_error(error):
+                raise
+            raise self._failed(error) from None
+
+    def _failed(self, error: Exception) -> TargetError:
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        return TargetError(
+            f"target {self.safe_url}: {reason}",
+            "check [target.iceberg] (catalog type and uri, warehouse, credentials) and that "
+            "the catalog and its storage answer",
         )
 
     @contextlib.contextmanager
@@ -120,14 +151,14 @@ class IcebergTarget:
         """The table export applied last, whole, and its hwm-to."""
         if not self._namespace_exists():
             return None
-        properties = self.catalog.load_namespace_properties(NAMESPACE)
+        properties = self.catalog.load_namespace_properties(self.namespace)
         if LAST_EXPORT not in properties:
             return None
         last = json.loads(properties[LAST_EXPORT])
         return str(last["folder"]), int(last["position"])
 
     def _namespace_exists(self) -> bool:
-        return (NAMESPACE,) in self.catalog.list_namespaces()
+        return (self.namespace,) in self.catalog.list_namespaces()
 
     def ping(self) -> None:
         """Read the catalog (a readiness probe, as `Target.ping`).
@@ -135,11 +166,8 @@ class IcebergTarget:
         Raises:
             TargetError: the catalog cannot be read (one line).
         """
-        try:
+        with self.catalog_errors():
             self._namespace_exists()
-        except Exception as error:  # the catalog's own errors: SQLAlchemy's, pyiceberg's
-            reason = " ".join(str(error).split()) or type(error).__name__
-            raise TargetError(f"target {self.safe_url}: {reason}") from None
 
     def dispose(self) -> None:
         """Nothing is held between calls (as `Target.dispose`, for callers of either)."""
@@ -150,7 +178,7 @@ class IcebergTarget:
         """Merge every table of the export (each its own commit, with its position); the
         rows written and deleted. Tables already at the export's position are skipped."""
         position = manifest.hwm_to.audit_key
-        self.catalog.create_namespace_if_not_exists(NAMESPACE)
+        self.catalog.create_namespace_if_not_exists(self.namespace)
         schemas = [files.schema for files in archive.tables]
         for schema in schemas:
             refuse_inexact(schema)
@@ -167,7 +195,7 @@ class IcebergTarget:
                 warnings.filterwarnings("ignore", "Delete operation did not match", UserWarning)
                 changed += self._apply_table(archive, files, entry, table, folder.folder, position)
         self.catalog.update_namespace_properties(
-            NAMESPACE,
+            self.namespace,
             updates={LAST_EXPORT: json.dumps({"folder": folder.folder, "position": position})},
         )
         return changed
@@ -226,7 +254,7 @@ class IcebergTarget:
         source added."""
         from pyiceberg.exceptions import NoSuchTableError
 
-        identifier = (NAMESPACE, schema.name)
+        identifier = (self.namespace, schema.name)
         wanted = iceberg_schema(schema)
         try:
             table = self.catalog.load_table(identifier)
@@ -256,7 +284,16 @@ class IcebergTarget:
 
     def read(self, name: str) -> Any:
         """A table's rows, as an Arrow table (for checks and tests)."""
-        return self.catalog.load_table((NAMESPACE, name)).scan().to_arrow()
+        return self.catalog.load_table((self.namespace, name)).scan().to_arrow()
+
+
+def _catalog_error(error: Exception) -> bool:
+    """Whether an error is the catalog's or its storage's (pyiceberg's, the REST client's,
+    pyarrow's file systems', the SQL catalog's), not a fault of tidegate's own."""
+    if isinstance(error, OSError | ImportError):
+        return True
+    library = type(error).__module__.split(".", 1)[0]
+    return library in {"pyiceberg", "requests", "urllib3", "sqlalchemy", "pyarrow", "botocore"}
 
 
 # --- types -----------------------------------------------------------------------------
@@ -438,7 +475,7 @@ def load_iceberg(
     """`tidegate load` into an Iceberg warehouse: every complete table export not yet
     applied, in chain order, verified first (as into any target). Entity runs are refused
     unless `only` is "tables"."""
-    with target.exclusive():
+    with target.exclusive(), target.catalog_errors():
         inventory = take_inventory(location)
         require_exports(location, inventory)
         refuse([problem for problem in inventory.problems if problem.serious])

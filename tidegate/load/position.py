@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
+from tidegate.config import TargetConfig
 from tidegate.errors import TidegateError
 from tidegate.load.iceberg import IcebergTarget, is_iceberg
 from tidegate.load.inventory import Inventory, take_inventory
@@ -56,10 +57,13 @@ class FolderTables:
 RECENT_FOLDERS = 5
 
 
-def load_position(location: Location, target_url: str) -> LoadPosition:
-    """The target's applied exports and the location's exports still to apply."""
+def load_position(
+    location: Location, target_url: str, settings: TargetConfig | None = None
+) -> LoadPosition:
+    """The target's applied exports and the location's exports still to apply (`settings`:
+    an Iceberg target's namespace and catalog)."""
     if is_iceberg(target_url):
-        safe_url, (applied, error) = target_url, _applied_in_iceberg(target_url)
+        safe_url, (applied, error) = target_url, _applied_in_iceberg(target_url, settings)
     else:
         target = Target(target_url)
         safe_url = target.safe_url
@@ -116,10 +120,12 @@ def _applied(target: Target) -> tuple[Applied, str]:
         return {}, f"target {target.safe_url}: {reason}"
 
 
-def _applied_in_iceberg(url: str) -> tuple[Applied, str]:
+def _applied_in_iceberg(url: str, settings: TargetConfig | None) -> tuple[Applied, str]:
     """The last table export an Iceberg warehouse applied whole (it records no other)."""
     try:
-        last = IcebergTarget(url).last_table_export()
+        target = IcebergTarget(url, settings)
+        with target.catalog_errors():
+            last = target.last_table_export()
     except TidegateError as error:
         return {}, error.message
     return ({last[0]: ("tables", "", last[1])} if last else {}), ""

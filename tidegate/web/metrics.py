@@ -181,7 +181,7 @@ def ready(config: Config) -> tuple[bool, dict[str, str]]:
         checks["source"] = _message(error)
     if config.target.url:
         url = config.target.url
-        target = IcebergTarget(url) if is_iceberg(url) else Target(url)
+        target = IcebergTarget(url, config.target) if is_iceberg(url) else Target(url)
         try:
             target.ping()
             checks["target"] = "ok"
