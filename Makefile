@@ -5,6 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The tests also read each Iceberg table with DuckDB's iceberg extension. PyPI has that
+# extension only for DuckDB 1.5.5, not for the newer DuckDB tidegate loads into, so this
+# second DuckDB and its extensions (iceberg needs avro; pytz gives DuckDB's timestamptz
+# values) go in a folder of their own, which the tests import in a process of their own
+# (tests/load/duckdb_iceberg.py).
+DUCKDB_ICEBERG := duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 pytz
 
 .PHONY: demo test lint pytest clean
 
@@ -12,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade --target $(VENV)/duckdb-iceberg $(DUCKDB_ICEBERG)
 	touch $(STAMP)
 
 demo: $(STAMP)

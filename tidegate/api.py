@@ -621,8 +621,8 @@ def load(
     alone; `progress` is told each step (`LoadStep`)."""
     url = target_url or config.target.url
     if is_iceberg(url):
-        target = IcebergTarget(url, config.target)
-        return load_iceberg(_read_location(config, location), target, progress, only)
+        warehouse = IcebergTarget(url, config.target)
+        return load_iceberg(_read_location(config, location), warehouse, progress, only)
     target = Target(url)
     try:
         return load_location(

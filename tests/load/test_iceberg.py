@@ -1,9 +1,9 @@
 """Loads into an Apache Iceberg warehouse (`iceberg:///<dir>`), read back with pyiceberg's
-scan into Arrow (and by Polars, which must read the same) and compared with the source
-value by value: round trips over several rounds of random changes and deletes from every
-source, a load killed between two tables' commits and run again, types Iceberg cannot
-hold refused before anything is written, columns added and widened, and entity runs
-refused."""
+scan into Arrow (and by Polars and by DuckDB's iceberg extension, which must read the same)
+and compared with the source value by value: round trips over several rounds of random
+changes and deletes from every source, a load killed between two tables' commits and run
+again, types Iceberg cannot hold refused before anything is written, columns added and
+widened, and entity runs refused."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import Source
+from tests.load.duckdb_iceberg import duckdb_rows
 from tests.tables.helpers import sample_tables, source_rows
 from tests.tables.test_export import parent_values
 from tests.test_cli import assert_one_error, run
@@ -51,15 +52,54 @@ def _initialized(source: Source) -> tuple[sa.Table, sa.Table, str, Config]:
     return parent, child, url, config
 
 
-def _iceberg_rows(url: str, table: sa.Table) -> dict[tuple[str, ...], dict[str, Any]]:
-    """The table's rows as pyiceberg reads them, checked to be what Polars reads from the
-    same metadata file with its own Parquet reader."""
+def _iceberg_rows(url: str, *tables: sa.Table) -> list[dict[tuple[str, ...], dict[str, Any]]]:
+    """Each table's rows as pyiceberg reads them, by key, checked to be what Polars and
+    DuckDB read from the same metadata file, each with its own Parquet reader."""
+    target = IcebergTarget(url)
+    metadata = [target.catalog.load_table(("tidegate", t.name)).metadata_location for t in tables]
+    by_duckdb = duckdb_rows(*metadata)  # one process for all the tables
+    held = []
+    for table, location, read_by_duckdb in zip(tables, metadata, by_duckdb, strict=True):
+        rows = target.read(table.name).to_pylist()
+        by_polars = polars.scan_iceberg(location).collect().to_dicts()
+        assert sorted(by_polars, key=repr) == sorted(rows, key=repr), table.name
+        _assert_read_alike("DuckDB", read_by_duckdb, rows, table)
+        held.append(_by_key(rows, table))
+    return held
+
+
+def _by_key(rows: list[dict[str, Any]], table: sa.Table) -> dict[tuple[str, ...], dict[str, Any]]:
     keys = [c.name for c in table.primary_key.columns]
-    rows = IcebergTarget(url).read(table.name).to_pylist()
-    metadata = IcebergTarget(url).catalog.load_table(("tidegate", table.name)).metadata_location
-    by_polars = polars.scan_iceberg(metadata).collect().to_dicts()
-    assert sorted(by_polars, key=repr) == sorted(rows, key=repr), table.name
     return {tuple(str(row[k]) for k in keys): row for row in rows}
+
+
+def _assert_read_alike(
+    reader: str, got: list[dict[str, Any]], want: list[dict[str, Any]], table: sa.Table
+) -> None:
+    """Another reader's rows are pyiceberg's, exactly: as many rows, the same keys and
+    columns, and each value the same, of the same type (see _exact)."""
+    assert len(got) == len(want), f"{reader} read {len(got)} rows of {table.name}, not {len(want)}"
+    got_by_key, want_by_key = _by_key(got, table), _by_key(want, table)
+    assert set(got_by_key) == set(want_by_key), f"{reader} read other keys of {table.name}"
+    for key, row in want_by_key.items():
+        assert list(got_by_key[key]) == list(row), f"{reader}: {table.name}'s columns"
+        for column, value in row.items():
+            read = got_by_key[key][column]
+            assert _exact(read) == _exact(value), (
+                f"{table.name} {key} {column}: {reader} read {read!r}, pyiceberg {value!r}"
+            )
+
+
+def _exact(value: Any) -> tuple[Any, ...]:
+    """A value with what `==` overlooks: its type (1 == 1.0 == True), a decimal's scale
+    (1.0 == 1.00) and a date-time's offset from UTC (naive or not)."""
+    if isinstance(value, Decimal):
+        return Decimal, value, value.as_tuple().exponent
+    if isinstance(value, dt.datetime):
+        return dt.datetime, value, value.utcoffset()
+    if isinstance(value, float) and math.isnan(value):
+        return float, "NaN"  # NaN is not equal to itself
+    return type(value), value
 
 
 def _same(got: Any, want: Any) -> bool:
@@ -89,9 +129,8 @@ def _same(got: Any, want: Any) -> bool:
 
 
 def assert_iceberg_equals_source(source: Source, url: str, *tables: sa.Table) -> None:
-    for table in tables:
+    for table, got in zip(tables, _iceberg_rows(url, *tables), strict=True):
         expected = source_rows(source, table)
-        got = _iceberg_rows(url, table)
         assert set(got) == set(expected), table.name
         for key, row in expected.items():
             for column, value in row.items():
