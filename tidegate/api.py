@@ -30,7 +30,8 @@ from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError, EntityRefused, TargetError
 from tidegate.formats.naming import ExportName
 from tidegate.jobs import recorded_run
-from tidegate.load.iceberg import IcebergTarget, is_iceberg, load_iceberg
+from tidegate.load.iceberg import IcebergTarget, is_iceberg
+from tidegate.load.iceberg_load import load_iceberg
 from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.loader import LoadKind, LoadResult
 from tidegate.load.loader import Progress as LoadProgress
@@ -622,7 +623,8 @@ def load(
     url = target_url or config.target.url
     if is_iceberg(url):
         warehouse = IcebergTarget(url, config.target)
-        return load_iceberg(_read_location(config, location), warehouse, progress, only)
+        zone = ZoneInfo(config.source.timezone)
+        return load_iceberg(_read_location(config, location), warehouse, zone, progress, only)
     target = Target(url)
     try:
         return load_location(

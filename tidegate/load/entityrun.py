@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from decimal import Decimal
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Record:
+class Record:
     entity: str
     stamp: str
     key: tuple[str, ...]
@@ -79,17 +79,19 @@ class _Record:
         return self.entity, self._version_key[1]
 
 
-class _Entity:
+class Entity:
     """An entity's tables in the target, with their value converters."""
 
     def __init__(
         self,
         name: str,
         tables: Sequence[EntityTable],
-        targets: dict[str, sa.Table],
+        targets: Mapping[str, Any],
         zone: tzinfo,
         dialect: TargetDialect,
     ) -> None:
+        """`targets`: each table's place in the target, by name (a SQLAlchemy table; an
+        Iceberg load keeps the name)."""
         self.name = name
         self.tables = [(t, targets[t.schema.name]) for t in tables]
         self.converts: dict[str, dict[str, Convert]] = {
@@ -112,7 +114,7 @@ def apply_run(
 ) -> int:
     """Apply every record of the run; the number applied (skipped ones not counted)."""
     entities = {
-        name: _Entity(name, tables, targets, zone, dialect)
+        name: Entity(name, tables, targets, zone, dialect)
         for name, tables in manifest.definitions.items()
     }
     floors = _floors(conn, list(entities))
@@ -168,7 +170,7 @@ def _apply_records(
     location: Location,
     folder: str,
     manifest: RunManifest,
-    entities: dict[str, _Entity],
+    entities: dict[str, Entity],
     floors: dict[str, str],
     fresh: set[str],
 ) -> tuple[int, str]:
@@ -179,8 +181,8 @@ def _apply_records(
     tables = [table for entity in entities.values() for _, table in entity.tables]
     grown = _Growth(conn, dialect, [version_table, *tables])
     for file in manifest.files:
-        batch: list[_Record] = []
-        for record in _records(location, folder, file, entities):
+        batch: list[Record] = []
+        for record in read_records(location, folder, file, entities):
             start = min(start, record.stamp)  # (never later than `created`, by the format)
             batch.append(record)
             if len(batch) >= BATCH_RECORDS:
@@ -207,7 +209,7 @@ class _Growth:
             self.next = 2 * applied
 
 
-def _shared_tables(entities: dict[str, _Entity]) -> set[str]:
+def _shared_tables(entities: dict[str, Entity]) -> set[str]:
     seen: set[str] = set()
     shared: set[str] = set()
     for entity in entities.values():
@@ -216,7 +218,7 @@ def _shared_tables(entities: dict[str, _Entity]) -> set[str]:
     return shared
 
 
-def _empty(conn: Connection, entity: _Entity) -> bool:
+def _empty(conn: Connection, entity: Entity) -> bool:
     """Whether none of the entity's tables holds a row (a table-export load into the same
     target may have filled them)."""
     return all(
@@ -240,7 +242,7 @@ def _set_floor(conn: Connection, name: str, created: str, exists: bool) -> None:
         conn.execute(initial_table.insert().values(entity=name, created=created))
 
 
-def _remove_older(conn: Connection, entity: _Entity, since: str) -> None:
+def _remove_older(conn: Connection, entity: Entity, since: str) -> None:
     """Remove the entities held from records older than `since` (the start of an initial
     run just applied, which did not hold them), and forget their versions: the run's
     start, now the entity's floor, skips any older record."""
@@ -248,7 +250,7 @@ def _remove_older(conn: Connection, entity: _Entity, since: str) -> None:
     older = (v.entity == entity.name) & (v.stamp < since)
     stale = sa.select(v.pk, v.key_sha1).where(older, v.pk.is_not(None)).limit(BATCH_RECORDS)
     while found := conn.execute(stale).all():
-        gone = [_Record(entity.name, since, tuple(json.loads(pk)), True, {}) for pk, _ in found]
+        gone = [Record(entity.name, since, tuple(json.loads(pk)), True, {}) for pk, _ in found]
         _replace(conn, entity, gone, gone)
         conn.execute(
             version_table.delete().where(
@@ -258,9 +260,9 @@ def _remove_older(conn: Connection, entity: _Entity, since: str) -> None:
     conn.execute(version_table.delete().where(older))  # rows of versions without their key
 
 
-def _records(
-    location: Location, folder: str, file: RunFile, entities: dict[str, _Entity]
-) -> Iterator[_Record]:
+def read_records(
+    location: Location, folder: str, file: RunFile, entities: dict[str, Entity]
+) -> Iterator[Record]:
     where = f"{folder}/{file.name}"
     count = 0
     for lines in record_lines(location, folder, file):
@@ -285,7 +287,7 @@ def _value_refused(
     return LoadError(f"{where}: a row of {schema.name!r} does not convert")
 
 
-def _record(line: bytes, where: str, entities: dict[str, _Entity]) -> _Record:
+def _record(line: bytes, where: str, entities: dict[str, Entity]) -> Record:
     try:
         record = json.loads(line, parse_float=Decimal)
     except (ValueError, RecursionError) as error:
@@ -308,10 +310,10 @@ def _record(line: bytes, where: str, entities: dict[str, _Entity]) -> _Record:
     if set(data) != names or not all(isinstance(rows, list) for rows in data.values()):
         raise LoadError(f"{where}: DATA must hold exactly the tables {sorted(names)}")
     _check_key(entity, key, where)  # type: ignore[arg-type]
-    return _Record(entity.name, stamp, key, record.get("DELETED") is True, data, where)  # type: ignore[arg-type]
+    return Record(entity.name, stamp, key, record.get("DELETED") is True, data, where)  # type: ignore[arg-type]
 
 
-def _check_key(entity: _Entity, key: tuple[str, ...], where: str) -> None:
+def _check_key(entity: Entity, key: tuple[str, ...], where: str) -> None:
     """Refuse PK values the root's key columns cannot hold (an empty one included)."""
     root = entity.tables[0][0]
     converts = entity.converts[root.schema.name]
@@ -328,8 +330,8 @@ def _check_key(entity: _Entity, key: tuple[str, ...], where: str) -> None:
 
 def _apply(
     conn: Connection,
-    entities: dict[str, _Entity],
-    batch: list[_Record],
+    entities: dict[str, Entity],
+    batch: list[Record],
     floors: dict[str, str],
     fresh: set[str],
     dialect: TargetDialect,
@@ -338,7 +340,7 @@ def _apply(
     the target holds, and than the start of the newest initial run applied. The rows of
     an entity in `fresh` (none held when the run began) are deleted only where a version
     is held (an earlier batch of the run applied a record of it)."""
-    newest: dict[tuple[str, str], _Record] = {}
+    newest: dict[tuple[str, str], Record] = {}
     for record in batch:
         ident = record.ident
         if ident not in newest or record.stamp >= newest[ident].stamp:
@@ -349,7 +351,7 @@ def _apply(
         for ident, r in newest.items()
         if max(held.get(ident, ""), floors.get(r.entity, "")) < r.stamp
     ]
-    by_entity: dict[str, list[_Record]] = {}
+    by_entity: dict[str, list[Record]] = {}
     for record in chosen:
         by_entity.setdefault(record.entity, []).append(record)
     for name, records in by_entity.items():
@@ -360,9 +362,7 @@ def _apply(
     return len(chosen)
 
 
-def _replace(
-    conn: Connection, entity: _Entity, records: list[_Record], stale: list[_Record]
-) -> None:
+def _replace(conn: Connection, entity: Entity, records: list[Record], stale: list[Record]) -> None:
     """Delete the rows of the entities of `stale` (those the target may hold), then insert
     the rows of `records`."""
     root_key = entity.tables[0][0].root_key
@@ -374,7 +374,7 @@ def _replace(
         schema = entity.schemas[described.schema.name]
         converts = entity.converts[schema.name]
         rows = [
-            _row(row, converts, schema, entity.keys[schema.name], r.where)
+            row_values(row, converts, schema, entity.keys[schema.name], r.where)
             for r in records
             if not r.deleted
             for row in r.data[schema.name]
@@ -387,7 +387,7 @@ def _replace(
                 raise refusal(where, schema, error) from None
 
 
-def _row(
+def row_values(
     row: Any, converts: dict[str, Convert], schema: TableSchema, key: Sequence[str], where: str
 ) -> dict[str, Any]:
     """A record's row converted; a key column without a value is refused here (a SQLite
@@ -430,7 +430,7 @@ def _remember(
     conn: Connection,
     dialect: TargetDialect,
     held: dict[tuple[str, str], str],
-    chosen: list[_Record],
+    chosen: list[Record],
 ) -> None:
     """Record the version of each entity applied: the held ones' rows replaced (deleted,
     then inserted with the rest, in bulk: an update per record was a third of the load)."""

@@ -42,18 +42,7 @@ from tidegate.errors import LoadError, TargetError, TidegateError
 from tidegate.formats.manifest import Manifest, TableEntry
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load.archive import ExportArchive
-from tidegate.load.inventory import TableFolder, require_exports, take_inventory
-from tidegate.load.loader import (
-    LoadKind,
-    LoadResult,
-    LoadStep,
-    Progress,
-    folder_size,
-    pending_folders,
-    refuse,
-)
-from tidegate.load.verify import check_table_folder
-from tidegate.storage import Location
+from tidegate.load.inventory import TableFolder
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +51,12 @@ DEFAULT_NAMESPACE = "tidegate"  # when [target] schema is empty
 POSITION = "tidegate.position"  # table property: hwm-to of the last export applied to it
 EXPORT = "tidegate.export"  # table property: that export's folder
 LAST_EXPORT = "tidegate.last-table-export"  # namespace property: {"folder", "position"}
+# pyiceberg replays a commit that lost a race on the new snapshot (deletes and appends
+# again, with the position it read before): a load racing another, from another machine
+# through a shared catalog, could apply an export twice. Without retries it fails instead,
+# and run again it starts from the position the winner committed.
+RETRIES = "commit.retry.num-retries"
+NO_RETRY = {RETRIES: "0"}
 BATCH_ROWS = 100_000  # rows merged at a time (a batch is held in memory, with its key filter)
 # Types Iceberg holds exactly, as Arrow types the export's text is cast to.
 EXACT = frozenset(
@@ -157,6 +152,17 @@ class IcebergTarget:
         last = json.loads(properties[LAST_EXPORT])
         return str(last["folder"]), int(last["position"])
 
+    def create_namespace(self) -> None:
+        self.catalog.create_namespace_if_not_exists(self.namespace)
+
+    def namespace_properties(self) -> dict[str, str]:
+        if not self._namespace_exists():
+            return {}
+        return dict(self.catalog.load_namespace_properties(self.namespace))
+
+    def update_namespace_properties(self, updates: dict[str, str]) -> None:
+        self.catalog.update_namespace_properties(self.namespace, updates=updates)
+
     def _namespace_exists(self) -> bool:
         return (self.namespace,) in self.catalog.list_namespaces()
 
@@ -178,13 +184,12 @@ class IcebergTarget:
         """Merge every table of the export (each its own commit, with its position); the
         rows written and deleted. Tables already at the export's position are skipped."""
         position = manifest.hwm_to.audit_key
-        self.catalog.create_namespace_if_not_exists(self.namespace)
         schemas = [files.schema for files in archive.tables]
         for schema in schemas:
             refuse_inexact(schema)
         changed = 0
         for files, entry in zip(archive.tables, manifest.tables, strict=True):
-            table = self._prepared(files.schema)
+            table = self.prepared(files.schema)
             held = int(table.properties.get(POSITION, "0"))
             if held >= position:
                 log.info("%s: %s already applied", folder.folder, files.schema.name)
@@ -226,7 +231,7 @@ class IcebergTarget:
             if entry.whole and first:
                 transaction.overwrite(batch)
             elif not entry.whole:  # replaced by key: the rows held of these keys go first
-                transaction.delete(_key_filter(batch.select(key), key, arrow_schema))
+                transaction.delete(key_filter(batch.select(key), key, arrow_schema))
                 transaction.append(batch)
             else:
                 transaction.append(batch)
@@ -243,13 +248,13 @@ class IcebergTarget:
         deleted = 0
         if entry.deleted:
             for keys in _batches(archive, files.deleted, _key_schema(schema), None):
-                transaction.delete(_key_filter(keys, key, arrow_schema))
+                transaction.delete(key_filter(keys, key, arrow_schema))
                 deleted += keys.num_rows
         transaction.set_properties({POSITION: str(position), EXPORT: folder})
         transaction.commit_transaction()
         return rows + deleted
 
-    def _prepared(self, schema: TableSchema) -> Any:
+    def prepared(self, schema: TableSchema) -> Any:
         """The Iceberg table of an export's table: created, or given the columns the
         source added."""
         from pyiceberg.exceptions import NoSuchTableError
@@ -259,7 +264,9 @@ class IcebergTarget:
         try:
             table = self.catalog.load_table(identifier)
         except NoSuchTableError:
-            return self.catalog.create_table(identifier, wanted)
+            return self.catalog.create_table(identifier, wanted, properties=NO_RETRY)
+        if table.properties.get(RETRIES) != NO_RETRY[RETRIES]:
+            table = table.transaction().set_properties(NO_RETRY).commit_transaction()
         held = {field.name: field.field_type for field in table.schema().fields}
         added = [field for field in wanted.fields if field.name not in held]
         widened = [f for f in wanted.fields if f.name in held and held[f.name] != f.field_type]
@@ -449,7 +456,7 @@ def _time(text: str) -> time:
     return time.fromisoformat(text)
 
 
-def _key_filter(keys: Any, key: Sequence[str], arrow_schema: Any) -> Any:
+def key_filter(keys: Any, key: Sequence[str], arrow_schema: Any) -> Any:
     """A row filter matching the deleted keys of one batch."""
     import pyarrow as pa
     from pyiceberg import expressions
@@ -461,50 +468,3 @@ def _key_filter(keys: Any, key: Sequence[str], arrow_schema: Any) -> Any:
     rows = typed.to_pylist()
     matches = [made.And(*(made.EqualTo(k, row[k]) for k in key)) for row in rows]
     return matches[0] if len(matches) == 1 else made.Or(*matches)
-
-
-# --- the load ----------------------------------------------------------------------------
-
-
-def load_iceberg(
-    location: Location,
-    target: IcebergTarget,
-    progress: Progress,
-    only: LoadKind | None = None,
-) -> LoadResult:
-    """`tidegate load` into an Iceberg warehouse: every complete table export not yet
-    applied, in chain order, verified first (as into any target). Entity runs are refused
-    unless `only` is "tables"."""
-    with target.exclusive(), target.catalog_errors():
-        inventory = take_inventory(location)
-        require_exports(location, inventory)
-        refuse([problem for problem in inventory.problems if problem.serious])
-        result = LoadResult()
-        if only == "entities" or (only is None and inventory.runs):
-            raise LoadError(
-                f"target {target.safe_url}: entity runs cannot be loaded into Iceberg yet "
-                f"({len(inventory.runs)} at {location.url})",
-                "load the table exports alone: tidegate load --only tables",
-            )
-        last = target.last_table_export()
-        applied = {last[0]: ("tables", last[1])} if last else {}
-        folders = pending_folders(inventory.tables, applied, result)
-        total = sum(folder_size(f) for f in folders)
-        done = 0
-        for folder in folders:
-            progress(LoadStep(f"verifying {folder.folder}", done, total))
-            refuse(check_table_folder(location, folder, deep=False))
-        for folder in folders:
-            progress(LoadStep(f"loading {folder.folder}", done, total))
-            assert folder.manifest is not None
-            with location.reading(folder.folder, folder.name.zip_name) as handle:
-                where = f"{folder.folder}/{folder.name.zip_name}"
-                archive = ExportArchive(handle, where, folder.manifest)
-                try:
-                    result.rows += target.apply_folder(archive, folder.manifest, folder)
-                finally:
-                    archive.close()
-            result.tables.append(folder.folder)
-            done += folder_size(folder)
-        progress(LoadStep("loaded", done, total))
-        return result

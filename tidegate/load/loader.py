@@ -123,7 +123,7 @@ def _load(
     applied = target.applied()
     folders = [] if only == "entities" else pending_folders(inventory.tables, applied, result)
     runs = [] if only == "tables" else [r for r in inventory.runs if r.label not in applied]
-    sizes = {f.folder: folder_size(f) for f in folders} | {r.label: _run_size(r) for r in runs}
+    sizes = {f.folder: folder_size(f) for f in folders} | {r.label: run_size(r) for r in runs}
     total, done = sum(sizes.values()), 0
 
     def step(doing: str) -> None:
@@ -171,7 +171,7 @@ def folder_size(folder: TableFolder) -> int:
     return sum(entry.rows + entry.deleted for entry in folder.manifest.tables)
 
 
-def _run_size(run: EntityRun) -> int:
+def run_size(run: EntityRun) -> int:
     return sum(file.records for file in run.manifest.files)
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from tidegate.config import TargetConfig
 from tidegate.errors import TidegateError
+from tidegate.load import iceberg_entities
 from tidegate.load.iceberg import IcebergTarget, is_iceberg
 from tidegate.load.inventory import Inventory, take_inventory
 from tidegate.load.loader import last_applied_folder
@@ -62,8 +63,10 @@ def load_position(
 ) -> LoadPosition:
     """The target's applied exports and the location's exports still to apply (`settings`:
     an Iceberg target's namespace and catalog)."""
+    held_runs: dict[str, list[list[int]]] = {}
     if is_iceberg(target_url):
-        safe_url, (applied, error) = target_url, _applied_in_iceberg(target_url, settings)
+        safe_url = target_url
+        applied, held_runs, error = _applied_in_iceberg(target_url, settings)
     else:
         target = Target(target_url)
         safe_url = target.safe_url
@@ -75,6 +78,9 @@ def load_position(
         inventory = take_inventory(location)
     except TidegateError as failure:
         return _position(safe_url, applied, (), (), None, error or failure.message)
+    for run in inventory.runs:  # an Iceberg warehouse's runs, known by their numbers
+        if iceberg_entities.holds(held_runs, run):
+            applied[run.label] = ("entities", "", run.run)
     last = last_applied_folder({name: (kind, pos) for name, (kind, _at, pos) in applied.items()})
     later = [
         f for f in inventory.tables if f.folder not in applied and (not last or f.name > last[0])
@@ -120,15 +126,19 @@ def _applied(target: Target) -> tuple[Applied, str]:
         return {}, f"target {target.safe_url}: {reason}"
 
 
-def _applied_in_iceberg(url: str, settings: TargetConfig | None) -> tuple[Applied, str]:
-    """The last table export an Iceberg warehouse applied whole (it records no other)."""
+def _applied_in_iceberg(
+    url: str, settings: TargetConfig | None
+) -> tuple[Applied, dict[str, list[list[int]]], str]:
+    """The last table export an Iceberg warehouse applied whole (it records no other),
+    and the entity runs it applied (run numbers as ranges, by kind)."""
     try:
         target = IcebergTarget(url, settings)
         with target.catalog_errors():
             last = target.last_table_export()
+            runs = iceberg_entities.applied_runs(target)
     except TidegateError as error:
-        return {}, error.message
-    return ({last[0]: ("tables", "", last[1])} if last else {}), ""
+        return {}, {}, error.message
+    return ({last[0]: ("tables", "", last[1])} if last else {}), runs, ""
 
 
 def _position(
