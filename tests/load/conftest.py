@@ -1,5 +1,6 @@
 """Real target databases for load tests: SQLite and DuckDB files, a fresh PostgreSQL schema
-(in the session's test database) and a fresh MariaDB database per test."""
+(in the session's test database), a fresh MariaDB database per test, and Iceberg
+warehouses in a folder."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def make_target(request: pytest.FixtureRequest, dialect: str, tmp_path: Path) ->
         return TargetDb("sqlite", f"sqlite:///{tmp_path / 'target.db'}")
     if dialect == "duckdb":
         return TargetDb("duckdb", f"duckdb:///{tmp_path / 'target.duckdb'}")
+    if dialect == "iceberg":  # a warehouse with its SQL catalog, read by pyiceberg (helpers)
+        return TargetDb("iceberg", f"iceberg:///{tmp_path / 'warehouse'}")
     if dialect == "postgresql":
         database = request.getfixturevalue("pg_database")
         schema = f"t{next(_counter)}_{secrets.token_hex(2)}"

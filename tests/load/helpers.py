@@ -62,6 +62,15 @@ def rows(
     return {tuple(str(row[k]) for k in key): row for row in normalised}
 
 
+def iceberg_rows(url: str, table: str, key: list[str], *, loose: bool) -> dict[Any, dict[str, Any]]:
+    """Every row of an Iceberg table as pyiceberg reads it, normalised, keyed by `key`."""
+    from tidegate.load.iceberg import IcebergTarget
+
+    found = IcebergTarget(url).read(table).to_pylist()
+    normalised = [{c: normal(v, loose=loose) for c, v in row.items()} for row in found]
+    return {tuple(str(row[k]) for k in key): row for row in normalised}
+
+
 def assert_target_equals_source(
     source: Source, target: TargetDb, *tables: str, trimmed: bool = False, key: Sequence[str] = ()
 ) -> int:
@@ -82,7 +91,11 @@ def assert_target_equals_source(
                 k: {c: v.rstrip(" ") or None if isinstance(v, str) else v for c, v in row.items()}
                 for k, row in want.items()
             }
-        got = rows(target.engine(), table, identity, loose=loose)
+        got = (
+            iceberg_rows(target.url, table, identity, loose=loose)
+            if target.dialect == "iceberg"
+            else rows(target.engine(), table, identity, loose=loose)
+        )
         assert set(got) == set(want), (
             f"{table}: missing {sorted(set(want) - set(got))[:5]}, "
             f"extra {sorted(set(got) - set(want))[:5]}"
