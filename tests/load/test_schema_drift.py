@@ -247,6 +247,29 @@ def test_an_entity_whose_tables_change_is_exported_again_whole(
     assert assert_target_equals_source(source, target, "orders", trimmed=True) == 5
 
 
+@pytest.mark.parametrize("target", ["sqlite", "iceberg"], indirect=True)
+def test_a_column_added_before_the_first_ongoing_run_reaches_every_row(
+    source: Source, target: TargetDb
+) -> None:
+    """The initial export records the entity's shape: a column added before any ongoing
+    run has recorded one is a change to it, and every entity is exported again. (The first
+    ongoing run used to take the new shape as its baseline, and the rows the initial export
+    had written never got the column.)"""
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": i, "note": f"n{i}"} for i in range(1, 4)])
+    config = source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    api.export_initial(config, ["ORDERS"])
+    _ddl(source, ENTITY_DDL["add a column with a default"])
+    (result,) = api.export_ongoing(config)
+    assert result.reshaped == ["ORDERS"] and result.records == 3
+    tidegate.load(config)
+    assert assert_target_equals_source(source, target, "orders", trimmed=True) == 3
+
+
 def _multiset(engine: sa.Engine, table: str, schema: str = "") -> list[tuple[str, ...]]:
     prep = engine.dialect.identifier_preparer
     name = f"{prep.quote(schema)}.{prep.quote(table)}" if schema else prep.quote(table)

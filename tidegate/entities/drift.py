@@ -3,7 +3,8 @@ ongoing run is exported again whole, inside the ongoing stream.
 
 Each ongoing run first compares the shape of every entity with ongoing export on (its
 tables' columns, their exported types and NULL-ness, and their keys; capture/shapes.py)
-with the one recorded at the run before (`tidegate_meta`, `entity-shape:<entity id>`). For
+with the one recorded at the run before (`tidegate_meta`, `entity-shape:<entity id>`), or
+at the initial export that read the entity, when no ongoing run has recorded one yet. For
 an entity that changed it installs the entity's capture again when its key columns
 changed (on MariaDB a renamed key column broke it; see docs/schema-changes.md), and
 queues every one of its entities, so
@@ -15,7 +16,7 @@ default included, which no trigger saw).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import orjson
 import sqlalchemy as sa
@@ -56,6 +57,29 @@ def follow(db: Database, entities: Mapping[int, Entity]) -> list[str]:
         for entity_id, now in found.items():
             shapes.record(db, conn, PREFIX, entity_id, now)
     return [entities[i].name for i in changed]
+
+
+def record_unrecorded(db: Database, entities: Sequence[Entity]) -> None:
+    """Record the shape of each entity that has none yet, as an initial export is about to
+    read it: the one its next ongoing run compares with. (Without it, a column added
+    between the initial export and the entity's first ongoing run became that run's
+    baseline, and the rows the initial export wrote never got it.)"""
+    table = control.entity
+    names = [entity.name for entity in entities]
+    with db.engine.connect() as conn:
+        recorded = shapes.recorded(db, conn, PREFIX)
+        rows = control.bind(db, conn).execute(
+            sa.select(table.c.entity_id, table.c.name).where(table.c.name.in_(names))
+        )
+        ids = {row.name: row.entity_id for row in rows}
+    by_name = {entity.name: entity for entity in entities}
+    missing = {ids[n]: by_name[n] for n in names if n in ids and ids[n] not in recorded}
+    if not missing:
+        return
+    found = {entity_id: _fingerprints(db, entity) for entity_id, entity in missing.items()}
+    with db.read_committed() as conn, conn.begin():
+        for entity_id, now in found.items():
+            shapes.record(db, conn, PREFIX, entity_id, now)
 
 
 def _fingerprints(db: Database, entity: Entity) -> str:

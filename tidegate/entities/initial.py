@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from tidegate import control
 from tidegate.db import Database
+from tidegate.entities import drift
 from tidegate.entities.catalog import Entity
 from tidegate.entities.files import FOLDER, WorkerFiles, WrittenFile, remove_unfinished
 from tidegate.entities.snapshot import EntityReader
@@ -91,6 +92,7 @@ def run_initial(
         LockLost: the lock was lost; the run stopped before its next step.
     """
     remove_unfinished(location, "INIT_EXPORT", run)
+    drift.record_unrecorded(db, entities)
     result = InitialResult(run)
     # To the millisecond: the sqlite3 shell's record times have no finer grain, and every
     # record's TIMESTAMP must be at least the run's start (a loader relies on it).
