@@ -30,7 +30,7 @@ from tidegate.entities.records import EntityStatus
 from tidegate.errors import ConfigError, EntityRefused, TargetError
 from tidegate.formats.naming import ExportName
 from tidegate.jobs import recorded_run
-from tidegate.load.iceberg import IcebergTarget, is_iceberg
+from tidegate.load.iceberg import IcebergTarget, is_iceberg, load_history
 from tidegate.load.iceberg_load import load_iceberg
 from tidegate.load.inventory import Inventory, Problem
 from tidegate.load.loader import LoadKind, LoadResult
@@ -503,9 +503,10 @@ def _with_loads(
     """`history` and the target's load runs, newest first; a target that cannot be read
     leaves them out, with a warning in the log (the source's history is still worth
     showing)."""
-    if job not in (None, "load") or not config.target.url or is_iceberg(config.target.url):
-        return history  # (an Iceberg warehouse keeps no run history yet)
-    target = Target(config.target.url)
+    if job not in (None, "load") or not config.target.url:
+        return history
+    url = config.target.url
+    target = load_history(url) if is_iceberg(url) else Target(url)
     try:
         loads = target.runs(limit)
     except TargetError as error:
@@ -624,7 +625,17 @@ def load(
     if is_iceberg(url):
         warehouse = IcebergTarget(url, config.target)
         zone = ZoneInfo(config.source.timezone)
-        return load_iceberg(_read_location(config, location), warehouse, zone, progress, only)
+        try:
+            return load_iceberg(
+                _read_location(config, location),
+                warehouse,
+                zone,
+                progress,
+                only,
+                config.capture.keep,
+            )
+        finally:
+            warehouse.dispose()
     target = Target(url)
     try:
         return load_location(

@@ -179,7 +179,9 @@ def test_table_exports_round_trip_into_iceberg(source: Source) -> None:
     assert position.last_table_export == api.chain_status(config).last.name  # type: ignore[union-attr]
     # What `overview`, `runs` and `/readyz` read of it.
     assert api.overview(config).freshness.state == "fresh"
-    assert {run.job for run in api.list_runs(config)} == {"init", "tables"}
+    loads = [run for run in api.list_runs(config) if run.job == "load"]
+    assert [run.status for run in loads] == ["succeeded"] * 5  # kept beside the lock
+    assert {run.job for run in api.list_runs(config)} == {"init", "tables", "load"}
     assert ready(config) == (True, {"source": "ok", "target": "ok"})
 
 
@@ -269,6 +271,9 @@ def test_a_type_iceberg_cannot_hold_is_refused_before_anything_is_written(
         api.load(config)
     assert "column 'amount'" in refused.value.message and "Iceberg" in refused.value.message
     assert api.load_position(config).applied == 0
+    (failed,) = [run for run in api.list_runs(config) if run.job == "load"]
+    assert failed.status == "failed" and "column 'amount'" in failed.error
+    assert api.overview(config).freshness.state == "failing"
     assert not (pg_source.tmp_path / "warehouse" / "tidegate" / "spans").exists()
 
 

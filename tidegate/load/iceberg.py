@@ -43,10 +43,12 @@ from tidegate.formats.manifest import Manifest, TableEntry
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load.archive import ExportArchive
 from tidegate.load.inventory import TableFolder
+from tidegate.load.target import Target
 
 log = logging.getLogger(__name__)
 
 SCHEME = "iceberg"
+HISTORY_FILE = "load-history.db"  # the warehouse's load runs, in its directory
 DEFAULT_NAMESPACE = "tidegate"  # when [target] schema is empty
 POSITION = "tidegate.position"  # table property: hwm-to of the last export applied to it
 EXPORT = "tidegate.export"  # table property: that export's folder
@@ -69,6 +71,26 @@ def is_iceberg(url: str) -> bool:
     return url.split("://", 1)[0] == SCHEME
 
 
+def warehouse_directory(url: str) -> str:
+    """The local directory of an `iceberg:///<dir>` URL (the lock's, and by default the
+    catalog's and the tables')."""
+    scheme, _, rest = url.partition("://")
+    directory = rest[1:] if rest.startswith("/") else rest
+    if scheme != SCHEME or not rest.startswith("/") or not directory.startswith("/"):
+        raise TargetError(
+            f"[target] url: {url!r} is not an Iceberg warehouse directory",
+            'write iceberg:/// and an absolute directory: "iceberg:////srv/warehouse"',
+        )
+    return directory
+
+
+def load_history(url: str) -> Target:
+    """Where the loads into a warehouse are recorded (`tidegate runs`, the dashboard's
+    freshness): a SQLite file in its directory, beside the lock, kept as a SQL target keeps
+    its own. (Read without the catalog, which may be a server.)"""
+    return Target(f"sqlite:///{warehouse_directory(url)}/{HISTORY_FILE}")
+
+
 class IcebergTarget:
     """An Iceberg warehouse: its catalog, and a local directory that holds the load lock
     (and, unless `[target.iceberg]` says otherwise, the SQL catalog and the data)."""
@@ -77,14 +99,8 @@ class IcebergTarget:
         settings = settings or TargetConfig(url=url)
         self.url = url
         self.safe_url = url  # no password in an iceberg:/// URL
-        scheme, _, rest = url.partition("://")
-        directory = rest[1:] if rest.startswith("/") else rest
-        if scheme != SCHEME or not rest.startswith("/") or not directory.startswith("/"):
-            raise TargetError(
-                f"[target] url: {url!r} is not an Iceberg warehouse directory",
-                'write iceberg:/// and an absolute directory: "iceberg:////srv/warehouse"',
-            )
-        self.directory = directory
+        self.directory = directory = warehouse_directory(url)
+        self.history = load_history(url)
         self.namespace = settings.schema_ or DEFAULT_NAMESPACE
         properties = {
             "type": "sql",
@@ -176,7 +192,9 @@ class IcebergTarget:
             self._namespace_exists()
 
     def dispose(self) -> None:
-        """Nothing is held between calls (as `Target.dispose`, for callers of either)."""
+        """Close the load history's connections (as `Target.dispose`, for callers of
+        either)."""
+        self.history.dispose()
 
     # --- applying a table export --------------------------------------------------------
 

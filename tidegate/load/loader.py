@@ -15,9 +15,10 @@ follows it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
 from typing import Literal
@@ -86,16 +87,24 @@ def load(
     with target.exclusive():
         inventory = take_inventory(location)
         require_exports(location, inventory)
-        run = target.start_run(keep)
         result = LoadResult()
-        try:
+        with recorded(target, keep, result):
             _load(location, inventory, target, zone, progress, only, result)
-        except BaseException as error:
-            message = getattr(error, "message", None) or str(error) or type(error).__name__
-            _finish_run(target, run, "failed", result, message)
-            raise
-        _finish_run(target, run, "succeeded", result)
         return result
+
+
+@contextlib.contextmanager
+def recorded(history: Target, keep: timedelta, result: LoadResult) -> Iterator[None]:
+    """A load recorded in `history` (job `load`, kept for `keep`): its end, with what
+    `result` counts, or its failure with the message."""
+    run = history.start_run(keep)
+    try:
+        yield
+    except BaseException as error:
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        _finish_run(history, run, "failed", result, message)
+        raise
+    _finish_run(history, run, "succeeded", result)
 
 
 def _finish_run(
@@ -143,7 +152,7 @@ def _load(
         step(f"loading {folder.folder}")
         started = time.monotonic()
         rows = _apply_folder(location, target, folder, zone)
-        _log_applied(folder.folder, "tables", rows, started)
+        log_applied(folder.folder, "tables", rows, started)
         result.rows += rows
         result.tables.append(folder.folder)
         done += sizes[folder.folder]
@@ -151,14 +160,14 @@ def _load(
         step(f"loading {run.label}")
         started = time.monotonic()
         records = _apply_run(location, target, run, zone)
-        _log_applied(run.label, "entities", records, started)
+        log_applied(run.label, "entities", records, started)
         result.records += records
         result.runs.append(run.label)
         done += sizes[run.label]
     step("loaded")
 
 
-def _log_applied(export: str, kind: str, count: int, started: float) -> None:
+def log_applied(export: str, kind: str, count: int, started: float) -> None:
     seconds = round(time.monotonic() - started, 3)
     counted = "rows" if kind == "tables" else "records"
     fields = {"export": export, "kind": kind, counted: count, "seconds": seconds}
