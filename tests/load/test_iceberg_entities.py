@@ -22,7 +22,9 @@ import tidegate
 from tests.conftest import Source
 from tests.entities.test_initial import enabled_orders, fill, order_tables
 from tests.entities.test_ongoing import change_randomly
+from tests.load.duckdb_iceberg import duckdb_rows
 from tests.load.helpers import normal, rows
+from tests.load.test_iceberg import _exact
 from tidegate import api
 
 pytest.importorskip("pyiceberg")
@@ -50,8 +52,26 @@ def _iceberg_rows(url: str, table: str) -> dict[Any, dict[str, Any]]:
     return {tuple(str(row[k]) for k in TABLES[table]): row for row in normalised}
 
 
+def _assert_duckdb_reads_alike(url: str) -> None:
+    """DuckDB's iceberg extension reads every table as pyiceberg does, value and type."""
+    target = IcebergTarget(url)
+    locations = [target.catalog.load_table(("tidegate", t)).metadata_location for t in TABLES]
+    for (table, key), by_duckdb in zip(TABLES.items(), duckdb_rows(*locations), strict=True):
+        by_pyiceberg = target.read(table).to_pylist()
+
+        def keyed(rows: list[dict[str, Any]], key: list[str] = key) -> dict[Any, list[Any]]:
+            return {
+                tuple(row[k] for k in key): [(c, _exact(v)) for c, v in row.items()] for row in rows
+            }
+
+        assert len(by_duckdb) == len(by_pyiceberg), table
+        assert keyed(by_duckdb) == keyed(by_pyiceberg), table
+
+
 def assert_iceberg_equals_reference(config: tidegate.Config, iceberg: str, reference: str) -> int:
-    """Load the reference target too, and compare every entity table; the rows compared."""
+    """Load the reference target too, and compare every entity table; the rows compared.
+    (Each table read by pyiceberg, and by DuckDB, which must agree.)"""
+    _assert_duckdb_reads_alike(iceberg)
     api.load(config, target_url=reference)
     engine = sa.create_engine(reference)
     compared = 0
