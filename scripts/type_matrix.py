@@ -26,7 +26,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "types.md"
 SOURCES = {"postgresql": "PostgreSQL", "mysql": "MariaDB", "sqlite": "SQLite"}
-TARGETS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "duckdb": "DuckDB", "mysql": "MariaDB"}
+TARGETS = {
+    "sqlite": "SQLite",
+    "postgresql": "PostgreSQL",
+    "duckdb": "DuckDB",
+    "mysql": "MariaDB",
+    "iceberg": "Iceberg",
+}
 KINDS = ("tables", "entities")
 LONGEST = 44  # characters of a value shown before it is cut
 
@@ -38,8 +44,9 @@ NULL, exports them both ways (table export and entity export), loads each export
 every target and compares every value with the source's, exactly (SPEC, "Value fidelity";
 the comparison rules are in `tests/conformance/canonical.py`).
 
-Each target cell gives the column type the load created, then the outcome through the
-**table export / entity export**:
+Each target cell gives the column type the load created (an Iceberg warehouse's as Iceberg
+names it: [lakehouse.md](lakehouse.md)), then the outcome through the **table export /
+entity export**:
 
 - **EXACT**: every value arrived as the source holds it. For an entity export, "as the
   source holds it" means as the entity format's contract makes it

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 CellKey = tuple[str, str, str, str]  # source, target, export kind, "table.column"
 
-ALL = {"targets": ("sqlite", "postgresql", "duckdb", "mysql"), "kinds": ("tables", "entities")}
+ALL = {
+    "targets": ("sqlite", "postgresql", "duckdb", "mysql", "iceberg"),
+    "kinds": ("tables", "entities"),
+}
 
 # source    targets                  kinds     table.column
 TABLE = """

@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
-
 from tests.conformance.catalog import Table, Unit
 from tests.conformance.compare import judge_table
 from tests.conformance.outcomes import FAILED, Cell, Failure, failure_outcome
-from tests.conformance.reading import column_types, read_rows
+from tests.conformance.reading import target_tables
 from tests.conformance.sources import PreparedSource
 from tests.load.conftest import TargetDb
 from tidegate import api
@@ -78,33 +76,25 @@ def _failed(
 
 def _holds_rows(target: TargetDb, table: str) -> bool:
     """Whether a table in the target holds any row (False when there is no such table)."""
-    engine = sa.create_engine(target.url)
-    try:
-        if not column_types(engine, table):
-            return False
-        with engine.connect() as conn:
-            name = engine.dialect.identifier_preparer.quote(table)
-            return conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar() != 0
-    finally:
-        engine.dispose()
+    with target_tables(target.url) as tables:
+        return tables.holds_rows(table)
 
 
 def _judged(
     prepared: PreparedSource, unit: Unit, target: str, kind: str, held: TargetDb
 ) -> list[Cell]:
     """The cells of a unit that loaded: each column compared with the source."""
-    engine = sa.create_engine(held.url)  # disposed at once: DuckDB files lock themselves
     cells = []
-    try:
+    with target_tables(held.url) as tables:
         for table in unit.tables:
-            types = column_types(engine, table.name)
+            types = tables.types(table.name)
             if not types:
                 cells += [
                     _cell(prepared, target, kind, table, c.name, FAILED, detail=_ABSENT)
                     for c in table.tested
                 ]
                 continue
-            rows = read_rows(engine, table.name)
+            rows = tables.rows(table.name)
             verdicts = judge_table(table, prepared.rows[table.name], rows, kind, prepared.canonical)
             cells += [
                 _cell(
@@ -120,8 +110,6 @@ def _judged(
                 )
                 for v in verdicts
             ]
-    finally:
-        engine.dispose()
     return cells
 
 

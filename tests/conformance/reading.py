@@ -9,18 +9,25 @@ value is selected the way that keeps it:
   is, padded: its cast to text drops trailing spaces), decoded here by type;
 - MariaDB: itself, but FLOAT as DOUBLE (exact: every float is a double);
 - DuckDB: itself, but date-times, intervals, UUIDs and JSON as their text;
-- SQLite: itself: the driver gives each storage class as it is.
+- SQLite: itself: the driver gives each storage class as it is;
+- Iceberg: as pyiceberg's scan gives it in Arrow, each value its Python object (Decimal,
+  date, time, datetime, aware in UTC for a timestamptz, bytes, str, bool, int, float),
+  which canonical.py reads exactly.
 
-Column types are read as each database prints them (`numeric(10,2)`, `DECIMAL(38,10)`).
+Column types are read as each database prints them (`numeric(10,2)`, `DECIMAL(38,10)`),
+an Iceberg table's as Iceberg names them (`decimal(38, 10)`, `timestamptz`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
+
+from tidegate.load.iceberg import IcebergTarget, is_iceberg
 
 Row = dict[str, Any]
 
@@ -172,3 +179,86 @@ def _pg_decoded(text: str | None, kind: str) -> Any:
     if base == "bytea":
         return bytes.fromhex(text[2:])
     return text
+
+
+class TargetTables(Protocol):
+    """A loaded target's tables, read the same way whatever the target is."""
+
+    def types(self, table: str) -> dict[str, str]:
+        """Column name -> type, in table order; {} when there is no such table."""
+        ...
+
+    def rows(self, table: str) -> list[Row]:
+        """Every row, each value as exactly as the target holds it."""
+        ...
+
+    def holds_rows(self, table: str) -> bool:
+        """Whether the table holds any row (False when there is no such table)."""
+        ...
+
+
+@contextlib.contextmanager
+def target_tables(url: str) -> Iterator[TargetTables]:
+    """The tables of the target at `url`: a SQL database or an Iceberg warehouse."""
+    tables = IcebergTables(url) if is_iceberg(url) else SqlTables(url)
+    try:
+        yield tables
+    finally:
+        tables.close()
+
+
+class SqlTables:
+    """A SQL target's tables, through one engine (disposed on close: DuckDB files lock
+    themselves)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url)
+
+    def types(self, table: str) -> dict[str, str]:
+        return column_types(self.engine, table)
+
+    def rows(self, table: str) -> list[Row]:
+        return read_rows(self.engine, table)
+
+    def holds_rows(self, table: str) -> bool:
+        if not self.types(table):
+            return False
+        with self.engine.connect() as conn:
+            sql = f"SELECT count(*) FROM {quoted(self.engine, table)}"
+            return conn.exec_driver_sql(sql).scalar() != 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class IcebergTables:
+    """An Iceberg warehouse's tables in tidegate's namespace, read by pyiceberg."""
+
+    def __init__(self, url: str) -> None:
+        self.target = IcebergTarget(url)
+
+    def _table(self, name: str) -> Any:
+        """The Iceberg table, or None (a load that stopped may not have made its
+        namespace either)."""
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+        try:
+            return self.target.catalog.load_table((self.target.namespace, name))
+        except (NoSuchTableError, NoSuchNamespaceError):
+            return None
+
+    def types(self, table: str) -> dict[str, str]:
+        held = self._table(table)
+        fields = held.schema().fields if held is not None else ()
+        return {field.name: str(field.field_type) for field in fields}
+
+    def rows(self, table: str) -> list[Row]:
+        held = self._table(table)
+        return held.scan().to_arrow().to_pylist() if held is not None else []
+
+    def holds_rows(self, table: str) -> bool:
+        return bool(self.rows(table))
+
+    def close(self) -> None:
+        self.target.catalog.close()  # the SQL catalog's engine, which holds its file open
+        self.target.dispose()

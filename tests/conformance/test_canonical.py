@@ -26,6 +26,15 @@ SAME = [
     ("bits:10", b"\x02\x81", "1010000001"),
     ("date", "0000-00-00", "0000-00-00"),  # MariaDB's zero date
     ("timestamp", "0000-00-00 00:00:00", "0000-00-00 00:00:00.000000"),
+    # Iceberg's values, as Arrow gives them: a timestamptz aware in UTC, a time of day, an
+    # unsigned bigint in a decimal(20, 0)
+    (
+        "timestamptz",
+        "2024-06-30 12:34:56.789012+05:30",
+        dt.datetime(2024, 6, 30, 7, 4, 56, 789012, dt.UTC),
+    ),
+    ("time", "23:59:59.999999", dt.time(23, 59, 59, 999999)),
+    ("int", 2**64 - 1, Decimal("18446744073709551615")),
 ]
 
 DIFFERENT = [
@@ -48,6 +57,7 @@ DIFFERENT = [
     ("sqlite", 1, "1"),  # storage classes stay apart
     ("sqlite", b"\x01", "01"),
     ("bits:10", b"\x02\x81", "0281"),
+    ("timestamp", "2024-01-01 00:00:00", dt.datetime(2024, 1, 1, tzinfo=dt.UTC)),  # an instant
 ]
 
 

@@ -22,7 +22,7 @@ from tests.conformance.known_defects import KNOWN_DEFECTS, CellKey
 from tests.conformance.outcomes import ACCEPTABLE, KINDS, Cell
 
 SOURCES = ("postgresql", "mysql", "sqlite")
-TARGETS = ("sqlite", "postgresql", "duckdb", "mysql")
+TARGETS = ("sqlite", "postgresql", "duckdb", "mysql", "iceberg")
 
 
 class KnownDefects(Exception):

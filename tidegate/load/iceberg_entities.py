@@ -21,7 +21,6 @@ run (run numbers as ranges, by kind), and later loads skip it.
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from collections.abc import Iterator
 from datetime import tzinfo
@@ -38,7 +37,11 @@ from tidegate.load.targets.base import exact_json
 from tidegate.load.values import Convert
 from tidegate.storage import Location
 
-log = logging.getLogger(__name__)
+VERSIONS = "tidegate_entity_version"
+RUN_STEP = "tidegate.entity-run"  # table property: {"run": label, "step": n, "batch": size}
+FLOORS = "tidegate.entity-floors"  # version table property: {entity: start of its initial run}
+APPLIED_RUNS = "tidegate.entity-runs"  # namespace property: {kind: [[first, last], …]}
+BATCH_RECORDS = 20_000  # records per step (held in memory as Python objects, with their rows)
 
 
 def _expressions() -> Any:
@@ -46,13 +49,6 @@ def _expressions() -> Any:
     from pyiceberg import expressions
 
     return expressions
-
-
-VERSIONS = "tidegate_entity_version"
-RUN_STEP = "tidegate.entity-run"  # table property: {"run": label, "step": n}
-FLOORS = "tidegate.entity-floors"  # version table property: {entity: start of its initial run}
-APPLIED_RUNS = "tidegate.entity-runs"  # namespace property: {kind: [[first, last], …]}
-BATCH_RECORDS = 20_000  # records per step (held in memory as Python objects, with their rows)
 
 
 class _IcebergValues(TargetDialect):
