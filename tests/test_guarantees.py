@@ -40,7 +40,8 @@ to it finishes the transaction in another thread while it waits (a claim then wa
 the commit and includes its changes).
 
 Targets: the two kinds of export go to two locations and two targets, each drawn per
-example from SQLite, DuckDB, PostgreSQL, MariaDB and an Iceberg warehouse: table export into the tables target,
+example from SQLite, DuckDB, PostgreSQL, MariaDB and an Iceberg warehouse: table export
+into the tables target,
 entity export into the entity target. (Both kinds write the same tables; docs/load.md says
 why one target should get one kind: a row changed by one kind after the other's snapshot
 is not protected, so target = source would not be well defined for a shared one.)

@@ -191,16 +191,15 @@ LOADER = textwrap.dedent(r"""
     from tidegate.config import load_config
     from tidegate.load import iceberg
 
-    original = iceberg.IcebergTarget._apply_table
-    applied = []
-    def apply_then_pause(self, *args):
-        rows = original(self, *args)
-        applied.append(args[1].schema.name)
-        if len(applied) == 1:
+    original = iceberg.IcebergTarget._commit
+    committed = []
+    def commit_then_pause(self, transaction):
+        original(self, transaction)
+        committed.append(transaction)
+        if len(committed) == 1:
             print("PAUSED", flush=True)
-            time.sleep(60)  # one table committed, the next not begun
-        return rows
-    iceberg.IcebergTarget._apply_table = apply_then_pause
+            time.sleep(60)  # one table committed, the next not
+    iceberg.IcebergTarget._commit = commit_then_pause
     api.load(load_config(sys.argv[1], environ={}))
 """)
 
@@ -275,6 +274,33 @@ def test_a_type_iceberg_cannot_hold_is_refused_before_anything_is_written(
     assert failed.status == "failed" and "column 'amount'" in failed.error
     assert api.overview(config).freshness.state == "failing"
     assert not (pg_source.tmp_path / "warehouse" / "tidegate" / "spans").exists()
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_a_value_refused_in_one_table_leaves_every_table_as_it_was(source: Source) -> None:
+    """Two tables in one export, the second holding a time of day Iceberg cannot hold
+    (24:00:00): the load is refused naming it, and the first table, staged before it, was
+    not committed either."""
+    first = sa.Table("a_first", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    second = sa.Table(
+        "z_second",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", sa.Time),
+    )
+    source.create(first, second)
+    url = _target(source)
+    config = source.config(f"target.url={url}")
+    api.init(config)
+    with source.engine().begin() as conn:
+        conn.execute(first.insert(), [{"id": 1}])
+        conn.exec_driver_sql(f"INSERT INTO \"{source.schema}\".z_second VALUES (1, '24:00:00')")
+    api.export_tables(config)
+    with pytest.raises(LoadError, match=r"column 'at'.*24:00:00"):
+        api.load(config)
+    target = IcebergTarget(url)
+    assert target.read("a_first").num_rows == 0
+    assert "tidegate.position" not in target.catalog.load_table(("tidegate", "a_first")).properties
 
 
 def test_only_tables_then_entity_runs_through_the_cli(sqlite_source: Source) -> None:

@@ -26,6 +26,7 @@ from tests.load.duckdb_iceberg import duckdb_rows
 from tests.load.helpers import normal, rows
 from tests.load.test_iceberg import _exact
 from tidegate import api
+from tidegate.errors import TidegateError
 
 pytest.importorskip("pyiceberg")
 from tidegate.load import iceberg_entities
@@ -213,3 +214,24 @@ def test_a_load_killed_inside_a_step_resumes_and_applies_nothing_twice(
     # Run again, with the default step size: the steps are cut as the killed load cut them.
     assert api.load(config).runs == ["INC_EXPORT_1"]
     assert_iceberg_equals_reference(config, iceberg, reference)
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_a_value_iceberg_cannot_hold_is_refused_before_the_step_writes(source: Source) -> None:
+    """A line's date Iceberg cannot hold (PostgreSQL's infinity) refuses the run in one
+    line naming its column, before any table of the step commits: no order is written
+    without its lines."""
+    iceberg, _ = _urls(source)
+    source.create(*order_tables())
+    fill(source, 10)
+    with source.engine().begin() as conn:
+        lines = f'"{source.schema}".order_lines'
+        conn.exec_driver_sql(f"ALTER TABLE {lines} ADD COLUMN due date DEFAULT 'infinity'")
+    config = source.config(f"target.url={iceberg}")
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    api.export_initial(config, threads=1)
+    with pytest.raises(TidegateError, match=r"'order_lines', column 'due' \(DATE.*'infinity'"):
+        api.load(config)
+    target = IcebergTarget(iceberg)
+    assert [target.read(table).num_rows for table in TABLES] == [0, 0, 0]

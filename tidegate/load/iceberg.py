@@ -1,17 +1,22 @@
-"""Apache Iceberg targets: `[target] url = "iceberg:///<dir>"`, table exports merged into
-Iceberg tables by pyiceberg (the `iceberg` extra).
+"""Apache Iceberg targets: `[target] url = "iceberg:///<dir>"`, loaded by pyiceberg (the
+`iceberg` extra). This module is the warehouse (its catalog, its tables' schemas and the
+values they take) and the merge of table exports; iceberg_entities.py applies entity runs,
+iceberg_load.py orders a load.
 
-The warehouse is `<dir>`, its catalog pyiceberg's SqlCatalog in `<dir>/catalog.db` (SQLite,
-no server); the namespace is `tidegate`. Each exported table becomes the Iceberg table of
-the same name, created from the schema the export carries, its primary key the table's
-identifier fields; columns the source adds are added.
+The catalog is pyiceberg's SqlCatalog in `<dir>/catalog.db` (SQLite, no server) with the
+tables' files in `<dir>`, unless `[target.iceberg]` names another catalog or warehouse
+(REST, S3: any pyiceberg catalog properties); `<dir>` keeps the load lock and the load
+history either way. The namespace is `[target] schema`, or `tidegate`. Each exported
+table becomes the Iceberg table of the same name, created from the schema the export
+carries, its primary key the table's identifier fields; columns the source adds are added.
 
 Exactly once, without transactions across tables: each table's commit sets the table
 property `tidegate.position` (the hwm-to of the export it applied) in the same commit as
 its rows, so a load killed between two tables' commits resumes each table from its own
 position and applies nothing twice. Once every table of a folder is committed, the
 namespace property `tidegate.last-table-export` records the folder, which the chain check
-of the next load starts from (loader.pending_folders).
+of the next load starts from (loader.pending_folders). Tables are made without pyiceberg's
+commit retries, which would replay a commit on another writer's snapshot.
 
 Rows: a table exported whole replaces the table (an overwrite); otherwise the rows held of
 the exported keys are deleted and the exported rows appended, and the deleted keys deleted,
@@ -21,8 +26,7 @@ hold a changed or deleted row (copy-on-write), so a change costs the files it to
 
 Values are converted from the export's text by Arrow's casts, which refuse what they
 would change (a decimal with more digits than its scale, an integer out of range), and
-types Iceberg cannot hold exactly are refused before anything is written. Entity runs are
-not loaded into Iceberg yet: a load that meets one says so.
+types Iceberg cannot hold exactly are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -200,30 +204,39 @@ class IcebergTarget:
 
     def apply_folder(self, archive: ExportArchive, manifest: Manifest, folder: TableFolder) -> int:
         """Merge every table of the export (each its own commit, with its position); the
-        rows written and deleted. Tables already at the export's position are skipped."""
+        rows written and deleted. Tables already at the export's position are skipped.
+
+        Every table's changes are staged (its data files written) before the first commit,
+        so a value refused in any table leaves every table as it was (the files written
+        then belong to no table; a lake's orphan-file removal takes them)."""
         position = manifest.hwm_to.audit_key
         schemas = [files.schema for files in archive.tables]
         for schema in schemas:
             refuse_inexact(schema)
-        changed = 0
-        for files, entry in zip(archive.tables, manifest.tables, strict=True):
-            table = self.prepared(files.schema)
-            held = int(table.properties.get(POSITION, "0"))
-            if held >= position:
-                log.info("%s: %s already applied", folder.folder, files.schema.name)
-                continue
-            with warnings.catch_warnings():
-                # pyiceberg warns when an overwrite finds nothing to replace: expected here
-                # (a table exported whole, loaded for the first time)
-                warnings.filterwarnings("ignore", "Delete operation did not match", UserWarning)
-                changed += self._apply_table(archive, files, entry, table, folder.folder, position)
+        staged = []
+        with warnings.catch_warnings():
+            # pyiceberg warns when an overwrite finds nothing to replace: expected here
+            # (a table exported whole, loaded for the first time)
+            warnings.filterwarnings("ignore", "Delete operation did not match", UserWarning)
+            for files, entry in zip(archive.tables, manifest.tables, strict=True):
+                table = self.prepared(files.schema)
+                if int(table.properties.get(POSITION, "0")) >= position:
+                    log.info("%s: %s already applied", folder.folder, files.schema.name)
+                    continue
+                staged.append(self._staged(archive, files, entry, table, folder.folder, position))
+        for transaction, _count in staged:
+            self._commit(transaction)
         self.catalog.update_namespace_properties(
             self.namespace,
             updates={LAST_EXPORT: json.dumps({"folder": folder.folder, "position": position})},
         )
-        return changed
+        return sum(count for _transaction, count in staged)
 
-    def _apply_table(
+    def _commit(self, transaction: Any) -> None:
+        """One table's commit: its rows with its position."""
+        transaction.commit_transaction()
+
+    def _staged(
         self,
         archive: ExportArchive,
         files: Any,
@@ -231,7 +244,9 @@ class IcebergTarget:
         table: Any,
         folder: str,
         position: int,
-    ) -> int:
+    ) -> tuple[Any, int]:
+        """One table's transaction, every change made and its position set, not yet
+        committed; and the rows it writes and deletes."""
         schema: TableSchema = files.schema
         if not schema.primary_key and not entry.whole:
             raise LoadError(
@@ -269,8 +284,7 @@ class IcebergTarget:
                 transaction.delete(key_filter(keys, key, arrow_schema))
                 deleted += keys.num_rows
         transaction.set_properties({POSITION: str(position), EXPORT: folder})
-        transaction.commit_transaction()
-        return rows + deleted
+        return transaction, rows + deleted
 
     def prepared(self, schema: TableSchema) -> Any:
         """The Iceberg table of an export's table: created, or given the columns the

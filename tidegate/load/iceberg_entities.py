@@ -53,12 +53,34 @@ def _expressions() -> Any:
 
 class _IcebergValues(TargetDialect):
     """An Iceberg table's forms of an entity record's values: a JSON document is kept as
-    its text (an Iceberg string), every digit of its numbers kept."""
+    its text (an Iceberg string), every digit of its numbers kept; a date or time Arrow
+    cannot write is refused, naming its column."""
 
     def entity_parser(self, kind: str, parse: Any) -> Any:
         if kind == "json":
             return lambda value: exact_json(parse(value))
+        if kind in _HELD_DATES:
+            return lambda value: _held_date(kind, parse(value))
         return parse
+
+
+# What Arrow writes into Iceberg's date and time types: Python's dates and times.
+_HELD_DATES = {
+    "date": "dates of years 1 to 9999",
+    "timestamp": "date-times of years 1 to 9999",
+    "timestamptz": "date-times of years 1 to 9999",
+    "time": "times of day before 24:00:00",
+}
+
+
+def _held_date(kind: str, value: Any) -> Any:
+    """A date or time as values.py parsed it, refused when it is still text: values.py
+    leaves as their text what Python's types cannot hold (infinity, a date BC or past
+    9999, 24:00:00), which a SQL target reads, but Arrow could not write (it failed
+    naming no column). A table export's load refuses the same values."""
+    if isinstance(value, str):
+        raise ValueError(f"{value!r}: a load into Iceberg takes {_HELD_DATES[kind]}")
+    return value
 
 
 # --- which runs the warehouse applied --------------------------------------------------
@@ -213,19 +235,25 @@ def _apply_batch(state: _Run, batch: list[Record], step: int) -> int:
 
 def _replace_rows(state: _Run, records: list[Record], stale: list[Record], step: int) -> None:
     """Each table's commit for the step: the rows of the `stale` entities deleted (by the
-    root key), the rows of `records` appended (none for a DELETED one)."""
-    for name, table in state.tables.items():
-        if state.step_of(table) >= step:
-            continue  # committed before the load was killed
+    root key), the rows of `records` appended (none for a DELETED one). Every table's
+    rows are converted before the first commit, so a value refused leaves the step
+    unwritten (not an entity's parent row committed without its children)."""
+    # the tables a killed load committed this step before are skipped
+    pending = {n: t for n, t in state.tables.items() if state.step_of(t) < step}
+    appended: dict[str, Any] = {}
+    for name, table in pending.items():
+        rows = _rows(state, name, records)
+        if rows:
+            appended[name] = _arrow_rows(rows, table, name, records)
+    for name, table in pending.items():
         arrow_schema = table.schema().as_arrow()
         transaction = table.transaction()
         for entity, described in _entities_of(state, name):
             keys = [r.key for r in stale if r.entity == entity.name]
             if keys:
                 transaction.delete(_root_filter(entity, described, keys, arrow_schema))
-        rows = _rows(state, name, records)
-        if rows:
-            transaction.append(_arrow_rows(rows, state.tables[name], name, records))
+        if name in appended:
+            transaction.append(appended[name])
         transaction.set_properties(state.position(step))
         transaction.commit_transaction()
 
