@@ -325,12 +325,14 @@ def _held(versions: Any, idents: list[tuple[str, str]]) -> dict[tuple[str, str],
         by_entity.setdefault(entity, []).append(sha1)
     held: dict[tuple[str, str], str] = {}
     for entity, sha1s in by_entity.items():
-        found = versions.scan(
+        wanted = pa.array(sha1s)
+        scan = versions.scan(
             row_filter=_expr.EqualTo("entity", entity), selected_fields=("key_sha1", "stamp")
-        ).to_arrow()
-        found = found.filter(pc.is_in(found["key_sha1"], value_set=pa.array(sha1s)))
-        sha1s_held, stamps = found["key_sha1"].to_pylist(), found["stamp"].to_pylist()
-        held.update({(entity, s): t for s, t in zip(sha1s_held, stamps, strict=True)})
+        )
+        for batch in scan.to_arrow_batch_reader():  # batch by batch: memory stays flat
+            found = batch.filter(pc.is_in(batch["key_sha1"], value_set=wanted))
+            sha1s_held, stamps = found["key_sha1"].to_pylist(), found["stamp"].to_pylist()
+            held.update({(entity, s): t for s, t in zip(sha1s_held, stamps, strict=True)})
     return held
 
 
