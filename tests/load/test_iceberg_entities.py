@@ -25,6 +25,7 @@ from tests.entities.test_ongoing import change_randomly
 from tests.load.duckdb_iceberg import duckdb_rows
 from tests.load.helpers import normal, rows
 from tests.load.test_iceberg import _exact
+from tests.load.test_roundtrip import delete_while_capture_is_off
 from tidegate import api
 from tidegate.errors import TidegateError
 
@@ -120,32 +121,8 @@ def test_an_initial_run_removes_entities_deleted_while_capture_was_off(
     takes several."""
     monkeypatch.setattr(iceberg_entities, "BATCH_RECORDS", 2)
     source = sqlite_source
-    orders, lines, notes = order_tables()
-    source.create(orders, lines, notes)
-    fill(source, 6)
     iceberg, reference = _urls(source)
-    config = source.config(f"target.url={iceberg}")
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
-    api.export_initial(config)
-    api.load(config)
-    with source.engine().begin() as conn:
-        conn.execute(orders.insert(), [{"region": "NEW", "order_no": 1, "note": "brief"}])
-    api.export_ongoing(config)
-    api.load(config)
-    api.entities_disable(config, ["ORDERS"], ongoing_only=True)
-    with source.engine().begin() as conn:
-        first = conn.execute(sa.select(orders.c.region, orders.c.order_no)).first()
-        assert first is not None
-        for region, number in (("NEW", 1), tuple(first)):
-            for table in (lines, notes, orders):
-                where = (table.c.region == region) & (table.c.order_no == number)
-                conn.execute(table.delete().where(where))
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
-    api.entities_reset(config, ["ORDERS"])
-    api.export_initial(config)
-    api.export_ongoing(config)
-    api.load(config)
+    config = delete_while_capture_is_off(source, iceberg)
     assert_iceberg_equals_reference(config, iceberg, reference)
     assert ("NEW", "1") not in _iceberg_rows(iceberg, "orders")
 

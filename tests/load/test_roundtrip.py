@@ -77,23 +77,18 @@ def test_entity_exports_load(
     target.dispose()
 
 
-def test_a_new_initial_export_removes_entities_deleted_while_capture_was_off(
-    sqlite_source: Source, target: TargetDb
-) -> None:
-    """Ongoing capture off, an order created (and exported by an ongoing run before) and
-    another deleted, capture on again, the initial export reset and redone: the target
-    that had loaded along holds neither any more, and neither does a new target loading
-    every run at once (initial runs first, so the older ongoing run comes after the new
-    initial run and must not bring the order back). Both once stayed."""
+def delete_while_capture_is_off(source: Source, target_url: str) -> tidegate.Config:
+    """Orders exported and loaded along into `target_url`; then, ongoing capture off, an
+    order created (and exported by an ongoing run before) and another deleted, capture on
+    again, the initial export reset and redone, an ongoing run, and a load. The config."""
     import sqlalchemy as sa
 
     from tests.entities.test_initial import fill, order_tables
 
-    source = sqlite_source
     orders, lines, notes = order_tables()
     source.create(orders, lines, notes)
     fill(source, 6)
-    config = source.config(f"target.url={target.url}")
+    config = source.config(f"target.url={target_url}")
     tidegate.init(config)
     api.entities_enable(config, ["ORDERS"], ongoing=True)
     api.export_initial(config)
@@ -118,6 +113,18 @@ def test_a_new_initial_export_removes_entities_deleted_while_capture_was_off(
     api.export_initial(config)
     api.export_ongoing(config)
     api.load(config)
+    return config
+
+
+def test_a_new_initial_export_removes_entities_deleted_while_capture_was_off(
+    sqlite_source: Source, target: TargetDb
+) -> None:
+    """(delete_while_capture_is_off) The target that had loaded along holds neither order
+    any more, and neither does a new target loading every run at once (initial runs first,
+    so the older ongoing run comes after the new initial run and must not bring the order
+    back). Both once stayed."""
+    source = sqlite_source
+    config = delete_while_capture_is_off(source, target.url)
     assert_target_equals_source(source, target, *ENTITY_TABLES, trimmed=True)
 
     fresh = source.tmp_path / "fresh.db"
