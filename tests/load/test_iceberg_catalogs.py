@@ -51,6 +51,7 @@ def _cli(source: Source, *args: str) -> str:
 def _write_config(source: Source, namespace: str, catalog: dict[str, str]) -> None:
     lines = [
         f'[source]\nurl = "{source.url}"',
+        *([f'schema = "{source.schema}"'] if source.schema else []),
         f'[output]\nlocation = "{source.tmp_path / "exports"}"',
         f'[target]\nurl = "iceberg:///{source.tmp_path / "lock"}"\nschema = "{namespace}"',
         "[target.iceberg]",
@@ -59,16 +60,17 @@ def _write_config(source: Source, namespace: str, catalog: dict[str, str]) -> No
     (source.tmp_path / "rest.toml").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.parametrize("source", ["sqlite", "postgresql", "mysql"], indirect=True)
 def test_table_exports_and_entity_runs_into_a_rest_catalog(
-    sqlite_source: Source, rest_catalog_properties: dict[str, str]
+    source: Source, rest_catalog_properties: dict[str, str]
 ) -> None:
-    source = sqlite_source
     # (Not "child line": this server keeps S3 Tables' names, a-z, 0-9, _ and - only; its
     # refusal of another name is passed on in one line, as any catalog's error.)
     parent = sample_tables()[0]
     source.create(parent)
     config = enabled_orders(source, 20)
-    _write_config(source, "rest_cli", rest_catalog_properties)
+    namespace = f"rest_{source.dialect}"  # the server is the session's: a namespace each
+    _write_config(source, namespace, rest_catalog_properties)
     catalog = load_catalog("check", **rest_catalog_properties)
     reference = f"duckdb:///{source.tmp_path / 'reference.duckdb'}"
     rng = random.Random(3)
@@ -87,7 +89,7 @@ def test_table_exports_and_entity_runs_into_a_rest_catalog(
         api.load(config, target_url=reference)
         engine = sa.create_engine(reference)
         for table, key in KEYS.items():
-            held = catalog.load_table(("rest_cli", table)).scan().to_arrow().to_pylist()
+            held = catalog.load_table((namespace, table)).scan().to_arrow().to_pylist()
             got = {
                 tuple(str(row[k]) for k in key): {c: normal(v, loose=False) for c, v in row.items()}
                 for row in held
