@@ -667,3 +667,36 @@ def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
         load_config(path, environ={"TIDEGATE_SOURCE__URLL": "x"})
     assert unknown.value.message.startswith("environment variable TIDEGATE_SOURCE__URLL: ")
     assert "url" in (unknown.value.hint or "")
+
+
+def test_iceberg_catalog_properties_from_the_file_overrides_or_the_environment(
+    tmp_path: Path,
+) -> None:
+    """[target.iceberg]: dotted names quoted or not, from --set or the environment, kept
+    as pyiceberg names them; values naming a secret are among the texts no page may show,
+    and are masked in messages. [target] schema and [target.iceberg] need an Iceberg URL."""
+    path = tmp_path / "tidegate.toml"
+    path.write_text(
+        '[source]\nurl = "sqlite:///file.db"\n[target]\nurl = "iceberg:////srv/lake"\n'
+        'schema = "sales"\n[target.iceberg]\ntype = "rest"\n"s3.endpoint" = "http://s3"\n'
+        's3.secret-access-key = "s3cr3t"\n'
+    )
+    config = load_config(
+        path,
+        ["target.iceberg.credential=id:pa55"],
+        environ={"TIDEGATE_TARGET__ICEBERG__uri": "https://catalog"},
+    )
+    assert config.target.schema_ == "sales"
+    assert dict(config.target.iceberg) == {
+        "type": "rest",
+        "s3.endpoint": "http://s3",
+        "s3.secret-access-key": "s3cr3t",
+        "credential": "id:pa55",
+        "uri": "https://catalog",
+    }
+    assert set(config.secrets()) == {"s3cr3t", "id:pa55"}
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, ["target.url=sqlite:///t.db"], environ={})
+    assert "for an Iceberg target" in refused.value.message
+    exc = error(tmp_path, "", "target.iceberg.token=t0ken", "serve.port=0")
+    assert "t0ken" not in str(exc)

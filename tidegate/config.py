@@ -858,6 +858,8 @@ def _check_override_path(parts: list[str], label: str) -> None:
         return
     if (section, key) in (("tables", "time_columns"), ("tables", "keys")) and len(rest) == 1:
         return
+    if (section, key) == ("target", "iceberg"):  # catalog properties: any name, dotted too
+        return
     if (section, key) == ("entities", "define") and len(rest) <= 2:
         if len(rest) == 2 and rest[1] not in _keys(EntityDefinition):
             entity = f"entities.define.{rest[0]}"
