@@ -164,9 +164,7 @@ class IcebergTarget:
 
     def last_table_export(self) -> tuple[str, int] | None:
         """The table export applied last, whole, and its hwm-to."""
-        if not self._namespace_exists():
-            return None
-        properties = self.catalog.load_namespace_properties(self.namespace)
+        properties = self.namespace_properties()
         if LAST_EXPORT not in properties:
             return None
         last = json.loads(properties[LAST_EXPORT])
@@ -176,6 +174,7 @@ class IcebergTarget:
         self.catalog.create_namespace_if_not_exists(self.namespace)
 
     def namespace_properties(self) -> dict[str, str]:
+        """The namespace's properties (none before it exists: nothing loaded yet)."""
         if not self._namespace_exists():
             return {}
         return dict(self.catalog.load_namespace_properties(self.namespace))
