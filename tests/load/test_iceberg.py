@@ -355,3 +355,14 @@ def test_columns_the_source_adds_or_widens_follow_in_iceberg(source: Source) -> 
     [held] = _iceberg_rows(url, table)  # Polars and DuckDB read the old files' rows alike
     rows = sorted(held.values(), key=lambda r: r["id"])
     assert rows == [{"id": 1, "n": 1, "note": None}, {"id": 2, "n": 2**40, "note": "wide"}]
+
+
+def test_sqlalchemy_orm_is_whole_before_any_thread_starts() -> None:
+    """pyiceberg's SQL catalog imports SQLAlchemy's ORM, which SQLAlchemy's core also
+    imports lazily from any thread; two threads importing it at once left one with a
+    half-made module (the type matrix's loads and exports, in threads, failed with
+    "partially initialized module 'sqlalchemy.orm.exc'"). Importing tidegate's API loads
+    it, before anything starts a thread."""
+    probe = "import sys, tidegate.api; print('sqlalchemy.orm.exc' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "True", done.stderr

@@ -36,10 +36,13 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from datetime import time
 from typing import Any
+
+import sqlalchemy.orm  # noqa: F401  (see _IMPORTING)
 
 from tidegate.config import TargetConfig
 from tidegate.errors import LoadError, TargetError, TidegateError
@@ -50,6 +53,14 @@ from tidegate.load.inventory import TableFolder
 from tidegate.load.target import Target
 
 log = logging.getLogger(__name__)
+
+# Imports of modules that import each other, made by two threads at once, can leave one
+# of them a half-made module ("partially initialized module 'sqlalchemy.orm.exc'", seen
+# while `serve`-like threads exported and loaded). pyiceberg's SQL catalog imports
+# SQLAlchemy's ORM, which SQLAlchemy's core also loads lazily from whatever thread needs
+# it: imported with this module, before any thread starts, it is whole for all of them.
+# pyiceberg is imported on first use (it is an extra), one thread at a time.
+_IMPORTING = threading.Lock()
 
 SCHEME = "iceberg"
 HISTORY_FILE = "load-history.db"  # the warehouse's load runs, in its directory
@@ -113,7 +124,8 @@ class IcebergTarget:
             **settings.iceberg,
         }
         try:
-            from pyiceberg.catalog import load_catalog
+            with _IMPORTING:
+                from pyiceberg.catalog import load_catalog
         except ImportError:
             raise TargetError(
                 "[target] url: an Iceberg target needs pyiceberg",
