@@ -204,6 +204,23 @@ LOADER = textwrap.dedent(r"""
 """)
 
 
+def kill_when_paused(script: str, source: Source, url: str) -> None:
+    """Run `script` (a load that prints PAUSED at the moment to kill it) in a process of
+    its own, with a config file loading the source's exports into `url`; SIGKILL it there."""
+    config_file = source.tmp_path / "iceberg.toml"
+    config_file.write_text(
+        f'[source]\nurl = "{source.url}"\n'
+        f'[output]\nlocation = "{source.tmp_path / "exports"}"\n'
+        f'[target]\nurl = "{url}"\n'
+    )
+    loader = subprocess.Popen(
+        [sys.executable, "-c", script, str(config_file)], stdout=subprocess.PIPE, text=True
+    )
+    assert loader.stdout is not None and loader.stdout.readline().strip() == "PAUSED"
+    loader.kill()
+    loader.wait()
+
+
 def test_a_load_killed_between_two_tables_resumes_each_from_its_own_position(
     sqlite_source: Source,
 ) -> None:
@@ -215,23 +232,7 @@ def test_a_load_killed_between_two_tables_resumes_each_from_its_own_position(
     _change(sqlite_source, rng, parent, child)
     api.export_tables(config)
 
-    config_file = sqlite_source.tmp_path / "iceberg.toml"
-    config_file.write_text(
-        "".join(
-            f'[{section}]\n{key} = "{value}"\n'
-            for section, key, value in (
-                ("source", "url", sqlite_source.url),
-                ("output", "location", sqlite_source.tmp_path / "exports"),
-                ("target", "url", url),
-            )
-        )
-    )
-    loader = subprocess.Popen(
-        [sys.executable, "-c", LOADER, str(config_file)], stdout=subprocess.PIPE, text=True
-    )
-    assert loader.stdout is not None and loader.stdout.readline().strip() == "PAUSED"
-    loader.kill()
-    loader.wait()
+    kill_when_paused(LOADER, sqlite_source, url)
     # One table holds the second export, the other does not; the chain still says the first.
     positions = {
         name: IcebergTarget(url).catalog.load_table(("tidegate", name)).properties

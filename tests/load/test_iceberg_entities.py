@@ -9,10 +9,7 @@ warehouse's record of the runs applied, and load position."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +21,7 @@ from tests.entities.test_initial import enabled_orders, fill, order_tables
 from tests.entities.test_ongoing import change_randomly
 from tests.load.duckdb_iceberg import duckdb_rows
 from tests.load.helpers import normal, rows
-from tests.load.test_iceberg import _exact
+from tests.load.test_iceberg import _exact, kill_when_paused
 from tests.load.test_roundtrip import delete_while_capture_is_off
 from tidegate import api
 from tidegate.errors import TidegateError
@@ -167,18 +164,7 @@ def test_a_load_killed_inside_a_step_resumes_and_applies_nothing_twice(
     api.load(config)
     change_randomly(source, 4)
     api.export_ongoing(config)
-    config_file = Path(source.tmp_path) / "iceberg.toml"
-    config_file.write_text(
-        f'[source]\nurl = "{source.url}"\n'
-        f'[output]\nlocation = "{source.tmp_path / "exports"}"\n'
-        f'[target]\nurl = "{iceberg}"\n'
-    )
-    loader = subprocess.Popen(
-        [sys.executable, "-c", LOADER, str(config_file)], stdout=subprocess.PIPE, text=True
-    )
-    assert loader.stdout is not None and loader.stdout.readline().strip() == "PAUSED"
-    loader.kill()
-    loader.wait()
+    kill_when_paused(LOADER, source, iceberg)
     steps = {
         name: IcebergTarget(iceberg)
         .catalog.load_table(("tidegate", name))

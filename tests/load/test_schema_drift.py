@@ -218,20 +218,27 @@ ENTITY_DDL = {
 }
 
 
+def _orders_exported_initially(source: Source, target: TargetDb, rows: int) -> tidegate.Config:
+    """`orders` with `rows` rows, the entity ORDERS enabled with ongoing capture and its
+    initial export made: the config, loading into `target`."""
+    orders = _orders()
+    source.create(orders)
+    with source.engine().begin() as conn:
+        conn.execute(orders.insert(), [{"id": i, "note": f"n{i}"} for i in range(1, rows + 1)])
+    config = source.config(f"target.url={target.url}")
+    tidegate.init(config)
+    api.entities_enable(config, ["ORDERS"], ongoing=True)
+    api.export_initial(config, ["ORDERS"])
+    return config
+
+
 def test_an_entity_whose_tables_change_is_exported_again_whole(
     source: Source, target: TargetDb
 ) -> None:
     """A column added with a default to an entity's root: every entity is queued and
     exported again, and the target's rows all get the new column's values."""
-    orders = _orders()
-    source.create(orders)
-    with source.engine().begin() as conn:
-        conn.execute(orders.insert(), [{"id": i, "note": f"n{i}"} for i in range(1, 6)])
-    config = source.config(f"target.url={target.url}")
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
-    api.export_initial(config, ["ORDERS"])
-    api.export_ongoing(config)  # records the entity's shape
+    config = _orders_exported_initially(source, target, 5)
+    api.export_ongoing(config)
     tidegate.load(config)
     assert assert_target_equals_source(source, target, "orders", trimmed=True) == 5
 
@@ -255,14 +262,7 @@ def test_a_column_added_before_the_first_ongoing_run_reaches_every_row(
     run has recorded one is a change to it, and every entity is exported again. (The first
     ongoing run used to take the new shape as its baseline, and the rows the initial export
     had written never got the column.)"""
-    orders = _orders()
-    source.create(orders)
-    with source.engine().begin() as conn:
-        conn.execute(orders.insert(), [{"id": i, "note": f"n{i}"} for i in range(1, 4)])
-    config = source.config(f"target.url={target.url}")
-    tidegate.init(config)
-    api.entities_enable(config, ["ORDERS"], ongoing=True)
-    api.export_initial(config, ["ORDERS"])
+    config = _orders_exported_initially(source, target, 3)
     _ddl(source, ENTITY_DDL["add a column with a default"])
     (result,) = api.export_ongoing(config)
     assert result.reshaped == ["ORDERS"] and result.records == 3

@@ -237,9 +237,8 @@ class IcebergTarget:
                 staged.append(self._staged(archive, files, entry, table, folder.folder, position))
         for transaction, _count in staged:
             self._commit(transaction)
-        self.catalog.update_namespace_properties(
-            self.namespace,
-            updates={LAST_EXPORT: json.dumps({"folder": folder.folder, "position": position})},
+        self.update_namespace_properties(
+            {LAST_EXPORT: json.dumps({"folder": folder.folder, "position": position})}
         )
         return sum(count for _transaction, count in staged)
 

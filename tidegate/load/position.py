@@ -133,11 +133,16 @@ def _applied_in_iceberg(
     and the entity runs it applied (run numbers as ranges, by kind)."""
     try:
         target = IcebergTarget(url, settings)
+    except TidegateError as error:
+        return {}, {}, error.message
+    try:
         with target.catalog_errors():
             last = target.last_table_export()
             runs = iceberg_entities.applied_runs(target)
     except TidegateError as error:
         return {}, {}, error.message
+    finally:
+        target.dispose()
     return ({last[0]: ("tables", "", last[1])} if last else {}), runs, ""
 
 
