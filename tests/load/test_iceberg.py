@@ -367,3 +367,83 @@ def test_sqlalchemy_orm_is_whole_before_any_thread_starts() -> None:
     probe = "import sys, tidegate.api; print('sqlalchemy.orm.exc' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.strip() == "True", done.stderr
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_an_export_is_one_snapshot_per_table_of_rolled_files_even_once_partitioned(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table export's rows go into files rolled at the table's target size and are
+    appended in one snapshot (not one per batch); a column whose name Avro cannot take is
+    written under pyiceberg's sanitized name and read back by id; a table a user has
+    partitioned since is written through pyiceberg, split by partition."""
+    import pyarrow.compute as pc
+    from pyiceberg.transforms import IdentityTransform
+
+    from tidegate.load import archive, iceberg
+
+    table = sa.Table(
+        "priced",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("unit price", sa.Numeric(10, 2)),
+        sa.Column("note", sa.Text),
+        sa.Column("region", sa.String(8)),
+    )
+    source.create(table)
+    url = _target(source)
+    config = source.config(f"target.url={url}")
+    api.init(config)
+    read = archive.ExportArchive.batches
+
+    def small_batches(self: Any, name: str, columns: Any) -> Any:  # many from a small export
+        for batch in read(self, name, columns):
+            yield from (batch.slice(at, 100) for at in range(0, batch.num_rows, 100))
+
+    monkeypatch.setattr(archive.ExportArchive, "batches", small_batches)
+    monkeypatch.setattr(iceberg, "BATCH_ROWS", 100)
+
+    def change(keys: range) -> None:
+        values = [
+            {"id": k, "unit price": Decimal(k) / 4, "note": f"n{k} {'x' * 50}", "region": r}
+            for k in keys
+            for r in [f"r{k % 3}"]
+        ]
+        with source.engine().begin() as conn:
+            conn.execute(table.delete().where(table.c.id.in_(keys)))
+            conn.execute(table.insert(), values)
+
+    def appends(held: Any) -> list[Any]:
+        return [s for s in held.snapshots() if s.summary.operation.value == "append"]
+
+    change(range(1, 1001))
+    api.export_tables(config)
+    api.load(config)
+    held = IcebergTarget(url).catalog.load_table(("tidegate", "priced"))
+    assert held.schema().find_field(2).name == "unit price"
+    [append] = appends(held)
+    assert int(append.summary["added-records"]) == 1000
+    assert int(append.summary["added-data-files"]) == 1  # 10 batches, one file
+    with held.transaction() as transaction:  # files of about 2 batches each from now on
+        transaction.set_properties({"write.target-file-size-bytes": "20000"})
+    change(range(500, 1501))
+    api.export_tables(config)
+    api.load(config)
+    held = IcebergTarget(url).catalog.load_table(("tidegate", "priced"))
+    newest = appends(held)[-1]
+    assert len(appends(held)) == 2 and int(newest.summary["added-records"]) == 1001
+    assert 2 < int(newest.summary["added-data-files"]) < 11
+    [rows] = _iceberg_rows(url, table)
+    assert len(rows) == 1500 and rows[(str(1500),)]["unit price"] == Decimal("375.00")
+    # Partitioned by a user: rows go to each partition's own files, as pyiceberg writes them.
+    with held.update_spec() as spec:
+        spec.add_field("region", IdentityTransform(), "region")
+    change(range(1400, 1601))
+    api.export_tables(config)
+    api.load(config)
+    held = IcebergTarget(url).catalog.load_table(("tidegate", "priced"))
+    files = held.inspect.files()
+    partitioned = files.filter(pc.field("spec_id") == held.spec().spec_id)
+    assert partitioned.num_rows >= 3 and sum(partitioned.column("record_count").to_pylist()) == 201
+    [rows] = _iceberg_rows(url, table)
+    assert len(rows) == 1600 and rows[(str(1600),)]["note"].startswith("n1600 ")

@@ -49,8 +49,10 @@ from tidegate.errors import LoadError, TargetError, TidegateError
 from tidegate.formats.manifest import Manifest, TableEntry
 from tidegate.formats.tableschema import ColumnSchema, TableSchema, base_type, type_size
 from tidegate.load.archive import ExportArchive
+from tidegate.load.iceberg_files import NewRows
 from tidegate.load.inventory import TableFolder
 from tidegate.load.target import Target
+from tidegate.prefetch import prefetched
 
 log = logging.getLogger(__name__)
 
@@ -267,27 +269,24 @@ class IcebergTarget:
         arrow_schema = table.schema().as_arrow()
         key = list(schema.primary_key)
         transaction = table.transaction()
-        rows = 0
-        first = True
-        for batch in _batches(archive, files.rows, schema, arrow_schema):
-            rows += batch.num_rows
-            if entry.whole and first:
-                transaction.overwrite(batch)
-            elif not entry.whole:  # replaced by key: the rows held of these keys go first
-                transaction.delete(key_filter(batch.select(key), key, arrow_schema))
-                transaction.append(batch)
-            else:
-                transaction.append(batch)
-            first = False
-        if entry.whole and first:  # a table exported whole, and empty
+        if entry.whole:  # it replaces all the table held
             from pyiceberg.expressions import AlwaysTrue
 
             transaction.delete(AlwaysTrue())
+        new_rows = NewRows(transaction, table.io)
+        rows = 0
+        # Arrow inflates and parses the next batch in a thread while this one is written.
+        for batch in prefetched(_batches(archive, files.rows, schema, arrow_schema), depth=1):
+            rows += batch.num_rows
+            if not entry.whole:  # replaced by key: the rows held of these keys go
+                transaction.delete(key_filter(batch.select(key), key, arrow_schema))
+            new_rows.write(batch)
         if rows != entry.rows:
             raise LoadError(
                 f"{archive.where}/{files.rows}: {rows} record(s), the manifest says {entry.rows}",
                 "the export was altered or cut short: export it again",
             )
+        new_rows.commit()
         deleted = 0
         if entry.deleted:
             for keys in _batches(archive, files.deleted, _key_schema(schema), None):

@@ -35,10 +35,11 @@ from tidegate.formats.naming import SCHEMA_MEMBER, ExportName, deleted_member_na
 from tidegate.formats.tablezip import TableZipWriter, sha1_line
 from tidegate.lock import HeldLock
 from tidegate.model import from_us, now_us, to_us
+from tidegate.prefetch import prefetched
 from tidegate.retention import kept_since
 from tidegate.storage import Location
 from tidegate.tables import drift, stream
-from tidegate.tables.pipeline import non_empty, prefetched, transcoded
+from tidegate.tables.pipeline import non_empty, transcoded
 from tidegate.tables.plan import ExportRecord, NewExport, Redo, Restart, StreamState, next_step
 from tidegate.tables.readers import RowReader, reader_for
 from tidegate.tables.schema import TableSpec, reflect, schema_document

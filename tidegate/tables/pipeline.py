@@ -1,16 +1,14 @@
-"""Streams of CSV chunks between a reader and the zip: encoding, and reading ahead in a
-thread of its own."""
+"""Streams of CSV chunks between a reader and the zip: their encoding."""
 
 from __future__ import annotations
 
 import codecs
 import csv
 import io
-import queue
-import threading
 from collections.abc import Iterator
 
 from tidegate.errors import ExportError
+from tidegate.prefetch import close_iterator
 from tidegate.tables.schema import TableSpec
 
 
@@ -46,15 +44,7 @@ def transcoded(chunks: Iterator[bytes], encoding: str, spec: TableSpec) -> Itera
             except UnicodeEncodeError:
                 raise _unencodable(text, encoding, spec) from None
     finally:
-        _close(chunks)
-
-
-def _close(chunks: Iterator[bytes]) -> None:
-    """Close a chunk generator now, so it releases its database connection at once (an
-    open SQLite read transaction would block the run's own writes)."""
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
+        close_iterator(chunks)
 
 
 def _unencodable(text: str, encoding: str, spec: TableSpec) -> ExportError:
@@ -87,53 +77,3 @@ def _unencodable(text: str, encoding: str, spec: TableSpec) -> ExportError:
                 'set [output] encoding = "utf-8"',
             )
     return ExportError(f"table {spec.name!r}: a value cannot be written in {encoding!r}")
-
-
-_DONE = object()
-
-
-def prefetched(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
-    """Run a chunk producer in a thread of its own, `depth` chunks ahead.
-
-    Reading (the database driver) and compressing (zlib) both release the GIL, so the two
-    overlap on two cores. An error in the producer is raised here; if the consumer stops
-    early, the producer is told to stop too.
-    """
-    buffer: queue.Queue[object] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        # The producer closes its own iterator: database connections must be closed by
-        # the thread that used them.
-        try:
-            for chunk in chunks:
-                if not put(chunk):
-                    return
-            put(_DONE)
-        except BaseException as error:  # handed to the consumer, raised there
-            put(error)
-        finally:
-            _close(chunks)
-
-    thread = threading.Thread(target=produce, name="tidegate-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
