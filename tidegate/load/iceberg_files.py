@@ -4,8 +4,9 @@ Parquet files rolled at the table's target size, and appended in one snapshot.
 pyiceberg's own `append` makes a snapshot per call, and with a stream it hands every file
 to its thread pool at once (holding the whole stream in memory): a table export of a
 million rows would add ten snapshots of ten small files, or the whole table in memory.
-Here a table's rows cost one snapshot, files of the table's `write.target-file-size-bytes`
-(counted, as pyiceberg counts it, in Arrow bytes), and one batch of memory.
+Here a table's rows cost one snapshot and one batch of memory, in files of ROWS_PER_FILE
+rows or the table's `write.target-file-size-bytes` (counted in Arrow bytes, as pyiceberg
+counts it), whichever is smaller.
 
 The files are written by pyiceberg's own Parquet writer, with its settings (codec, page
 sizes from the table's properties), field ids and column statistics, so they are the files
@@ -21,6 +22,11 @@ from typing import Any
 TARGET_FILE_SIZE = "write.target-file-size-bytes"
 TARGET_FILE_SIZE_DEFAULT = 512 * 1024 * 1024
 MANIFEST_MERGE = "commit.manifest-merge.enabled"
+# pyiceberg deletes by rewriting every file that holds a deleted key (copy-on-write), so a
+# file's size is what the smallest change to it costs: files of this many rows keep a
+# change's cost near the rows it touches (docs/lakehouse.md, "Cost"), at the price of
+# more files for readers to open until the table is compacted.
+ROWS_PER_FILE = 100_000
 
 
 class NewRows:
@@ -54,7 +60,7 @@ class NewRows:
         if self._writer is None:
             self._writer = _DataFile(self, len(self.files))
         self._writer.write(renamed)
-        if self._writer.size >= self.target_size:
+        if self._writer.size >= self.target_size or self._writer.rows >= ROWS_PER_FILE:
             self._close_file()
 
     def commit(self) -> None:
@@ -77,22 +83,24 @@ class NewRows:
 class _DataFile:
     """One Parquet data file being written, by pyiceberg's writer for the table."""
 
-    def __init__(self, rows: NewRows, number: int) -> None:
+    def __init__(self, table: NewRows, number: int) -> None:
         import uuid
 
         from pyiceberg.io.fileformat import FileFormatFactory
         from pyiceberg.manifest import FileFormat
 
-        self.rows = rows
-        self.path = rows.locations.new_data_location(f"00000-{number}-{uuid.uuid4()}.parquet")
-        self.output = rows.io.new_output(self.path)
+        self.spec_id = table.metadata.default_spec_id
+        self.path = table.locations.new_data_location(f"00000-{number}-{uuid.uuid4()}.parquet")
+        self.output = table.io.new_output(self.path)
         model = FileFormatFactory.get(FileFormat.PARQUET)
-        self.writer = model.create_writer(self.output, rows.file_schema, rows.metadata.properties)
+        self.writer = model.create_writer(self.output, table.file_schema, table.metadata.properties)
         self.size = 0  # Arrow bytes written, the measure of the target size
+        self.rows = 0
 
     def write(self, batch: Any) -> None:
         self.writer.write(batch)
         self.size += batch.nbytes
+        self.rows += batch.num_rows
 
     def close(self) -> Any:
         """The written file, as the data file a snapshot lists."""
@@ -107,7 +115,7 @@ class _DataFile:
             partition=Record(),
             file_size_in_bytes=len(self.output),
             sort_order_id=None,
-            spec_id=self.rows.metadata.default_spec_id,
+            spec_id=self.spec_id,
             equality_ids=None,
             key_metadata=None,
             **statistics.to_serialized_dict(),

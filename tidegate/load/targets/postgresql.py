@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -77,6 +76,8 @@ class PostgresTarget(TargetDialect):
         processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns]
         statement = _copy_statement(conn, table, names, text=True)
         raw: Any = conn.connection.driver_connection
+        import psycopg  # here: a process that never loads into PostgreSQL starts faster
+
         try:
             with raw.cursor() as cursor, cursor.copy(statement) as copy:
                 for row in rows:
