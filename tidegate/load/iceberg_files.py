@@ -1,12 +1,12 @@
-"""The new rows of one table's commit as Iceberg data files: written as batches come, in
-Parquet files rolled at the table's target size, and appended in one snapshot.
+"""The new rows of one table's commit as Iceberg data files: written as batches come and
+appended in one snapshot.
 
-pyiceberg's own `append` makes a snapshot per call, and with a stream it hands every file
-to its thread pool at once (holding the whole stream in memory): a table export of a
-million rows would add ten snapshots of ten small files, or the whole table in memory.
-Here a table's rows cost one snapshot and one batch of memory, in files of ROWS_PER_FILE
-rows or the table's `write.target-file-size-bytes` (counted in Arrow bytes, as pyiceberg
-counts it), whichever is smaller.
+pyiceberg's own `append` makes a snapshot per call, and given a stream it hands every file
+to its thread pool at once, holding the whole stream in memory: a table export of a million
+rows would add ten snapshots, or hold the million rows. Here a table's rows cost one
+snapshot and one batch of memory, in files of ROWS_PER_FILE rows or the table's
+`write.target-file-size-bytes` (counted in Arrow bytes, as pyiceberg counts it), whichever
+is smaller.
 
 The files are written by pyiceberg's own Parquet writer, with its settings (codec, page
 sizes from the table's properties), field ids and column statistics, so they are the files
