@@ -65,8 +65,9 @@ def prefetched(items: Iterator[T], depth: int = 8) -> Iterator[T]:
 
 
 def close_iterator(items: Iterator[object]) -> None:
-    """Close a generator now (so that it releases what it holds, such as a database
-    connection, at once); other iterators have nothing to close."""
+    """Close a generator now, so that it releases what it holds at once: a database
+    connection (an open SQLite read transaction would block a run's own writes), an
+    archive's member. Other iterators have nothing to close."""
     close = getattr(items, "close", None)
     if close is not None:
         close()
