@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from tests.conftest import Source
-from tidegate.cli import app
+from tidegate.cli import app, entry_point
 
 runner = CliRunner()
 
@@ -193,3 +194,19 @@ def test_unknown_command_and_option_are_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "Traceback" not in err
     code, _out, err = run(tmp_path, "runs", "--jsn", config="")
     assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "status"), [(["--version"], 0), (["no-such-command"], 2)])
+def test_the_command_exits_with_the_apps_status_its_objects_left_to_the_os(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], status: int
+) -> None:
+    """The console script's exit: the app's own status, and every object frozen out of
+    the collection Python runs at exit (which took 0.4 s after a load into Iceberg)."""
+    monkeypatch.setattr(sys, "argv", ["tidegate", *argv])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            entry_point()
+        assert exited.value.code == status
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

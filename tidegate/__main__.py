@@ -1,5 +1,5 @@
 """`python -m tidegate` runs the CLI."""
 
-from tidegate.cli import app
+from tidegate.cli import entry_point
 
-app()
+entry_point()

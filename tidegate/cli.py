@@ -9,6 +9,7 @@ status 1. Any other exception is reported in one line too; ``--debug`` shows its
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -871,3 +872,16 @@ def demo(
         highlight=False,
         markup=False,
     )
+
+
+def entry_point() -> None:
+    """The `tidegate` command (its console script, and `python -m tidegate`): the app,
+    then a quick exit."""
+    try:
+        app()
+    finally:
+        # At exit Python collects garbage over every object the run imported or made: 0.4 s
+        # after a load into Iceberg (pyiceberg, SQLAlchemy and pydantic hold a great many),
+        # for memory the operating system takes back at once. Work, files and logs are
+        # closed and flushed by now; freezing leaves those objects out of that collection.
+        gc.freeze()
