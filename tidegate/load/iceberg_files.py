@@ -18,10 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-# Table properties (pyiceberg's and the Iceberg spec's names).
-TARGET_FILE_SIZE = "write.target-file-size-bytes"
-TARGET_FILE_SIZE_DEFAULT = 512 * 1024 * 1024
-MANIFEST_MERGE = "commit.manifest-merge.enabled"
 # pyiceberg deletes by rewriting every file that holds a deleted key (copy-on-write), so a
 # file's size is what the smallest change to it costs: files of this many rows keep a
 # change's cost near the rows it touches (docs/lakehouse.md, "Cost"), at the price of
@@ -35,7 +31,9 @@ class NewRows:
 
     def __init__(self, transaction: Any, io: Any) -> None:
         from pyiceberg.schema import sanitize_column_names
+        from pyiceberg.table import TableProperties
         from pyiceberg.table.locations import load_location_provider
+        from pyiceberg.utils.properties import property_as_bool, property_as_int
 
         self.transaction = transaction
         self.io = io
@@ -45,7 +43,18 @@ class NewRows:
         self.file_schema = sanitize_column_names(metadata.schema())
         self.arrow_schema = self.file_schema.as_arrow()
         self.locations = load_location_provider(metadata.location, metadata.properties)
-        self.target_size = int(metadata.properties.get(TARGET_FILE_SIZE, TARGET_FILE_SIZE_DEFAULT))
+        # The table's own settings, read as pyiceberg's `append` reads them.
+        properties = metadata.properties
+        self.target_size: int = property_as_int(  # type: ignore[assignment]  # never None: a default
+            properties,
+            TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+            TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+        )
+        self.merge_manifests = property_as_bool(
+            properties,
+            TableProperties.MANIFEST_MERGE_ENABLED,
+            TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT,
+        )
         self.files: list[Any] = []
         self._writer: _DataFile | None = None
 
@@ -69,8 +78,7 @@ class NewRows:
         if not self.files:
             return
         update = self.transaction.update_snapshot()
-        merge = self.metadata.properties.get(MANIFEST_MERGE, "false").lower() == "true"
-        with update.merge_append() if merge else update.fast_append() as append:
+        with update.merge_append() if self.merge_manifests else update.fast_append() as append:
             for data_file in self.files:
                 append.append_data_file(data_file)
 
